@@ -1,0 +1,30 @@
+#!/bin/sh
+# Installs what the main job and the tests need, when missing: Debian packages
+# (docker-registry, skopeo, umoci, jq, Go, qemu-user-static, curl, file) and
+# Bazel >= 7.1 (install-bazel.sh). Safe to run again: it only checks then.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+
+missing=""
+need() { command -v "$1" >/dev/null 2>&1 || missing="$missing $2"; }
+need docker-registry docker-registry
+need skopeo skopeo
+need umoci umoci
+need jq jq
+need curl curl
+need file file
+need htpasswd apache2-utils
+need qemu-aarch64-static qemu-user-static
+need go golang-go
+need python3 python3
+if [ -n "$missing" ]; then
+    [ "$(id -u)" = 0 ] || { echo "deps: missing:$missing (run as root to install them)" >&2; exit 1; }
+    echo "deps: installing$missing" >&2
+    apt-get update -qq >/dev/null
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/tmp/kiln-deps-apt.log 2>&1 ||
+        { tail -20 /tmp/kiln-deps-apt.log >&2; exit 1; }
+fi
+command -v cargo >/dev/null 2>&1 || [ -x "${HOME:-/root}/.cargo/bin/cargo" ] ||
+    { echo "deps: no cargo; install a Rust toolchain (rustup) first" >&2; exit 1; }
+"$here/install-bazel.sh"

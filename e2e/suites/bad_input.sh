@@ -1,0 +1,40 @@
+# Bad input fails with an error naming the target, the attribute and the value,
+# and leaves no output behind.
+
+# expect_failure NAME TARGET PATTERN...: the build fails and stderr matches every PATTERN.
+expect_failure() {
+    local name=$1 target=$2; shift 2
+    local out pattern
+    if out=$(cd e2e/basic && kbazel basic build "$target" 2>&1); then
+        fail "$name" "the build of $target succeeded"
+        return
+    fi
+    for pattern in "$@"; do
+        if ! grep -qF -- "$pattern" <<<"$out"; then
+            fail "$name" "error does not mention '$pattern': $(grep -E 'ERROR|error' <<<"$out" | head -5)"
+            return
+        fi
+    done
+    pass "$name"
+}
+
+suite_bad_input() {
+    expect_failure "bad input: entrypoint not in the image" //bad:entrypoint_missing \
+        "//bad:entrypoint_missing" "entrypoint" "/usr/bin/nope"
+    local bin
+    bin=$(cd e2e/basic && kbazel basic info bazel-bin 2>/dev/null)
+    # Bazel creates a tree artifact's directory before the action runs; what
+    # matters is that nothing of a layout (index.json, blobs) is left in it.
+    if [ -e "$bin/bad/entrypoint_missing.digest" ] || [ -n "$(find "$bin/bad/entrypoint_missing.oci" -mindepth 1 2>/dev/null)" ]; then
+        fail "bad input: a failed image leaves no layout or digest" "$(find "$bin/bad/entrypoint_missing.oci" "$bin/bad/entrypoint_missing.digest" 2>&1 | tr '\n' ' ')"
+    else
+        pass "bad input: a failed image leaves no layout or digest"
+    fi
+    expect_failure "bad input: '..' in a layer path" //bad:dotdot "//bad:dotdot" "symlinks" "/etc/../../escape"
+    expect_failure "bad input: two files claim one path" //bad:conflict "//bad:conflict" "x.txt" "bad/a/x.txt" "bad/b/x.txt"
+    expect_failure "bad input: unsupported architecture" //bad:unsupported_arch "//bad:unsupported_arch" "architecture" "s390x"
+    expect_failure "bad input: invalid port" //bad:bad_port "//bad:bad_port" "ports" "99999/tcp"
+    expect_failure "bad input: missing file" //bad:missing_file "//bad:not_there.bin"
+    expect_failure "bad input: invalid push tag" //bad:bad_tag "//bad:bad_tag" "remote_tags" "no spaces allowed"
+    expect_failure "bad input: invalid push repository" //bad:bad_repository "//bad:bad_repository" "repository" "127.0.0.1:70000/Kiln/Bad"
+}

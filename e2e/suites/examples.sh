@@ -1,0 +1,79 @@
+# The example service: build the multi-arch index with real Bazel, then check it
+# with skopeo, umoci, sha256sum, gzip and file (not with our own code).
+
+# Builds the examples once into output base ex1; sets EX_BIN.
+ensure_examples_built() {
+    [ -n "${EX_BIN:-}" ] && return 0
+    (cd examples && kbazel ex1 build //build/hello:image //build/hello:hello_amd64 //build/hello:hello_arm64) || return 1
+    EX_BIN="$(cd examples && kbazel ex1 info bazel-bin 2>/dev/null)/build/hello"
+}
+
+# layer_checks ARCH LAYOUT: every layer digest and diff_id verifies.
+layer_checks() {
+    local arch=$1 layout=$2 manifest config i n digest diff_id got
+    manifest=$(skopeo inspect --raw "oci:$layout") || return 1
+    config=$(skopeo inspect --config "oci:$layout") || return 1
+    n=$(jq '.layers | length' <<<"$manifest")
+    [ "$n" -ge 1 ] || { echo "$arch: no layers"; return 1; }
+    [ "$n" = "$(jq '.rootfs.diff_ids | length' <<<"$config")" ] || { echo "$arch: layer count != diff_id count"; return 1; }
+    for ((i = 0; i < n; i++)); do
+        digest=$(jq -r ".layers[$i].digest" <<<"$manifest")
+        diff_id=$(jq -r ".rootfs.diff_ids[$i]" <<<"$config")
+        got="sha256:$(sha256sum <"$layout/blobs/sha256/${digest#sha256:}" | cut -d' ' -f1)"
+        [ "$got" = "$digest" ] || { echo "$arch layer $i: blob hashes to $got, manifest says $digest"; return 1; }
+        got="sha256:$(gzip -dc <"$layout/blobs/sha256/${digest#sha256:}" | sha256sum | cut -d' ' -f1)"
+        [ "$got" = "$diff_id" ] || { echo "$arch layer $i: uncompressed hashes to $got, config says $diff_id"; return 1; }
+        [ "$(stat -c %s "$layout/blobs/sha256/${digest#sha256:}")" = "$(jq -r ".layers[$i].size" <<<"$manifest")" ] ||
+            { echo "$arch layer $i: size differs from the manifest"; return 1; }
+    done
+}
+
+suite_examples() {
+    if ! ensure_examples_built; then
+        fail "bazel build //build/hello:image (examples)"
+        return
+    fi
+    pass "bazel build //build/hello:image (examples)"
+    local index="$EX_BIN/image.oci" raw
+    raw=$(skopeo inspect --raw "oci:$index")
+    expect_eq "index: media type is an OCI image index" "application/vnd.oci.image.index.v1+json" "$(jq -r .mediaType <<<"$raw")"
+    expect_eq "index: platforms are exactly linux/amd64 and linux/arm64" "linux/amd64 linux/arm64" \
+        "$(jq -r '[.manifests[].platform | "\(.os)/\(.architecture)"] | sort | join(" ")' <<<"$raw")"
+    expect_eq "index: image.digest is the sha256 of the index skopeo reads" \
+        "$(cat "$EX_BIN/image.digest")" "sha256:$(printf '%s' "$raw" | sha256sum | cut -d' ' -f1)"
+
+    local arch want_file bundle config port pid
+    for arch in amd64 arm64; do
+        config=$(skopeo --override-arch "$arch" inspect --config "oci:$index")
+        expect_eq "$arch: config architecture via the index" "$arch" "$(jq -r .architecture <<<"$config")"
+        expect_eq "$arch: entrypoint is the binary at /" '["/hello"]' "$(jq -c .config.Entrypoint <<<"$config")"
+        expect_eq "$arch: port 8080/tcp exposed" '{"8080/tcp":{}}' "$(jq -c .config.ExposedPorts <<<"$config")"
+        check "$arch: every layer's digest, size and diff_id verify (sha256sum, gzip)" layer_checks "$arch" "$EX_BIN/hello_$arch.oci"
+
+        # umoci verifies blob digests while unpacking; it needs a writable layout.
+        bundle="$KILN_WORK/bundle-$arch"
+        rm -rf "$bundle" "$KILN_WORK/layout-$arch"
+        cp -r "$EX_BIN/hello_$arch.oci" "$KILN_WORK/layout-$arch" && chmod -R u+w "$KILN_WORK/layout-$arch"
+        check "$arch: umoci unpack" umoci unpack --rootless --image "$KILN_WORK/layout-$arch:latest" "$bundle"
+        want_file=$([ "$arch" = amd64 ] && echo "x86-64" || echo "ARM aarch64")
+        check "$arch: /hello is a static $want_file ELF" \
+            bash -c "file '$bundle/rootfs/hello' | grep -q 'ELF 64-bit.*$want_file.*statically linked'"
+        # GNU tar's own listing: explicit mode, owner 0/0, mtime at the epoch.
+        local blob
+        blob=$(skopeo inspect --raw "oci:$EX_BIN/hello_$arch.oci" | jq -r '.layers[-1].digest | sub("sha256:"; "")')
+        expect_eq "$arch: layer tar lists -rwxr-xr-x 0/0 1970-01-01 00:00 hello" "-rwxr-xr-x 0/0 1970-01-01 00:00 hello" \
+            "$(TZ=UTC tar -tvzf "$EX_BIN/hello_$arch.oci/blobs/sha256/$blob" --numeric-owner | awk '{print $1, $2, $4, $5, $6}')"
+    done
+
+    # The arm64 binary really runs (under qemu-user) and serves /healthz.
+    port=$(free_port)
+    PORT=$port qemu-aarch64-static "$KILN_WORK/bundle-arm64/rootfs/hello" >"$KILN_WORK/qemu-hello.log" 2>&1 &
+    pid=$!
+    if wait_http "http://127.0.0.1:$port/healthz" 30; then
+        expect_eq "arm64: binary under qemu answers /healthz" "200 ok linux/arm64" \
+            "$(curl -s -w '%{http_code} ' -o "$KILN_WORK/qemu-body" "http://127.0.0.1:$port/healthz")$(cat "$KILN_WORK/qemu-body")"
+    else
+        fail "arm64: binary under qemu answers /healthz" "$(cat "$KILN_WORK/qemu-hello.log")"
+    fi
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+}

@@ -1,0 +1,39 @@
+# bazel run //build/hello:load into the Docker engine, then docker run and /healthz.
+suite_load() {
+    source e2e/suites/examples.sh
+    if ! docker_available; then
+        fail "load: a Docker engine answers (required: this machine kind has one)" "$(docker info 2>&1 | tail -3)"
+        return
+    fi
+    ensure_examples_built || { fail "load: examples do not build"; return; }
+    local tag="kiln-e2e/hello:$$" out id config_digest cid port
+    if out=$(cd examples && kbazel ex1 run //build/hello:load -- --tag "$tag" 2>&1); then
+        pass "bazel run :load -- --tag $tag"
+    else
+        fail "bazel run :load -- --tag $tag" "$(tail -20 <<<"$out")"
+        return
+    fi
+    expect_eq "load: docker sees the host-arch image with entrypoint /hello" 'amd64 ["/hello"]' \
+        "$(docker image inspect "$tag" --format '{{.Architecture}} {{json .Config.Entrypoint}}')"
+    config_digest="sha256:$(sha256sum <"$EX_BIN/hello_amd64.json" | cut -d' ' -f1)"
+    expect_eq "load: docker's image ID is the built config digest" "$config_digest" "$(docker image inspect "$tag" --format '{{.Id}}')"
+
+    cid=$(docker run -d -p 127.0.0.1::8080 "$tag")
+    port=$(docker port "$cid" 8080/tcp | head -1 | sed 's/.*://')
+    if [ -n "$port" ] && wait_http "http://127.0.0.1:$port/healthz" 30; then
+        expect_eq "load: docker run serves 200 on /healthz" "200" \
+            "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz")"
+    else
+        fail "load: docker run serves 200 on /healthz" "$(docker logs "$cid" 2>&1 | tail -5)"
+    fi
+    docker rm -f "$cid" >/dev/null 2>&1
+    docker rmi -f "$tag" >/dev/null 2>&1
+
+    # The default tag (service_image's local_tag) is used without --tag.
+    if (cd examples && kbazel ex1 run //build/hello:load >/dev/null 2>&1); then
+        check "load: default tag hello:dev present" docker image inspect hello:dev
+        docker rmi -f hello:dev >/dev/null 2>&1
+    else
+        fail "load: default tag hello:dev present" "bazel run :load failed"
+    fi
+}

@@ -1,0 +1,18 @@
+# Rust workspace: formatting, lints and unit tests (in addition to e2e, never instead).
+suite_rust() {
+    check "cargo fmt --check" cargo fmt --all --check
+    check "cargo clippy -D warnings" cargo clippy --locked --all-targets -- -D warnings
+    local out
+    if out=$(cargo test --locked 2>&1); then
+        pass "cargo test ($(grep -o '[0-9]* passed' <<<"$out" | awk '{s+=$1} END {print s}') unit tests)"
+    else
+        fail "cargo test" "$(grep -E 'FAILED|panicked|error' <<<"$out" | head -20)"
+    fi
+    local buildifier="$KILN_ROOT/../shared/bin/buildifier"
+    if [ -x "$buildifier" ]; then
+        check "buildifier: Starlark formatted and lint-clean" \
+            "$buildifier" -mode=check -lint=warn -r "$KILN_ROOT/rules" "$KILN_ROOT/examples" "$KILN_ROOT/e2e" "$KILN_ROOT/platforms" "$KILN_ROOT/MODULE.bazel" "$KILN_ROOT/BUILD.bazel"
+    else
+        echo "note: no buildifier at $buildifier; Starlark lint not run (not counted)"
+    fi
+}

@@ -1,0 +1,25 @@
+"""rules_kiln public API. Load everything from here.
+
+    load("@rules_kiln//rules:defs.bzl", "container_image", "service_image")
+"""
+
+load(":image.bzl", _container = "container", _container_image = "container_image", _container_image_ = "container_image_")
+load(":index.bzl", _image_index = "image_index")
+load(":layer.bzl", _container_layer = "container_layer")
+load(":load.bzl", _image_load = "image_load")
+load(":providers.bzl", _KilnImageInfo = "KilnImageInfo", _KilnLayerInfo = "KilnLayerInfo", _KilnLayoutInfo = "KilnLayoutInfo")
+load(":push.bzl", _image_push = "image_push")
+load(":service.bzl", _platform_binary = "platform_binary", _service_image = "service_image")
+
+container = _container
+container_image = _container_image
+container_image_ = _container_image_
+container_layer = _container_layer
+image_index = _image_index
+image_load = _image_load
+image_push = _image_push
+platform_binary = _platform_binary
+service_image = _service_image
+KilnImageInfo = _KilnImageInfo
+KilnLayerInfo = _KilnLayerInfo
+KilnLayoutInfo = _KilnLayoutInfo

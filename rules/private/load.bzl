@@ -1,0 +1,38 @@
+"""image_load: `bazel run` loads an image into Docker (or podman)."""
+
+load(":launcher.bzl", "write_launcher")
+load(":providers.bzl", "KilnLayoutInfo")
+load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
+load(":utils.bzl", "check_reference", "display_label")
+
+def _image_load_impl(ctx):
+    label = display_label(ctx.label)
+    tags = ctx.attr.repo_tags or ["bazel/%s:%s" % (ctx.label.package, ctx.label.name) if ctx.label.package else "bazel/%s:latest" % ctx.label.name]
+    for tag in tags:
+        check_reference(tag, "%s: repo_tags" % label)
+    image = ctx.attr.image[KilnLayoutInfo]
+    tool = kiln_tool(ctx, "load")
+    launcher = ctx.actions.declare_file(ctx.label.name + ".load.sh")
+    write_launcher(ctx, launcher, tool.tool, [("--layout", image.layout)], {"--tag": tags})
+    return [DefaultInfo(
+        executable = launcher,
+        runfiles = ctx.runfiles(files = [image.layout, image.digest, tool.tool]),
+    )]
+
+image_load = rule(
+    implementation = _image_load_impl,
+    doc = """`bazel run` loads `image` into the local Docker daemon (podman when there is no docker).
+
+For an image_index, the image for the machine's own platform is loaded
+(`-- --platform linux/arm64` picks another). `-- --tag REPO:TAG` replaces `repo_tags`.""",
+    attrs = {
+        "image": attr.label(
+            doc = "The container_image or image_index to load.",
+            mandatory = True,
+            providers = [KilnLayoutInfo],
+        ),
+        "repo_tags": attr.string_list(doc = "Tags (`repo:tag`) for the loaded image. Default: `bazel/<package>:<name>`."),
+    },
+    executable = True,
+    toolchains = [TOOLCHAIN_TYPES["load"]],
+)

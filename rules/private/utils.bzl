@@ -1,0 +1,163 @@
+"""Small helpers shared by the rule implementations."""
+
+def parse_mode(value, what):
+    """Parses an octal file mode written as `0o755`, `0755` or `755`.
+
+    Args:
+      value: the string.
+      what: prefix of the error message (target and attribute).
+
+    Returns:
+      The mode as an int.
+    """
+    digits = value
+    if digits.startswith("0o"):
+        digits = digits[2:]
+    if not digits or len(digits) > 5:
+        fail("%s: %r is not an octal file mode (e.g. \"0o755\")" % (what, value))
+    result = 0
+    for c in digits.elems():
+        if c not in "01234567":
+            fail("%s: %r is not an octal file mode (e.g. \"0o755\")" % (what, value))
+        result = result * 8 + int(c)
+    return result
+
+def workspace_relative_path(file):
+    """Path of `file` relative to the root of the repository it belongs to.
+
+    Args:
+      file: a File.
+
+    Returns:
+      The path, without any `../<repo>/` prefix.
+    """
+    short = file.short_path
+    if short.startswith("../"):
+        # External repository: ../<repo>/<path>
+        return short.split("/", 2)[2]
+    return short
+
+def rlocation_path(ctx, file):
+    """The runfiles-relative path of `file` (as `rlocation` expects it).
+
+    Args:
+      ctx: rule context.
+      file: a File in the runfiles.
+
+    Returns:
+      `<repo>/<path>`.
+    """
+    short = file.short_path
+    if short.startswith("../"):
+        return short[3:]
+    return ctx.workspace_name + "/" + short
+
+def shell_quote(s):
+    return "'" + s.replace("'", "'\\''") + "'"
+
+# Bazel CPU constraint -> OCI (architecture, variant).
+OCI_ARCHITECTURES = {
+    "aarch64": ("arm64", "v8"),
+    "x86_64": ("amd64", ""),
+}
+
+def _normalize_arch(arch):
+    if arch in ("arm64", "aarch64"):
+        return ("arm64", "v8")
+    if arch in ("amd64", "x86_64"):
+        return ("amd64", "")
+    return None
+
+def target_platform(ctx, what):
+    """The platform of the image to build.
+
+    `architecture` set on the rule wins; otherwise the target platform's CPU
+    constraint decides, which is how platform transitions pick the arch.
+
+    Args:
+      ctx: rule context with `architecture`, `operating_system` and the
+        CPU_CONSTRAINT_ATTRS.
+      what: prefix of error messages (the target).
+
+    Returns:
+      (os, architecture, variant) in OCI terms; variant may be "".
+    """
+    os = ctx.attr.operating_system or "linux"
+    if ctx.attr.architecture:
+        arch = _normalize_arch(ctx.attr.architecture)
+        if arch == None:
+            fail("%s: architecture: %r is not supported (supported: amd64, arm64)" % (what, ctx.attr.architecture))
+        return (os, arch[0], arch[1])
+    for cpu, oci in OCI_ARCHITECTURES.items():
+        constraint = getattr(ctx.attr, "_cpu_" + cpu)[platform_common.ConstraintValueInfo]
+        if ctx.target_platform_has_constraint(constraint):
+            return (os, oci[0], oci[1])
+    fail("%s: the target platform's CPU is not supported (supported: x86_64 -> amd64, aarch64 -> arm64); set `architecture` or build for //platforms:linux_amd64 or //platforms:linux_arm64" % what)
+
+CPU_CONSTRAINT_ATTRS = {
+    "_cpu_" + cpu: attr.label(default = "@platforms//cpu:" + cpu)
+    for cpu in OCI_ARCHITECTURES
+}
+
+def platform_string(os, arch, variant):
+    return "/".join([os, arch] + ([variant] if variant else []))
+
+_TAG_FIRST = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
+_TAG_REST = _TAG_FIRST + ".-"
+_PATH_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789._-/"
+
+def check_tag(tag, what):
+    """Fails unless `tag` matches [A-Za-z0-9_][A-Za-z0-9._-]{0,127}.
+
+    Args:
+      tag: the tag.
+      what: prefix of the error message (target and attribute).
+    """
+    if not tag or len(tag) > 128 or tag[0] not in _TAG_FIRST or [c for c in tag.elems() if c not in _TAG_REST]:
+        fail("%s: %r is not a valid tag (letters, digits, `_`, `.`, `-`; at most 128; not starting with `.` or `-`)" % (what, tag))
+
+def check_repository(repository, what):
+    """Fails unless `repository` looks like [HOST[:PORT]/]path with a lowercase path.
+
+    Args:
+      repository: the repository.
+      what: prefix of the error message (target and attribute).
+    """
+    parts = repository.split("/")
+    path = parts
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        host = parts[0]
+        path = parts[1:]
+        if ":" in host:
+            port = host.rsplit(":", 1)[1]
+            if not port.isdigit() or int(port) < 1 or int(port) > 65535:
+                fail("%s: %r has an invalid port %r (1-65535)" % (what, repository, port))
+    for component in path:
+        if not component or [c for c in component.elems() if c not in _PATH_CHARS] or component[0] in "._-" or component[-1] in "._-":
+            fail("%s: %r is not a valid repository (lowercase letters, digits and `._-` separators, components joined by `/`)" % (what, repository))
+
+def check_reference(reference, what):
+    """Fails unless `reference` is REPOSITORY:TAG.
+
+    Args:
+      reference: the reference.
+      what: prefix of the error message (target and attribute).
+    """
+    slash = reference.rfind("/")
+    colon = reference.rfind(":")
+    if colon <= slash:
+        fail("%s: %r needs a tag (REPOSITORY:TAG)" % (what, reference))
+    check_repository(reference[:colon], what)
+    check_tag(reference[colon + 1:], what)
+
+def display_label(label):
+    """A label as users write it: `//pkg:name` in the main repository.
+
+    Args:
+      label: a Label.
+
+    Returns:
+      The label as a string, without `@@` for the main repository.
+    """
+    s = str(label)
+    return s[2:] if s.startswith("@@//") else s

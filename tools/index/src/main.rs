@@ -1,0 +1,37 @@
+//! kiln-index: per-platform image layouts → one OCI layout holding an image
+//! index. See docs/internals.md.
+
+mod index;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    name = "kiln-index",
+    about = "Assemble a multi-platform OCI image index"
+)]
+struct Args {
+    /// JSON spec written by the kiln_index rule.
+    #[arg(long)]
+    spec: PathBuf,
+    /// Output: the OCI layout directory.
+    #[arg(long)]
+    layout: PathBuf,
+    /// Output: the index digest (`sha256:…`, no newline).
+    #[arg(long)]
+    digest: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match index::run(&args.spec, &args.layout, &args.digest) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kiln-index: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

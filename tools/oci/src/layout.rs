@@ -1,0 +1,390 @@
+//! Reading and writing OCI image layouts (`oci-layout`, `index.json`,
+//! `blobs/sha256/<hex>`).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::atomic::{parent_dir, tmp_prefix};
+use crate::canonical;
+use crate::digest::{sha256_bytes, Digest};
+use crate::media_types;
+use crate::model::{Descriptor, ImageIndex, ImageManifest};
+
+/// An existing OCI image layout directory.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    /// Opens `dir`, checking that it has an `oci-layout` file of version 1.x.
+    pub fn open(dir: impl AsRef<Path>) -> anyhow::Result<Layout> {
+        let dir = dir.as_ref().to_path_buf();
+        let marker = dir.join("oci-layout");
+        let bytes = fs::read(&marker).with_context(|| {
+            format!(
+                "{} is not an OCI layout: cannot read {}",
+                dir.display(),
+                marker.display()
+            )
+        })?;
+        #[derive(serde::Deserialize)]
+        struct OciLayout {
+            #[serde(rename = "imageLayoutVersion")]
+            image_layout_version: String,
+        }
+        let parsed: OciLayout = serde_json::from_slice(&bytes)
+            .with_context(|| format!("parsing {}", marker.display()))?;
+        if !parsed.image_layout_version.starts_with("1.") {
+            bail!(
+                "{}: unsupported imageLayoutVersion {:?}",
+                marker.display(),
+                parsed.image_layout_version
+            );
+        }
+        Ok(Layout { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The layout's `index.json`.
+    pub fn index_json(&self) -> anyhow::Result<ImageIndex> {
+        let path = self.dir.join("index.json");
+        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// The single entry of `index.json`: the image manifest or index this
+    /// layout holds. Layouts written by the kiln tools always have exactly one.
+    pub fn top(&self) -> anyhow::Result<Descriptor> {
+        let mut index = self.index_json()?;
+        if index.manifests.len() != 1 {
+            bail!(
+                "{}: index.json must have exactly one entry, found {}",
+                self.dir.display(),
+                index.manifests.len()
+            );
+        }
+        Ok(index.manifests.remove(0))
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        blob_path_in(&self.dir, digest)
+    }
+
+    /// Reads a whole blob, verifying its digest. Meant for JSON documents;
+    /// stream layers from `blob_path` instead.
+    pub fn read_blob(&self, digest: &Digest) -> anyhow::Result<Vec<u8>> {
+        let path = self.blob_path(digest);
+        let bytes = fs::read(&path).with_context(|| format!("reading blob {}", path.display()))?;
+        let actual = sha256_bytes(&bytes);
+        if &actual != digest {
+            bail!(
+                "blob {} is corrupt: its content has digest {actual}",
+                path.display()
+            );
+        }
+        Ok(bytes)
+    }
+
+    /// Reads the image manifest `desc` points at (OCI or Docker v2).
+    pub fn read_manifest(&self, desc: &Descriptor) -> anyhow::Result<ImageManifest> {
+        if !media_types::is_manifest(&desc.media_type) {
+            bail!(
+                "{}: {} is a {:?}, not an image manifest",
+                self.dir.display(),
+                desc.digest,
+                desc.media_type
+            );
+        }
+        self.read_json(desc, "image manifest")
+    }
+
+    /// Reads the image index `desc` points at (OCI index or Docker list).
+    pub fn read_index(&self, desc: &Descriptor) -> anyhow::Result<ImageIndex> {
+        if !media_types::is_index(&desc.media_type) {
+            bail!(
+                "{}: {} is a {:?}, not an image index",
+                self.dir.display(),
+                desc.digest,
+                desc.media_type
+            );
+        }
+        self.read_json(desc, "image index")
+    }
+
+    /// Reads and parses any JSON blob `desc` points at, checking size and digest.
+    pub fn read_json<T: DeserializeOwned>(
+        &self,
+        desc: &Descriptor,
+        what: &str,
+    ) -> anyhow::Result<T> {
+        let bytes = self.read_blob(&desc.digest)?;
+        if bytes.len() as u64 != desc.size {
+            bail!(
+                "{}: {what} {} has {} bytes but its descriptor says {}",
+                self.dir.display(),
+                desc.digest,
+                bytes.len(),
+                desc.size
+            );
+        }
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: parsing {what} {}", self.dir.display(), desc.digest))
+    }
+}
+
+fn blob_path_in(dir: &Path, digest: &Digest) -> PathBuf {
+    dir.join("blobs").join("sha256").join(digest.hex())
+}
+
+/// Builds an OCI layout in a temporary sibling of its destination and renames
+/// it into place on `finish`. Dropped unfinished, the temporary is removed.
+pub struct LayoutWriter {
+    tmp: tempfile::TempDir,
+    dest: PathBuf,
+}
+
+impl LayoutWriter {
+    pub fn new(dest: impl AsRef<Path>) -> anyhow::Result<LayoutWriter> {
+        let dest = dest.as_ref().to_path_buf();
+        let parent = parent_dir(&dest);
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&tmp_prefix(&dest))
+            .tempdir_in(parent)
+            .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
+        let blobs = tmp.path().join("blobs").join("sha256");
+        fs::create_dir_all(&blobs).with_context(|| format!("creating {}", blobs.display()))?;
+        let marker = tmp.path().join("oci-layout");
+        fs::write(&marker, media_types::OCI_LAYOUT_FILE)
+            .with_context(|| format!("writing {}", marker.display()))?;
+        Ok(LayoutWriter { tmp, dest })
+    }
+
+    /// The temporary directory being filled.
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        blob_path_in(self.tmp.path(), digest)
+    }
+
+    /// Stores `bytes` as a blob and returns its digest.
+    pub fn add_blob_bytes(&self, bytes: &[u8]) -> anyhow::Result<Digest> {
+        let digest = sha256_bytes(bytes);
+        let path = self.blob_path(&digest);
+        if !path.exists() {
+            fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(digest)
+    }
+
+    /// Stores `value` as a canonical JSON blob; returns its descriptor.
+    pub fn add_json<T: Serialize + ?Sized>(
+        &self,
+        media_type: &str,
+        value: &T,
+    ) -> anyhow::Result<Descriptor> {
+        let bytes = canonical::to_vec(value)?;
+        let digest = self.add_blob_bytes(&bytes)?;
+        Ok(Descriptor::new(media_type, digest, bytes.len() as u64))
+    }
+
+    /// Stores the file at `src` as blob `digest`: hard-linked when the
+    /// filesystem allows, copied otherwise, skipped when already present.
+    /// The digest is trusted (the file was produced by a kiln tool) rather
+    /// than re-hashed, because layers can be large.
+    pub fn add_blob_file(&self, src: &Path, digest: &Digest) -> anyhow::Result<()> {
+        let dst = self.blob_path(digest);
+        if dst.exists() {
+            return Ok(());
+        }
+        // Bazel sandboxes present inputs as symlinks, and link(2) would link
+        // the symlink itself; resolve it so the blob is the real file.
+        let real = fs::canonicalize(src)
+            .with_context(|| format!("blob {digest}: cannot read {}", src.display()))?;
+        if !real.is_file() {
+            bail!("blob {digest}: {} is not a regular file", src.display());
+        }
+        match fs::hard_link(&real, &dst) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(_) => {
+                // Cross-device, or a filesystem without hard links.
+                fs::copy(&real, &dst).with_context(|| {
+                    format!(
+                        "blob {digest}: copying {} to {}",
+                        src.display(),
+                        dst.display()
+                    )
+                })?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Copies blob `digest` from another layout.
+    pub fn add_blob_from(&self, layout: &Layout, digest: &Digest) -> anyhow::Result<()> {
+        self.add_blob_file(&layout.blob_path(digest), digest)
+            .with_context(|| format!("copying from layout {}", layout.dir().display()))
+    }
+
+    /// Writes `index.json` with `index_entries` and renames the layout into
+    /// place, replacing whatever is at the destination (Bazel pre-creates
+    /// tree artifact directories).
+    pub fn finish(self, index_entries: Vec<Descriptor>) -> anyhow::Result<()> {
+        let index = ImageIndex::new(index_entries);
+        let index_path = self.tmp.path().join("index.json");
+        fs::write(&index_path, canonical::to_vec(&index)?)
+            .with_context(|| format!("writing {}", index_path.display()))?;
+        // TempDir is created 0700; the layout is an ordinary readable tree.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(self.tmp.path(), fs::Permissions::from_mode(0o755))
+                .with_context(|| format!("setting permissions of {}", self.tmp.path().display()))?;
+        }
+        match fs::symlink_metadata(&self.dest) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&self.dest),
+            Ok(_) => fs::remove_file(&self.dest),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+        .with_context(|| format!("removing the previous {}", self.dest.display()))?;
+        fs::rename(self.tmp.path(), &self.dest)
+            .with_context(|| format!("renaming the layout into {}", self.dest.display()))?;
+        // The directory now lives at `dest`: stop TempDir from cleaning up.
+        let _ = self.tmp.keep();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Platform;
+
+    fn write_image(dest: &Path) -> (Descriptor, Vec<u8>) {
+        let w = LayoutWriter::new(dest).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let layer_src = dir.path().join("layer");
+        fs::write(&layer_src, b"layer bytes").unwrap();
+        let layer_digest = sha256_bytes(b"layer bytes");
+        w.add_blob_file(&layer_src, &layer_digest).unwrap();
+        let config = w
+            .add_json(
+                media_types::OCI_IMAGE_CONFIG,
+                &serde_json::json!({"os": "linux"}),
+            )
+            .unwrap();
+        let manifest = ImageManifest::new(
+            config,
+            vec![Descriptor::new(
+                media_types::OCI_LAYER_TAR_GZIP,
+                layer_digest,
+                11,
+            )],
+        );
+        let mut desc = w
+            .add_json(media_types::OCI_IMAGE_MANIFEST, &manifest)
+            .unwrap();
+        desc.platform = Some("linux/amd64".parse::<Platform>().unwrap());
+        w.finish(vec![desc.clone()]).unwrap();
+        (desc, canonical::to_vec(&manifest).unwrap())
+    }
+
+    #[test]
+    fn write_then_read() {
+        let root = tempfile::tempdir().unwrap();
+        let dest = root.path().join("layout");
+        fs::create_dir(&dest).unwrap(); // as Bazel pre-creates it
+        let (desc, manifest_bytes) = write_image(&dest);
+
+        let layout = Layout::open(&dest).unwrap();
+        let top = layout.top().unwrap();
+        assert_eq!(top, desc);
+        let m = layout.read_manifest(&top).unwrap();
+        assert_eq!(m.layers.len(), 1);
+        assert_eq!(layout.read_blob(&top.digest).unwrap(), manifest_bytes);
+        assert_eq!(
+            fs::read(layout.blob_path(&m.layers[0].digest)).unwrap(),
+            b"layer bytes"
+        );
+        assert!(layout.read_index(&top).is_err());
+        assert_eq!(
+            fs::read_to_string(dest.join("oci-layout")).unwrap(),
+            media_types::OCI_LAYOUT_FILE
+        );
+        // Only the layout remains: no temporary siblings.
+        assert_eq!(fs::read_dir(root.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn corrupt_blob_is_detected() {
+        let root = tempfile::tempdir().unwrap();
+        let dest = root.path().join("layout");
+        let (desc, _) = write_image(&dest);
+        let layout = Layout::open(&dest).unwrap();
+        let path = layout.blob_path(&desc.digest);
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, b"{}").unwrap();
+        let err = layout.read_manifest(&desc).unwrap_err();
+        assert!(format!("{err:#}").contains("corrupt"), "{err:#}");
+    }
+
+    #[test]
+    fn unfinished_writer_leaves_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        {
+            let w = LayoutWriter::new(root.path().join("layout")).unwrap();
+            w.add_blob_bytes(b"x").unwrap();
+        }
+        assert_eq!(fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn open_and_top_errors() {
+        let root = tempfile::tempdir().unwrap();
+        let err = Layout::open(root.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("not an OCI layout"));
+
+        let dest = root.path().join("empty");
+        LayoutWriter::new(&dest).unwrap().finish(vec![]).unwrap();
+        let err = Layout::open(&dest).unwrap().top().unwrap_err();
+        assert!(format!("{err:#}").contains("exactly one entry, found 0"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn add_blob_file_resolves_symlinks() {
+        let root = tempfile::tempdir().unwrap();
+        let real = root.path().join("real");
+        fs::write(&real, b"data").unwrap();
+        let link = root.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let w = LayoutWriter::new(root.path().join("layout")).unwrap();
+        let d = sha256_bytes(b"data");
+        w.add_blob_file(&link, &d).unwrap();
+        let meta = fs::symlink_metadata(w.blob_path(&d)).unwrap();
+        assert!(meta.is_file());
+        // Adding the same digest again is a no-op.
+        w.add_blob_file(&link, &d).unwrap();
+        let err = w
+            .add_blob_file(&root.path().join("nope"), &sha256_bytes(b"n"))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("nope"));
+    }
+}

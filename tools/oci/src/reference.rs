@@ -1,0 +1,420 @@
+//! Repository names and tags, checked against the OCI distribution spec
+//! grammar before anything talks to a registry or a container engine.
+//!
+//! Grammar (distribution spec, "Pulling manifests" and docker/reference):
+//! - path component: `[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*`
+//! - host: dot-separated labels `[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?` or a
+//!   bracketed IPv6 address, optionally followed by `:PORT` (1..65535)
+//! - tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`
+//! - `HOST/PATH` together at most 255 characters.
+
+use std::fmt;
+use std::net::Ipv6Addr;
+
+/// Longest `HOST[:PORT]/PATH` most registries and clients accept.
+pub const MAX_NAME_LEN: usize = 255;
+/// Longest tag allowed by the distribution spec.
+pub const MAX_TAG_LEN: usize = 128;
+
+/// Why a name or tag was rejected. The caller adds which flag and value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NameError(String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, NameError> {
+    Err(NameError(msg.into()))
+}
+
+/// A repository in a registry: `HOST[:PORT]/PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    /// `host[:port]` exactly as written (e.g. `127.0.0.1:5000`, `[::1]:5000`).
+    pub registry: String,
+    /// The host without the port (brackets kept for IPv6).
+    pub host: String,
+    pub port: Option<u16>,
+    /// The repository path inside the registry, e.g. `team/app`.
+    pub path: String,
+}
+
+impl Repository {
+    /// Parses `HOST[:PORT]/PATH`; the registry host is mandatory, because a
+    /// push must never silently go to Docker Hub.
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        let Some((first, rest)) = s.split_once('/') else {
+            return err("expected HOST[:PORT]/NAME (e.g. localhost:5000/app or ghcr.io/owner/app)");
+        };
+        if !looks_like_host(first) {
+            return err(format!(
+                "{first:?} is not a registry host: expected HOST[:PORT]/NAME \
+                 (a host contains a '.' or a ':', or is 'localhost')"
+            ));
+        }
+        let (host, port) = parse_host(first)?;
+        validate_path(rest)?;
+        if s.len() > MAX_NAME_LEN {
+            return err(format!(
+                "is {} characters long, at most {MAX_NAME_LEN} are allowed",
+                s.len()
+            ));
+        }
+        Ok(Repository {
+            registry: first.to_string(),
+            host,
+            port,
+            path: rest.to_string(),
+        })
+    }
+
+    /// Loopback registries are spoken to over plain HTTP (a local test
+    /// registry rarely has a certificate); everything else needs HTTPS.
+    pub fn is_loopback(&self) -> bool {
+        matches!(self.host.as_str(), "localhost" | "127.0.0.1" | "[::1]")
+    }
+}
+
+impl fmt::Display for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.path)
+    }
+}
+
+/// A Docker-style image name with a tag, `[HOST[:PORT]/]PATH:TAG`, as given
+/// to `docker tag` (the host is optional: Docker then means Docker Hub).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedName {
+    /// Everything before the tag, as written.
+    pub name: String,
+    /// `host[:port]` when the name starts with one.
+    pub registry: Option<String>,
+    pub path: String,
+    pub tag: String,
+}
+
+impl TaggedName {
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        if s.contains('@') {
+            return err("expected REPO:TAG; a digest (@sha256:...) cannot be used as a tag");
+        }
+        // The tag is after the last ':' only when no '/' follows it; otherwise
+        // that ':' belongs to a registry port (`localhost:5000/app`).
+        let (name, tag) = match s.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') => (name, tag),
+            _ => return err("expected REPO:TAG (the :TAG is missing)"),
+        };
+        validate_tag(tag)?;
+        let (registry, path) = match name.split_once('/') {
+            Some((first, rest)) if looks_like_host(first) => {
+                parse_host(first)?;
+                (Some(first.to_string()), rest)
+            }
+            _ => (None, name),
+        };
+        validate_path(path)?;
+        if name.len() > MAX_NAME_LEN {
+            return err(format!(
+                "name is {} characters long, at most {MAX_NAME_LEN} are allowed",
+                name.len()
+            ));
+        }
+        Ok(TaggedName {
+            name: name.to_string(),
+            registry,
+            path: path.to_string(),
+            tag: tag.to_string(),
+        })
+    }
+
+    /// The fully qualified name Docker and containerd store the image under:
+    /// `docker.io/library/app:tag` for `app:tag`.
+    pub fn normalized(&self) -> String {
+        let registry = match self.registry.as_deref() {
+            None | Some("index.docker.io") => "docker.io",
+            Some(r) => r,
+        };
+        let library = if registry == "docker.io" && !self.path.contains('/') {
+            "library/"
+        } else {
+            ""
+        };
+        format!("{registry}/{library}{}:{}", self.path, self.tag)
+    }
+}
+
+impl fmt::Display for TaggedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.name, self.tag)
+    }
+}
+
+/// Checks a tag against `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+pub fn validate_tag(tag: &str) -> Result<(), NameError> {
+    let b = tag.as_bytes();
+    let Some(&first) = b.first() else {
+        return err("tag is empty");
+    };
+    if b.len() > MAX_TAG_LEN {
+        return err(format!(
+            "tag is {} characters long, at most {MAX_TAG_LEN} are allowed",
+            b.len()
+        ));
+    }
+    if !(first.is_ascii_alphanumeric() || first == b'_') {
+        return err(format!(
+            "tag {tag:?} must start with a letter, a digit or '_' \
+             (tags match [A-Za-z0-9_][A-Za-z0-9._-]{{0,127}})"
+        ));
+    }
+    if let Some(c) = tag
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return err(format!(
+            "tag {tag:?} contains {c:?} (tags match [A-Za-z0-9_][A-Za-z0-9._-]{{0,127}})"
+        ));
+    }
+    Ok(())
+}
+
+/// Docker's rule for telling a registry host from a first path component.
+fn looks_like_host(first: &str) -> bool {
+    first.contains('.') || first.contains(':') || first == "localhost" || first.starts_with('[')
+}
+
+/// Splits and checks `host[:port]`; returns the host (IPv6 kept in brackets).
+fn parse_host(s: &str) -> Result<(String, Option<u16>), NameError> {
+    let (host, port) = if let Some(inner) = s.strip_prefix('[') {
+        let Some((addr, after)) = inner.split_once(']') else {
+            return err(format!("registry host {s:?}: missing ']'"));
+        };
+        if addr.parse::<Ipv6Addr>().is_err() {
+            return err(format!(
+                "registry host {s:?}: {addr:?} is not an IPv6 address"
+            ));
+        }
+        let port = match after {
+            "" => None,
+            p => match p.strip_prefix(':') {
+                Some(p) => Some(p),
+                None => return err(format!("registry host {s:?}: unexpected {p:?} after ']'")),
+            },
+        };
+        (format!("[{addr}]"), port)
+    } else {
+        let (host, port) = match s.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        };
+        if host.is_empty() || !host.split('.').all(valid_host_label) {
+            return err(format!(
+                "registry host {host:?} is not a valid host name \
+                 (dot-separated labels of letters, digits and inner '-')"
+            ));
+        }
+        (host.to_string(), port)
+    };
+    let port = port.map(|p| parse_port(s, p)).transpose()?;
+    Ok((host, port))
+}
+
+fn parse_port(registry: &str, p: &str) -> Result<u16, NameError> {
+    let valid = !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit());
+    match p.parse::<u32>() {
+        Ok(n) if valid && (1..=65535).contains(&n) => Ok(n as u16),
+        _ => err(format!(
+            "registry {registry:?}: port {p:?} must be a number from 1 to 65535"
+        )),
+    }
+}
+
+fn valid_host_label(label: &str) -> bool {
+    let b = label.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(f), Some(l)) => {
+            f.is_ascii_alphanumeric()
+                && l.is_ascii_alphanumeric()
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        }
+        _ => false,
+    }
+}
+
+fn validate_path(path: &str) -> Result<(), NameError> {
+    if path.is_empty() {
+        return err("the repository path is empty");
+    }
+    for component in path.split('/') {
+        if !valid_path_component(component) {
+            return err(format!(
+                "path component {component:?} is invalid: components are lowercase letters \
+                 and digits, separated by '.', '_', '__' or '-' \
+                 ([a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*`, scanned by hand so that the
+/// tools need no regex engine.
+fn valid_path_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+    let mut i = 0;
+    loop {
+        let start = i;
+        while i < b.len() && alnum(b[i]) {
+            i += 1;
+        }
+        if i == start {
+            return false; // empty, or a separator not followed by [a-z0-9]
+        }
+        if i == b.len() {
+            return true;
+        }
+        match b[i] {
+            b'.' => i += 1,
+            b'_' => {
+                i += 1;
+                if b.get(i) == Some(&b'_') {
+                    i += 1;
+                }
+            }
+            b'-' => {
+                while b.get(i) == Some(&b'-') {
+                    i += 1;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repositories_accepted() {
+        let r = Repository::parse("127.0.0.1:5000/team/app").unwrap();
+        assert_eq!(r.registry, "127.0.0.1:5000");
+        assert_eq!(r.host, "127.0.0.1");
+        assert_eq!(r.port, Some(5000));
+        assert_eq!(r.path, "team/app");
+        assert!(r.is_loopback());
+        assert_eq!(r.to_string(), "127.0.0.1:5000/team/app");
+
+        for ok in [
+            "localhost/app",
+            "localhost:1/a",
+            "localhost:65535/a",
+            "ghcr.io/owner/app",
+            "registry.example.com/a.b/c_d/e__f/g--h/x-1",
+            "[::1]:5000/app",
+            "[::1]/app",
+            "my-registry.internal:443/a0/b9",
+        ] {
+            assert!(Repository::parse(ok).is_ok(), "{ok} should be accepted");
+        }
+        assert!(!Repository::parse("ghcr.io/a").unwrap().is_loopback());
+        assert!(Repository::parse("[::1]:5000/app").unwrap().is_loopback());
+        assert!(Repository::parse("localhost/app").unwrap().is_loopback());
+    }
+
+    #[test]
+    fn repositories_rejected() {
+        for (bad, why) in [
+            ("app", "HOST[:PORT]/NAME"),
+            ("team/app", "not a registry host"),
+            ("localhost:5000", "HOST[:PORT]/NAME"),
+            ("localhost:5000/", "path is empty"),
+            ("localhost:5000/App", "\"App\""),
+            ("localhost:5000/a//b", "\"\""),
+            ("localhost:5000/a/", "\"\""),
+            ("localhost:5000/-a", "\"-a\""),
+            ("localhost:5000/a-", "\"a-\""),
+            ("localhost:5000/a___b", "\"a___b\""),
+            ("localhost:5000/a..b", "\"a..b\""),
+            ("localhost:5000/a:b", "\"a:b\""),
+            ("localhost:0/a", "port \"0\""),
+            ("localhost:65536/a", "port \"65536\""),
+            ("localhost:99999999999/a", "port"),
+            ("localhost:/a", "port \"\""),
+            ("localhost:5x/a", "port \"5x\""),
+            ("bad_host.io/a", "\"bad_host.io\" is not a valid host"),
+            ("-x.io/a", "\"-x.io\" is not a valid host"),
+            ("x..io/a", "not a valid host"),
+            ("[::1/a", "missing ']'"),
+            ("[zz]:1/a", "IPv6"),
+            ("[::1]x/a", "after ']'"),
+        ] {
+            let e = Repository::parse(bad).expect_err(bad).to_string();
+            assert!(e.contains(why), "{bad}: {e:?} should mention {why:?}");
+        }
+        let long = format!("localhost/{}", "a".repeat(250));
+        assert!(Repository::parse(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("at most 255"));
+    }
+
+    #[test]
+    fn tags() {
+        for ok in ["latest", "v1.2.3", "_x", "A-b_c.d", "0", &"a".repeat(128)] {
+            assert!(validate_tag(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            (".x", "must start"),
+            ("-x", "must start"),
+            ("a:b", "':'"),
+            ("a/b", "'/'"),
+            ("a b", "' '"),
+            ("é", "must start"),
+            ("aé", "'é'"),
+        ] {
+            let e = validate_tag(bad).expect_err(bad).to_string();
+            assert!(e.contains(why), "{bad:?}: {e:?} should mention {why:?}");
+        }
+        assert!(validate_tag(&"a".repeat(129))
+            .unwrap_err()
+            .to_string()
+            .contains("at most 128"));
+    }
+
+    #[test]
+    fn tagged_names() {
+        let t = TaggedName::parse("localhost:5000/team/app:v1").unwrap();
+        assert_eq!(t.registry.as_deref(), Some("localhost:5000"));
+        assert_eq!(t.path, "team/app");
+        assert_eq!(t.tag, "v1");
+        assert_eq!(t.to_string(), "localhost:5000/team/app:v1");
+        assert_eq!(t.normalized(), "localhost:5000/team/app:v1");
+
+        let t = TaggedName::parse("app:latest").unwrap();
+        assert_eq!(t.registry, None);
+        assert_eq!(t.normalized(), "docker.io/library/app:latest");
+        assert_eq!(
+            TaggedName::parse("me/app:1").unwrap().normalized(),
+            "docker.io/me/app:1"
+        );
+        assert_eq!(
+            TaggedName::parse("docker.io/app:1").unwrap().normalized(),
+            "docker.io/library/app:1"
+        );
+
+        for (bad, why) in [
+            ("app", "the :TAG is missing"),
+            ("localhost:5000/app", "the :TAG is missing"),
+            ("app:", "tag is empty"),
+            ("App:1", "\"App\""),
+            ("app:a/b", "the :TAG is missing"),
+            ("app@sha256:abcd", "digest"),
+            (":1", "path is empty"),
+            ("bad_host.io/app:1", "\"bad_host.io\" is not a valid host"),
+        ] {
+            let e = TaggedName::parse(bad).expect_err(bad).to_string();
+            assert!(e.contains(why), "{bad:?}: {e:?} should mention {why:?}");
+        }
+    }
+}

@@ -2,12 +2,15 @@
 //! applied on top of the base image's.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use anyhow::{anyhow, bail};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use kiln_oci::{Digest, Platform};
+use kiln_oci::{Digest, Platform, Stamp};
+
+use crate::{created, envexpand};
 
 /// Used when neither the spec nor the base sets `created`: reproducible.
 pub const EPOCH: &str = "1970-01-01T00:00:00Z";
@@ -24,6 +27,12 @@ pub struct ImageConfig {
     pub os: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub os_version: Option<String>,
     #[serde(default, skip_serializing_if = "RunConfig::is_empty")]
     pub config: RunConfig,
     #[serde(default)]
@@ -174,17 +183,131 @@ pub struct ConfigSpec {
     pub volumes: Option<Vec<String>>,
     #[serde(default)]
     pub created: Option<String>,
+    /// Label name → file whose content is the value.
+    #[serde(default)]
+    pub label_files: Option<BTreeMap<String, PathBuf>>,
+    #[serde(default)]
+    pub os_version: Option<String>,
 }
 
 /// A user error in the config attributes: which attribute, and what.
 #[derive(Debug)]
 pub struct AttrError {
-    pub attr: &'static str,
+    pub attr: String,
     pub message: String,
 }
 
-fn attr_err(attr: &'static str, message: String) -> AttrError {
-    AttrError { attr, message }
+fn attr_err(attr: impl Into<String>, message: String) -> AttrError {
+    AttrError {
+        attr: attr.into(),
+        message,
+    }
+}
+
+/// Substitutes stamp values when stamping is on; `what` names the attribute.
+struct Stamper<'a>(Option<&'a Stamp>);
+
+impl Stamper<'_> {
+    fn one(&self, s: &str, what: &str) -> Result<String, AttrError> {
+        let Some(stamp) = self.0 else {
+            return Ok(s.to_string());
+        };
+        stamp.expand(s, what).map_err(|e| {
+            let msg = e.to_string();
+            // Stamp errors start with `what`; keep it as the attribute.
+            let cause = msg
+                .strip_prefix(&format!("{what}: "))
+                .map(str::to_string)
+                .unwrap_or(msg);
+            attr_err(what, cause)
+        })
+    }
+
+    fn list(&self, v: &[String], what: &str) -> Result<Vec<String>, AttrError> {
+        v.iter().map(|s| self.one(s, what)).collect()
+    }
+}
+
+/// Resolves what the spec's `config` needs from outside before it can be
+/// applied: `label_files` are read into `labels` (as they are), every other
+/// string goes through the stamp (when `stamp` is given), and `created` is parsed into RFC 3339
+/// UTC. Env `$VAR` expansion happens later, in `apply`, against the base env.
+pub fn resolve(spec: &ConfigSpec, stamp: Option<&Stamp>) -> Result<ConfigSpec, AttrError> {
+    let st = Stamper(stamp);
+    let entrypoint = match &spec.entrypoint {
+        Some(Some(v)) => Some(Some(st.list(v, "entrypoint")?)),
+        other => other.clone(),
+    };
+    let cmd = match &spec.cmd {
+        Some(Some(v)) => Some(Some(st.list(v, "cmd")?)),
+        other => other.clone(),
+    };
+    let env = match &spec.env {
+        Some(pairs) => Some(
+            pairs
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), st.one(v, &format!("env[{k}]"))?)))
+                .collect::<Result<Vec<_>, AttrError>>()?,
+        ),
+        None => None,
+    };
+    let mut labels: Option<BTreeMap<String, String>> = match &spec.labels {
+        Some(m) => Some(
+            m.iter()
+                .map(|(k, v)| Ok((k.clone(), st.one(v, &format!("labels[{k}]"))?)))
+                .collect::<Result<_, AttrError>>()?,
+        ),
+        None => None,
+    };
+    if let Some(files) = &spec.label_files {
+        let labels = labels.get_or_insert_with(BTreeMap::new);
+        for (k, path) in files {
+            if spec.labels.as_ref().is_some_and(|l| l.contains_key(k)) {
+                return Err(attr_err(
+                    "label_files",
+                    format!("label {k:?} is set by both labels and label_files"),
+                ));
+            }
+            let bytes = std::fs::read(path).map_err(|e| {
+                attr_err(
+                    "label_files",
+                    format!("{k}: cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                attr_err(
+                    "label_files",
+                    format!("{k}: {} is not UTF-8 text", path.display()),
+                )
+            })?;
+            // The file's content is the value as is (a trailing newline too),
+            // never stamped: label files are often JSON, full of braces.
+            labels.insert(k.clone(), text);
+        }
+    }
+    let created = match &spec.created {
+        Some(c) => {
+            let c = st.one(c, "creation_time")?;
+            Some(created::parse(&c).map_err(|m| attr_err("creation_time", m))?)
+        }
+        None => None,
+    };
+    let opt = |v: &Option<String>, what: &str| v.as_deref().map(|s| st.one(s, what)).transpose();
+    let optlist =
+        |v: &Option<Vec<String>>, what: &str| v.as_deref().map(|l| st.list(l, what)).transpose();
+    Ok(ConfigSpec {
+        entrypoint,
+        cmd,
+        env,
+        labels,
+        workdir: opt(&spec.workdir, "workdir")?,
+        user: opt(&spec.user, "user")?,
+        ports: optlist(&spec.ports, "ports")?,
+        volumes: optlist(&spec.volumes, "volumes")?,
+        created,
+        label_files: None,
+        os_version: opt(&spec.os_version, "os_version")?,
+    })
 }
 
 /// Applies the spec on top of `base` (the base image's config, or a default
@@ -203,6 +326,10 @@ pub fn apply(
     }
     if cfg.created.is_none() {
         cfg.created = Some(EPOCH.to_string());
+    }
+    // An empty os_version is "not set": the base's (if any) is kept.
+    if let Some(v) = spec.os_version.as_deref().filter(|v| !v.is_empty()) {
+        cfg.os_version = Some(v.to_string());
     }
 
     let rc = &mut cfg.config;
@@ -251,15 +378,17 @@ pub fn apply(
 }
 
 /// Merges `K=V` pairs into `env` in the user's order: an existing key is
-/// replaced in place, a new one appended. Values are literal (no `$VAR`
-/// expansion).
+/// replaced in place, a new one appended. `$VAR`/`${VAR}` in values are
+/// expanded against the env so far, as Dockerfile `ENV` does (see
+/// `envexpand`).
 pub fn merge_env(env: &mut Vec<String>, pairs: &[(String, String)]) -> Result<(), String> {
     for (k, v) in pairs {
         if k.is_empty() || k.contains('=') || k.contains('\0') {
             return Err(format!(
-                "{k:?} is not a valid variable name (it must be non-empty without '=')"
+                "{k:?} is not a valid variable name (it must be non-empty, without '=' or NUL)"
             ));
         }
+        let v = envexpand::expand(v, env).map_err(|e| format!("{k}: {e}"))?;
         if v.contains('\0') {
             return Err(format!("the value of {k} has a NUL byte"));
         }
@@ -363,7 +492,7 @@ mod tests {
                 "HOME=/root",
                 "ODD=x=y",
                 "NEW=2",
-                "GREETING=hi $PATH"
+                "GREETING=hi /usr/bin:/bin"
             ]
         );
         for bad in ["", "A=B"] {
@@ -468,6 +597,155 @@ mod tests {
         .unwrap();
         let json = String::from_utf8(canonical::to_vec(&out).unwrap()).unwrap();
         assert!(!json.contains("\"config\""), "{json}");
+    }
+
+    #[test]
+    fn env_expands_against_base_and_earlier_entries() {
+        let base: ImageConfig = serde_json::from_value(serde_json::json!({
+            "config": {"Env": ["PATH=/bin", "HOME=/root"]}
+        }))
+        .unwrap();
+        let s = spec(serde_json::json!({"env": [
+            ["PATH", "$PATH:/app/bin"],
+            ["APP", "${HOME}/app"],
+            ["LOG", "$APP/log \\$APP ${NOPE:-none} $UNSET."],
+        ]}));
+        let out = apply(base, &s, &linux_amd64()).unwrap();
+        assert_eq!(
+            out.config.env,
+            [
+                "PATH=/bin:/app/bin",
+                "HOME=/root",
+                "APP=/root/app",
+                "LOG=/root/app/log $APP none ."
+            ]
+        );
+        let err = apply(
+            ImageConfig::default(),
+            &spec(serde_json::json!({"env": [["A", "${B"]]})),
+            &linux_amd64(),
+        )
+        .unwrap_err();
+        assert_eq!(err.attr, "env");
+        assert!(err.message.starts_with("A: missing '}'"), "{}", err.message);
+        let err = apply(
+            ImageConfig::default(),
+            &spec(serde_json::json!({"env": [["A\u{0}", "x"]]})),
+            &linux_amd64(),
+        )
+        .unwrap_err();
+        assert_eq!(err.attr, "env");
+        assert!(err.message.contains("\"A\\0\""), "{}", err.message);
+    }
+
+    #[test]
+    fn resolve_stamps_every_string() {
+        let stamp = Stamp::from_pairs([("USER", "alice"), ("TS", "1704164645")]);
+        let s = spec(serde_json::json!({
+            "entrypoint": ["/{USER}"], "cmd": ["{USER}"], "env": [["A", "{USER} $HOME"]],
+            "labels": {"l": "by {USER} {{x}}"}, "workdir": "/{USER}", "user": "{USER}",
+            "ports": ["80{TS}"], "volumes": ["/v/{USER}"], "created": "{TS}",
+            "os_version": "{USER}"
+        }));
+        let r = resolve(&s, Some(&stamp)).unwrap();
+        assert_eq!(r.entrypoint, Some(Some(vec!["/alice".to_string()])));
+        assert_eq!(r.cmd, Some(Some(vec!["alice".to_string()])));
+        assert_eq!(r.env.unwrap()[0].1, "alice $HOME");
+        assert_eq!(r.labels.unwrap()["l"], "by alice {x}");
+        assert_eq!(r.workdir.as_deref(), Some("/alice"));
+        assert_eq!(r.user.as_deref(), Some("alice"));
+        assert_eq!(r.ports.unwrap(), ["801704164645"]);
+        assert_eq!(r.volumes.unwrap(), ["/v/alice"]);
+        assert_eq!(r.created.as_deref(), Some("2024-01-02T03:04:05Z"));
+        assert_eq!(r.os_version.as_deref(), Some("alice"));
+
+        // Without a stamp, braces are left alone.
+        let mut s = s;
+        s.created = None;
+        let r = resolve(&s, None).unwrap();
+        assert_eq!(r.labels.unwrap()["l"], "by {USER} {{x}}");
+        assert_eq!(r.env.unwrap()[0].1, "{USER} $HOME");
+
+        let err = resolve(
+            &spec(serde_json::json!({"env": [["FOO", "{NOPE}"]]})),
+            Some(&stamp),
+        )
+        .unwrap_err();
+        assert_eq!(err.attr, "env[FOO]");
+        assert!(
+            err.message.starts_with("unknown stamp variable {NOPE}"),
+            "{}",
+            err.message
+        );
+        let err = resolve(
+            &spec(serde_json::json!({"created": "{USER}"})),
+            Some(&stamp),
+        )
+        .unwrap_err();
+        assert_eq!(err.attr, "creation_time");
+        assert!(
+            err.message.starts_with("\"alice\" is not a time"),
+            "{}",
+            err.message
+        );
+        let err = resolve(&spec(serde_json::json!({"created": "{TS}"})), None).unwrap_err();
+        assert_eq!(err.attr, "creation_time");
+        assert!(err.message.contains("\"{TS}\""), "{}", err.message);
+    }
+
+    #[test]
+    fn label_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("text");
+        std::fs::write(&text, "line 1\nline 2\n").unwrap();
+        let binary = dir.path().join("binary");
+        std::fs::write(&binary, [0xff, 0xfe]).unwrap();
+        let s = spec(serde_json::json!({
+            "labels": {"a": "1"}, "label_files": {"b": text}
+        }));
+        let r = resolve(&s, None).unwrap();
+        assert_eq!(
+            r.labels.unwrap(),
+            BTreeMap::from([
+                ("a".to_string(), "1".to_string()),
+                ("b".to_string(), "line 1\nline 2\n".to_string())
+            ])
+        );
+        let err = resolve(
+            &spec(serde_json::json!({"label_files": {"b": binary}})),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(err.attr, "label_files");
+        assert!(err.message.starts_with("b: ") && err.message.ends_with("is not UTF-8 text"));
+        let err = resolve(
+            &spec(serde_json::json!({"label_files": {"b": dir.path().join("nope")}})),
+            None,
+        )
+        .unwrap_err();
+        assert!(err.message.starts_with("b: cannot read ") && err.message.contains("nope"));
+        let err = resolve(
+            &spec(serde_json::json!({"labels": {"b": "x"}, "label_files": {"b": text}})),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(err.attr, "label_files");
+        assert!(err.message.contains("\"b\""), "{}", err.message);
+    }
+
+    #[test]
+    fn os_version_is_set_or_inherited() {
+        let s = spec(serde_json::json!({"os_version": "10.0.17763.1040"}));
+        let out = apply(ImageConfig::default(), &s, &linux_amd64()).unwrap();
+        let json = String::from_utf8(canonical::to_vec(&out).unwrap()).unwrap();
+        assert!(json.contains(r#""os.version":"10.0.17763.1040""#), "{json}");
+        let base: ImageConfig =
+            serde_json::from_value(serde_json::json!({"os.version": "1.2"})).unwrap();
+        let out = apply(base.clone(), &ConfigSpec::default(), &linux_amd64()).unwrap();
+        assert_eq!(out.os_version.as_deref(), Some("1.2"));
+        let s = spec(serde_json::json!({"os_version": ""}));
+        let out = apply(base, &s, &linux_amd64()).unwrap();
+        assert_eq!(out.os_version.as_deref(), Some("1.2"));
     }
 
     #[test]

@@ -9,10 +9,19 @@ use kiln_oci::{ListingEntry, ListingKind};
 const MAX_HOPS: usize = 40;
 
 /// The union of listings, later layers winning.
+///
+/// Only kiln-image's own bases come with a listing. A base given as any OCI
+/// layout (skopeo, umoci, crane, a pulled image) or as a `docker save`
+/// tarball has none unless the rule passes one: its layers are not opened to
+/// list them (that would cost a full read and decompression of every base
+/// layer). The view is then incomplete, and the entrypoint check only judges
+/// what it can see: a path found in our own layers is checked (a directory
+/// is not a program, a file cannot be used as a directory), but a path, or a
+/// symlink target, it does not find may be in the base and passes.
 #[derive(Debug, Default)]
 pub struct FsView {
     entries: BTreeMap<String, ListingEntry>,
-    /// False when some layer's listing is unknown (base listing `null`):
+    /// False when some layer's listing is unknown (a base without listing):
     /// then a missing path may still exist, and is not an error.
     complete: bool,
 }

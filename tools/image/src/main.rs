@@ -2,7 +2,9 @@
 //! one image manifest. See docs/internals.md.
 
 mod config;
+mod created;
 mod entrypoint;
+mod envexpand;
 mod image;
 
 use std::path::PathBuf;
@@ -31,6 +33,9 @@ struct Args {
     /// Output: the listing of the whole image filesystem.
     #[arg(long)]
     listing: PathBuf,
+    /// Output (optional): the config blob's sha256 as 64 hex digits, no newline.
+    #[arg(long)]
+    config_digest: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
         digest: &args.digest,
         descriptor: &args.descriptor,
         listing: &args.listing,
+        config_digest: args.config_digest.as_deref(),
     };
     match image::run(&args.spec, &outputs) {
         Ok(()) => ExitCode::SUCCESS,

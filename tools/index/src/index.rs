@@ -8,7 +8,10 @@ use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
 
 use kiln_oci::media_types::{self, ANNOTATION_REF_NAME};
-use kiln_oci::{atomic, Descriptor, ImageIndex, ImageManifest, Layout, LayoutWriter, Platform};
+use kiln_oci::{
+    atomic, Descriptor, ImageIndex, ImageManifest, Layout, LayoutWriter, Platform, Sources,
+    SOURCE_FILE,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +33,8 @@ struct Image {
     top: Descriptor,
     platform: Platform,
     manifest: ImageManifest,
+    /// `kiln-source.json` of a shallow image (built on a pulled base).
+    sources: Option<Sources>,
 }
 
 pub fn read_spec(path: &Path) -> anyhow::Result<Spec> {
@@ -47,11 +52,13 @@ fn read_image(spec: &ImageSpec) -> anyhow::Result<Image> {
             spec.layout.display()
         )
     })?;
+    let sources = Sources::load(&spec.layout)?;
     Ok(Image {
         layout,
         top,
         platform,
         manifest,
+        sources,
     })
 }
 
@@ -95,14 +102,29 @@ pub fn run(spec_path: &Path, layout_out: &Path, digest_out: &Path) -> anyhow::Re
 
     let writer = LayoutWriter::new(layout_out).with_context(|| format!("{target}: --layout"))?;
     let mut children = Vec::with_capacity(images.len());
+    // The blobs of shallow inputs that no input holds, with their sources.
+    let mut absent = Sources::default();
     for img in &images {
         let blobs = std::iter::once(&img.top.digest)
             .chain(std::iter::once(&img.manifest.config.digest))
             .chain(img.manifest.layers.iter().map(|l| &l.digest));
         for digest in blobs {
-            writer
-                .add_blob_from(&img.layout, digest)
-                .with_context(|| format!("{target}: images"))?;
+            let listed = img.sources.as_ref().and_then(|s| s.get(digest));
+            match listed {
+                Some(listed) if !img.layout.blob_path(digest).exists() => absent
+                    .add(digest.clone(), listed.clone())
+                    .with_context(|| format!("{target}: images"))?,
+                None if img.sources.is_some() && !img.layout.blob_path(digest).exists() => {
+                    bail!(
+                        "{target}: images: {}: blob {digest} is neither in the layout nor \
+                         listed in its {SOURCE_FILE}",
+                        img.layout.dir().display()
+                    )
+                }
+                _ => writer
+                    .add_blob_from(&img.layout, digest)
+                    .with_context(|| format!("{target}: images"))?,
+            }
         }
         // The child keeps its platform but not the input's ref.name, which
         // named it inside its own layout only.
@@ -113,6 +135,15 @@ pub fn run(spec_path: &Path, layout_out: &Path, digest_out: &Path) -> anyhow::Re
         );
         child.platform = Some(img.platform.clone());
         children.push(child);
+    }
+    // A blob absent from one input but present in another is copied.
+    absent
+        .blobs
+        .retain(|digest, _| !writer.blob_path(digest).exists());
+    if !absent.is_empty() {
+        absent
+            .write_to(writer.path())
+            .with_context(|| format!("{target}: --layout"))?;
     }
     let mut entry = writer.add_json(media_types::OCI_IMAGE_INDEX, &ImageIndex::new(children))?;
     if let Some(name) = spec.ref_name.as_deref().filter(|n| !n.is_empty()) {

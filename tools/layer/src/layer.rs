@@ -1,34 +1,59 @@
 //! Spec parsing, validation and the single streaming pass
-//! tar → sha256 (diff_id) → gzip → sha256 + count → file.
+//! tar → sha256 (diff_id) → [tee to --tar] → gzip or zstd → sha256 + count → file.
 
 use std::fs;
-use std::io::{BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
 
 use anyhow::{anyhow, bail, Context};
-use flate2::{Compression, GzBuilder};
+use flate2::GzBuilder;
 use serde::Deserialize;
 
-use kiln_oci::atomic::{self, AtomicFile};
+use kiln_oci::atomic::AtomicFile;
 use kiln_oci::canonical;
 use kiln_oci::media_types;
-use kiln_oci::tar_writer::{Content, Tree, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
+use kiln_oci::tar_writer::{
+    Content, Meta, Tree, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, SYMLINK_MODE,
+};
 use kiln_oci::{HashingWriter, LayerDescriptor};
 
-/// gzip level fixed by the contract: changing it changes every layer digest.
+use crate::archive::{self, ArchiveSource};
+use crate::concat;
+
+/// Default levels fixed by the contract: changing them changes every layer
+/// digest.
 const GZIP_LEVEL: u32 = 6;
+const ZSTD_LEVEL: u32 = 3;
+const GZIP_MAX: u32 = 9;
+const ZSTD_MAX: u32 = 19;
+
+const BUFFER: usize = 256 * 1024;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     pub target: String,
-    #[serde(default = "default_compression")]
-    pub compression: String,
+    /// `gzip` (default) or `zstd`.
+    #[serde(default)]
+    pub compression: Option<String>,
+    /// gzip/zstd command-line style level options; the last one wins.
+    #[serde(default)]
+    pub compression_options: Vec<String>,
+    #[serde(default)]
+    pub mtime: MtimeSpec,
     pub entries: Vec<EntrySpec>,
 }
 
-fn default_compression() -> String {
-    "gzip".to_string()
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MtimeSpec {
+    /// The mtime of every entry.
+    #[serde(default)]
+    pub seconds: u64,
+    /// `file` entries take their source's mtime, archive entries keep theirs.
+    #[serde(default)]
+    pub preserve: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,23 +68,83 @@ pub struct EntrySpec {
     pub target: Option<String>,
     #[serde(default)]
     pub mode: Option<u32>,
+    #[serde(default)]
+    pub uid: Option<u64>,
+    #[serde(default)]
+    pub gid: Option<u64>,
+    /// `concat`: the archives to read.
+    #[serde(default)]
+    pub sources: Option<Vec<String>>,
+    /// `concat`: the glob selecting their members.
+    #[serde(default)]
+    pub pattern: Option<String>,
 }
 
-pub fn run(spec: &Path, blob: &Path, descriptor: &Path, listing: &Path) -> anyhow::Result<()> {
+/// The layer's compression and level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    Gzip(u32),
+    Zstd(u32),
+}
+
+impl Compression {
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Compression::Gzip(_) => media_types::OCI_LAYER_TAR_GZIP,
+            Compression::Zstd(_) => media_types::OCI_LAYER_TAR_ZSTD,
+        }
+    }
+}
+
+/// Output paths; `tar` is optional.
+pub struct Outputs<'a> {
+    pub blob: &'a Path,
+    pub descriptor: &'a Path,
+    pub listing: &'a Path,
+    pub tar: Option<&'a Path>,
+}
+
+pub fn run(spec: &Path, outputs: &Outputs) -> anyhow::Result<()> {
     let spec = read_spec(spec)?;
     let target = spec.target.clone();
+    let compression = compression(&spec)?;
     let tree = build_tree(&spec)?;
+    // Hard links were checked archive by archive; this is a safety net.
+    tree.check().map_err(|e| anyhow!("{target}: {e}"))?;
+    let listing = canonical::to_vec(&tree.listing())?;
 
-    let out = AtomicFile::create(blob).with_context(|| format!("{target}: --blob"))?;
-    let (out, desc) =
-        write_layer(&tree, out).with_context(|| format!("{target}: writing the layer"))?;
-    out.commit().with_context(|| format!("{target}: --blob"))?;
-
-    atomic::write_file(descriptor, &canonical::to_vec(&desc)?)
+    let blob = AtomicFile::create(outputs.blob).with_context(|| format!("{target}: --blob"))?;
+    let tar = outputs
+        .tar
+        .map(|p| AtomicFile::create(p).with_context(|| format!("{target}: --tar")))
+        .transpose()?;
+    let (blob, tar, desc) = write_layer(&tree, compression, blob, tar)
+        .with_context(|| format!("{target}: writing the layer"))?;
+    let descriptor = prepared(outputs.descriptor, &canonical::to_vec(&desc)?)
         .with_context(|| format!("{target}: --descriptor"))?;
-    atomic::write_file(listing, &canonical::to_vec(&tree.listing())?)
+    let listing =
+        prepared(outputs.listing, &listing).with_context(|| format!("{target}: --listing"))?;
+
+    // Everything is written: only now does any output appear.
+    blob.commit().with_context(|| format!("{target}: --blob"))?;
+    if let Some(tar) = tar {
+        tar.commit().with_context(|| format!("{target}: --tar"))?;
+    }
+    descriptor
+        .commit()
+        .with_context(|| format!("{target}: --descriptor"))?;
+    listing
+        .commit()
         .with_context(|| format!("{target}: --listing"))?;
     Ok(())
+}
+
+/// A temporary sibling of `path` holding `bytes`, not yet renamed into place.
+fn prepared(path: &Path, bytes: &[u8]) -> anyhow::Result<AtomicFile> {
+    let mut f = AtomicFile::create(path)?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(f)
 }
 
 pub fn read_spec(path: &Path) -> anyhow::Result<Spec> {
@@ -67,86 +152,332 @@ pub fn read_spec(path: &Path) -> anyhow::Result<Spec> {
     serde_json::from_slice(&bytes).with_context(|| format!("--spec {}: parsing", path.display()))
 }
 
-/// Validates every entry and collects them into a [`Tree`]; errors name the
-/// target, the attribute and the path.
+/// `compression` and `compression_options` → the compressor and its level.
+pub fn compression(spec: &Spec) -> anyhow::Result<Compression> {
+    let target = &spec.target;
+    let name = spec.compression.as_deref().unwrap_or("gzip");
+    let (default, max) = match name {
+        "gzip" => (GZIP_LEVEL, GZIP_MAX),
+        "zstd" => (ZSTD_LEVEL, ZSTD_MAX),
+        other => bail!("{target}: compression: unsupported {other:?} (supported: gzip, zstd)"),
+    };
+    let mut level = default;
+    for option in &spec.compression_options {
+        level = match option.as_str() {
+            "--fast" => 1,
+            "--best" => max,
+            o => o
+                .strip_prefix('-')
+                .filter(|d| !d.starts_with('0') && d.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|d| d.parse::<u32>().ok())
+                .filter(|l| (1..=max).contains(l))
+                .ok_or_else(|| {
+                    anyhow!(
+                        "{target}: compression_options: {o:?} is not an option of {name} \
+                         (supported: -1 to -{max}, --fast, --best)"
+                    )
+                })?,
+        };
+    }
+    Ok(match name {
+        "zstd" => Compression::Zstd(level),
+        _ => Compression::Gzip(level),
+    })
+}
+
+/// Validates every entry, reads the archives' entry lists, and collects
+/// everything into a [`Tree`]; errors name the target, the attribute and
+/// the path (or archive and entry).
 pub fn build_tree(spec: &Spec) -> anyhow::Result<Tree> {
     let target = &spec.target;
-    if spec.compression != "gzip" {
-        bail!(
-            "{target}: compression: unsupported {:?} (only \"gzip\" is implemented)",
-            spec.compression
-        );
-    }
+    let mtime = &spec.mtime;
     let mut tree = Tree::new();
+    tree.set_parent_mtime(mtime.seconds);
     for e in &spec.entries {
         let fail = |what: String| anyhow!("{target}: {}: {:?}: {what}", e.attr, e.path);
-        let (content, mode, origin) = match e.kind.as_str() {
+        let not_allowed = |keys: &[(&str, bool)]| -> anyhow::Result<()> {
+            match keys.iter().find(|(_, present)| *present) {
+                Some((key, _)) => Err(fail(format!(
+                    "{key:?} is not allowed on a {} entry",
+                    e.kind
+                ))),
+                None => Ok(()),
+            }
+        };
+        let meta = |default_mode: u32| Meta {
+            mode: e.mode.unwrap_or(default_mode),
+            uid: e.uid.unwrap_or(0),
+            gid: e.gid.unwrap_or(0),
+            mtime: mtime.seconds,
+        };
+        let (content, meta, origin) = match e.kind.as_str() {
             "file" => {
+                not_allowed(&[
+                    ("target", e.target.is_some()),
+                    ("sources", e.sources.is_some()),
+                    ("pattern", e.pattern.is_some()),
+                ])?;
                 let src = e
                     .source
                     .as_deref()
                     .ok_or_else(|| fail("a file entry needs \"source\"".into()))?;
+                let mut meta = meta(DEFAULT_FILE_MODE);
+                if mtime.preserve {
+                    // A source that cannot be read is reported by Tree::add.
+                    if let Some(t) = source_mtime(Path::new(src)) {
+                        meta.mtime = t;
+                    }
+                }
                 (
                     Content::File(PathBuf::from(src)),
-                    e.mode.unwrap_or(DEFAULT_FILE_MODE),
+                    meta,
                     format!("{} {:?} (source {src})", e.attr, e.path),
                 )
             }
-            "empty_file" => (
-                Content::Bytes(Vec::new()),
-                e.mode.unwrap_or(DEFAULT_FILE_MODE),
-                format!("{} {:?} (empty file)", e.attr, e.path),
-            ),
-            "dir" => (
-                Content::Dir,
-                e.mode.unwrap_or(DEFAULT_DIR_MODE),
-                format!("{} {:?} (directory)", e.attr, e.path),
-            ),
+            "empty_file" => {
+                not_allowed(&[
+                    ("source", e.source.is_some()),
+                    ("target", e.target.is_some()),
+                    ("sources", e.sources.is_some()),
+                    ("pattern", e.pattern.is_some()),
+                ])?;
+                (
+                    Content::Bytes(Vec::new()),
+                    meta(DEFAULT_FILE_MODE),
+                    format!("{} {:?} (empty file)", e.attr, e.path),
+                )
+            }
+            "dir" => {
+                not_allowed(&[
+                    ("source", e.source.is_some()),
+                    ("target", e.target.is_some()),
+                    ("sources", e.sources.is_some()),
+                    ("pattern", e.pattern.is_some()),
+                ])?;
+                (
+                    Content::Dir,
+                    meta(DEFAULT_DIR_MODE),
+                    format!("{} {:?} (directory)", e.attr, e.path),
+                )
+            }
             "symlink" => {
+                not_allowed(&[
+                    ("source", e.source.is_some()),
+                    ("sources", e.sources.is_some()),
+                    ("pattern", e.pattern.is_some()),
+                ])?;
                 let to = e
                     .target
                     .as_deref()
                     .ok_or_else(|| fail("a symlink entry needs \"target\"".into()))?;
                 (
                     Content::Symlink(to.to_string()),
-                    0,
+                    // Symlinks are always 0777 (their mode means nothing).
+                    Meta {
+                        mode: SYMLINK_MODE,
+                        ..meta(SYMLINK_MODE)
+                    },
                     format!("{} {:?} (symlink to {to:?})", e.attr, e.path),
+                )
+            }
+            kind @ ("tar" | "deb") => {
+                not_allowed(&[
+                    ("target", e.target.is_some()),
+                    ("mode", e.mode.is_some()),
+                    ("uid", e.uid.is_some()),
+                    ("gid", e.gid.is_some()),
+                    ("sources", e.sources.is_some()),
+                    ("pattern", e.pattern.is_some()),
+                ])?;
+                let src = e
+                    .source
+                    .as_deref()
+                    .ok_or_else(|| fail(format!("a {kind} entry needs \"source\"")))?;
+                let prefix = archive::prefix(&e.path).map_err(|err| fail(err.to_string()))?;
+                let source = ArchiveSource {
+                    target,
+                    attr: &e.attr,
+                    path: Path::new(src),
+                    prefix,
+                    mtime: (!mtime.preserve).then_some(mtime.seconds),
+                };
+                if kind == "tar" {
+                    archive::add_tar(&mut tree, &source)?;
+                } else {
+                    archive::add_deb(&mut tree, &source)?;
+                }
+                continue;
+            }
+            "concat" => {
+                not_allowed(&[
+                    ("source", e.source.is_some()),
+                    ("target", e.target.is_some()),
+                ])?;
+                let sources = e
+                    .sources
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| fail("a concat entry needs \"sources\" (archives)".into()))?;
+                let pattern = e
+                    .pattern
+                    .as_deref()
+                    .ok_or_else(|| fail("a concat entry needs \"pattern\"".into()))?;
+                // Checked before the archives are read (Tree::add would).
+                kiln_oci::tar_writer::normalize_path(&e.path)
+                    .map_err(|err| fail(err.to_string()))?;
+                let bytes = concat::build(target, &e.attr, &e.path, sources, pattern)?;
+                (
+                    Content::Bytes(bytes),
+                    meta(DEFAULT_FILE_MODE),
+                    format!(
+                        "{} {:?} (concatenation of {pattern:?} in {})",
+                        e.attr,
+                        e.path,
+                        sources.join(", ")
+                    ),
                 )
             }
             other => {
                 return Err(fail(format!(
-                    "unknown kind {other:?} (expected file, empty_file, dir or symlink)"
+                    "unknown kind {other:?} (expected file, empty_file, dir, symlink, tar, deb \
+                     or concat)"
                 )))
             }
         };
-        tree.insert(&e.path, content, mode, origin)
+        tree.add(&e.path, content, meta, origin)
             .map_err(|err| anyhow!("{target}: {}: {err}", e.attr))?;
     }
     Ok(tree)
 }
 
-/// Writes the tree as a tar+gzip stream into `out` in one pass, returning
-/// `out` (flushed) and the descriptor. No temporary copy is made.
-pub fn write_layer<W: Write>(tree: &Tree, out: W) -> anyhow::Result<(W, LayerDescriptor)> {
-    let compressed = HashingWriter::new(BufWriter::with_capacity(256 * 1024, out));
-    // mtime 0 and no file name keep the gzip header free of host state.
-    let gz = GzBuilder::new()
-        .mtime(0)
-        .write(compressed, Compression::new(GZIP_LEVEL));
-    let mut builder = tar::Builder::new(HashingWriter::new(gz));
+/// The modification time of a file (symlinks followed), in whole seconds
+/// since the epoch (0 before it); None when it cannot be read.
+fn source_mtime(path: &Path) -> Option<u64> {
+    let modified = fs::metadata(path).ok()?.modified().ok()?;
+    Some(
+        modified
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    )
+}
+
+/// The compressor of the blob.
+enum Encoder<W: Write> {
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Encoder<W> {
+    fn new(compression: Compression, out: W) -> io::Result<Encoder<W>> {
+        Ok(match compression {
+            // mtime 0 and no file name keep the gzip header free of host state.
+            Compression::Gzip(level) => Encoder::Gzip(
+                GzBuilder::new()
+                    .mtime(0)
+                    .write(out, flate2::Compression::new(level)),
+            ),
+            Compression::Zstd(level) => {
+                // The level is at most 19, so the cast is exact.
+                let mut z = zstd::stream::write::Encoder::new(out, level as i32)?;
+                // A frame header with only what the data decides: no
+                // checksum, dictionary id or content size. Single-threaded
+                // (the crate's zstdmt feature is off), so the output depends
+                // on the bytes and the level only.
+                z.include_checksum(false)?;
+                z.include_dictid(false)?;
+                z.include_contentsize(false)?;
+                Encoder::Zstd(z)
+            }
+        })
+    }
+
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Gzip(g) => g.finish(),
+            Encoder::Zstd(z) => z.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Gzip(g) => g.write(buf),
+            Encoder::Zstd(z) => z.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Gzip(g) => g.flush(),
+            Encoder::Zstd(z) => z.flush(),
+        }
+    }
+}
+
+/// Writes to `main` and copies exactly what it accepted to `copy` (the
+/// `--tar` output), so both receive the same bytes.
+struct Tee<M: Write, C: Write> {
+    main: M,
+    copy: Option<C>,
+}
+
+impl<M: Write, C: Write> Write for Tee<M, C> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.main.write(buf)?;
+        if let Some(copy) = &mut self.copy {
+            copy.write_all(&buf[..n])?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.main.flush()?;
+        if let Some(copy) = &mut self.copy {
+            copy.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes the tree as a compressed tar stream into `out` (and the plain tar
+/// into `tar` when given) in one pass, returning the writers (flushed) and
+/// the descriptor. No temporary copy is made and nothing is read back.
+pub fn write_layer<W: Write, T: Write>(
+    tree: &Tree,
+    compression: Compression,
+    out: W,
+    tar: Option<T>,
+) -> anyhow::Result<(W, Option<T>, LayerDescriptor)> {
+    let compressed = HashingWriter::new(BufWriter::with_capacity(BUFFER, out));
+    let encoder = Encoder::new(compression, compressed).context("starting the compressor")?;
+    let tee = Tee {
+        main: encoder,
+        copy: tar.map(|t| BufWriter::with_capacity(BUFFER, t)),
+    };
+    let mut builder = tar::Builder::new(HashingWriter::new(tee));
     tree.write(&mut builder)?;
     let uncompressed = builder.into_inner().context("finishing the tar")?;
-    let (gz, diff_id, _) = uncompressed.finish();
-    let compressed = gz.finish().context("finishing the gzip stream")?;
+    let (tee, diff_id, _) = uncompressed.finish();
+    let compressed = tee
+        .main
+        .finish()
+        .context("finishing the compressed stream")?;
     let (buffered, digest, size) = compressed.finish();
     let out = buffered
         .into_inner()
         .map_err(|e| e.into_error())
         .context("flushing the blob")?;
+    let tar = tee
+        .copy
+        .map(|c| c.into_inner().map_err(|e| e.into_error()))
+        .transpose()
+        .context("flushing --tar")?;
     Ok((
         out,
+        tar,
         LayerDescriptor {
-            media_type: media_types::OCI_LAYER_TAR_GZIP.to_string(),
+            media_type: compression.media_type().to_string(),
             digest,
             size,
             diff_id,
@@ -183,7 +514,8 @@ mod tests {
             ]
         }));
         let tree = build_tree(&s).unwrap();
-        let (blob, desc) = write_layer(&tree, Vec::new()).unwrap();
+        let (blob, _, desc) =
+            write_layer(&tree, compression(&s).unwrap(), Vec::new(), None::<Vec<u8>>).unwrap();
         assert_eq!(desc.digest, sha256_bytes(&blob));
         assert_eq!(desc.size, blob.len() as u64);
         let mut tar_bytes = Vec::new();
@@ -216,9 +548,14 @@ mod tests {
         ))
         .unwrap();
         let two = build_tree(&spec(serde_json::json!({"target": "t", "entries": rev}))).unwrap();
+        let gz = Compression::Gzip(GZIP_LEVEL);
         assert_eq!(
-            write_layer(&one, Vec::new()).unwrap().0,
-            write_layer(&two, Vec::new()).unwrap().0
+            write_layer(&one, gz, Vec::new(), None::<Vec<u8>>)
+                .unwrap()
+                .0,
+            write_layer(&two, gz, Vec::new(), None::<Vec<u8>>)
+                .unwrap()
+                .0
         );
     }
 
@@ -248,15 +585,115 @@ mod tests {
         let e = err_of(serde_json::json!({"target": "//t:l", "entries": [
             {"attr": "files", "kind": "file", "path": "/hello"}]}));
         assert!(e.contains("needs \"source\""), "{e}");
-        let e =
-            err_of(serde_json::json!({"target": "//t:l", "compression": "zstd", "entries": []}));
-        assert!(
-            e.starts_with("//t:l: compression: unsupported \"zstd\""),
-            "{e}"
-        );
         let e = err_of(serde_json::json!({"target": "//t:l", "entries": [
             {"attr": "x", "kind": "fifo", "path": "/p"}]}));
         assert!(e.contains("unknown kind \"fifo\""), "{e}");
+        let e = err_of(serde_json::json!({"target": "//t:l", "entries": [
+            {"attr": "tars", "kind": "tar", "path": "/", "source": "x.tar", "mode": 420}]}));
+        assert_eq!(
+            e,
+            "//t:l: tars: \"/\": \"mode\" is not allowed on a tar entry"
+        );
+        let e = err_of(serde_json::json!({"target": "//t:l", "entries": [
+            {"attr": "tars", "kind": "tar", "path": "/a/../b", "source": "x.tar"}]}));
+        assert!(e.contains("`..`"), "{e}");
+        let e = err_of(serde_json::json!({"target": "//t:l", "entries": [
+            {"attr": "debs", "kind": "deb", "path": "/", "source": "nope.deb"}]}));
+        assert!(e.starts_with("//t:l: debs: nope.deb: opening: "), "{e}");
+    }
+
+    fn compression_of(json: serde_json::Value) -> Result<Compression, String> {
+        compression(&spec(json)).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn compression_and_levels() {
+        let c = |c: &str, o: &[&str]| {
+            compression_of(serde_json::json!({
+                "target": "//t:l", "compression": c, "compression_options": o, "entries": []}))
+        };
+        assert_eq!(
+            compression_of(serde_json::json!({"target": "t", "entries": []})),
+            Ok(Compression::Gzip(6))
+        );
+        assert_eq!(c("gzip", &[]), Ok(Compression::Gzip(6)));
+        assert_eq!(c("gzip", &["-9"]), Ok(Compression::Gzip(9)));
+        assert_eq!(c("gzip", &["--fast"]), Ok(Compression::Gzip(1)));
+        assert_eq!(c("gzip", &["--best"]), Ok(Compression::Gzip(9)));
+        assert_eq!(c("gzip", &["-9", "-2"]), Ok(Compression::Gzip(2)));
+        assert_eq!(c("zstd", &[]), Ok(Compression::Zstd(3)));
+        assert_eq!(c("zstd", &["-19"]), Ok(Compression::Zstd(19)));
+        assert_eq!(c("zstd", &["--best"]), Ok(Compression::Zstd(19)));
+        assert_eq!(c("zstd", &["--fast"]), Ok(Compression::Zstd(1)));
+        for bad in [
+            "-10", "-0", "-01", "9", "--fast=3", "-", "", "-1 ", "--ultra",
+        ] {
+            let e = c("gzip", &[bad]).unwrap_err();
+            assert_eq!(
+                e,
+                format!(
+                    "//t:l: compression_options: {bad:?} is not an option of gzip \
+                     (supported: -1 to -9, --fast, --best)"
+                )
+            );
+        }
+        assert!(c("zstd", &["-20"]).unwrap_err().contains("-1 to -19"));
+        assert_eq!(
+            c("bzip2", &[]).unwrap_err(),
+            "//t:l: compression: unsupported \"bzip2\" (supported: gzip, zstd)"
+        );
+    }
+
+    #[test]
+    fn owners_and_mtimes() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("f");
+        fs::write(&src, b"x").unwrap();
+        let when = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_234_567);
+        fs::File::options()
+            .write(true)
+            .open(&src)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+        let entries = serde_json::json!([
+            {"attr": "files", "kind": "file", "path": "/a/f", "source": src, "uid": 1000, "gid": 2000},
+            {"attr": "empty_dirs", "kind": "dir", "path": "/d", "uid": 5},
+            {"attr": "symlinks", "kind": "symlink", "path": "/l", "target": "f", "gid": 6}
+        ]);
+        let read = |preserve: bool| {
+            let s = spec(serde_json::json!({"target": "t", "entries": entries,
+                "mtime": {"seconds": 946684800, "preserve": preserve}}));
+            let tree = build_tree(&s).unwrap();
+            let bytes = kiln_oci::tar_writer::tree_to_vec(&tree).unwrap();
+            let mut a = tar::Archive::new(&bytes[..]);
+            a.entries()
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    let h = e.header();
+                    (
+                        String::from_utf8(e.path_bytes().into_owned()).unwrap(),
+                        h.uid().unwrap(),
+                        h.gid().unwrap(),
+                        h.mtime().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let t = 946684800;
+        assert_eq!(
+            read(false),
+            [
+                ("a/".to_string(), 0, 0, t),
+                ("a/f".to_string(), 1000, 2000, t),
+                ("d/".to_string(), 5, 0, t),
+                ("l".to_string(), 0, 6, t),
+            ]
+        );
+        let preserved = read(true);
+        assert_eq!(preserved[1], ("a/f".to_string(), 1000, 2000, 1_234_567));
+        assert_eq!(preserved[2].3, t);
     }
 
     #[test]

@@ -1,6 +1,10 @@
-//! kiln-layer: files, symlinks and directories → a deterministic tar+gzip
-//! layer blob, its descriptor and its listing. See docs/internals.md.
+//! kiln-layer: files, symlinks, directories, tarballs, .deb packages and
+//! concatenations of archive members → a deterministic tar+gzip (or
+//! tar+zstd) layer blob, its descriptor and its listing, and optionally the
+//! uncompressed tar. See docs/internals.md.
 
+mod archive;
+mod concat;
 mod layer;
 
 use std::path::PathBuf;
@@ -23,11 +27,20 @@ struct Args {
     /// Output: the listing JSON of every entry in the layer.
     #[arg(long)]
     listing: PathBuf,
+    /// Output (optional): the uncompressed layer tar, written in the same pass.
+    #[arg(long)]
+    tar: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match layer::run(&args.spec, &args.blob, &args.descriptor, &args.listing) {
+    let outputs = layer::Outputs {
+        blob: &args.blob,
+        descriptor: &args.descriptor,
+        listing: &args.listing,
+        tar: args.tar.as_deref(),
+    };
+    match layer::run(&args.spec, &outputs) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kiln-layer: {e:#}");

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -14,8 +14,10 @@ use kiln_oci::reference::TaggedName;
 use kiln_oci::tar_writer::{
     append_bytes, append_dir, append_file, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE,
 };
-use kiln_oci::{canonical, Descriptor, Digest, HashingWriter, ImageIndex, ImageManifest, Layout};
+use kiln_oci::{canonical, Descriptor, Digest, ImageIndex, ImageManifest, Layout};
 use tar::Builder;
+
+use crate::layer::HashingReader;
 
 /// containerd's annotation for an image's full name.
 pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
@@ -35,6 +37,7 @@ pub struct Archive {
     blobs: Vec<Blob>,
     index_json: Vec<u8>,
     manifest_json: Vec<u8>,
+    zstd_layers: bool,
 }
 
 fn blob_name(d: &Digest) -> String {
@@ -111,7 +114,16 @@ impl Archive {
             blobs: blobs.into_values().collect(),
             index_json,
             manifest_json,
+            zstd_layers: manifest
+                .layers
+                .iter()
+                .any(|l| l.media_type.ends_with("zstd")),
         })
+    }
+
+    /// True when a layer's media type says zstd.
+    pub fn has_zstd_layers(&self) -> bool {
+        self.zstd_layers
     }
 
     #[cfg(test)]
@@ -136,10 +148,7 @@ impl Archive {
         for blob in &self.blobs {
             let file = File::open(&blob.path)
                 .with_context(|| format!("opening blob {}", blob.path.display()))?;
-            let mut reader = HashingReader {
-                inner: file,
-                hash: HashingWriter::new(io::sink()),
-            };
+            let mut reader = HashingReader::new(file);
             append_file(
                 &mut b,
                 &blob_name(&blob.digest),
@@ -148,7 +157,7 @@ impl Archive {
                 &mut reader,
             )
             .with_context(|| format!("copying blob {} into the tarball", blob.path.display()))?;
-            let (_, actual, _) = reader.hash.finish();
+            let (actual, _) = reader.finish();
             if actual != blob.digest {
                 bail!(
                     "blob {} is corrupt: its content has digest {actual}",
@@ -176,23 +185,11 @@ impl Archive {
     }
 }
 
-/// Hashes what is read through it.
-struct HashingReader<R> {
-    inner: R,
-    hash: HashingWriter<io::Sink>,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.write_all(&buf[..n])?;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+
     use kiln_oci::{sha256_bytes, LayoutWriter, Platform};
 
     struct Fixture {

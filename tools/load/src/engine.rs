@@ -7,7 +7,13 @@ use std::process::{Command, Stdio};
 
 use anyhow::{anyhow, bail, Context};
 
-use crate::archive::Archive;
+use std::collections::HashSet;
+use std::process::Output;
+
+use kiln_oci::Digest;
+
+use crate::legacy::chain_ids;
+use crate::Tarball;
 
 /// Environment variable naming the container CLI to run instead of looking
 /// for docker, then podman, on PATH.
@@ -52,7 +58,7 @@ fn is_executable(p: &Path) -> bool {
 
 /// Runs `CLI load` with the tarball streamed into its stdin. Its stdout (the
 /// "Loaded image" lines) goes to ours; its stderr is collected for errors.
-pub fn load(cli: &OsStr, archive: &Archive) -> anyhow::Result<()> {
+pub fn load(cli: &OsStr, tarball: &Tarball) -> anyhow::Result<()> {
     let shown = cli.to_string_lossy();
     let mut child = Command::new(cli)
         .arg("load")
@@ -78,7 +84,7 @@ pub fn load(cli: &OsStr, archive: &Archive) -> anyhow::Result<()> {
         .stdin
         .take()
         .ok_or_else(|| anyhow!("`{shown} load` has no stdin pipe"))?;
-    let written = archive
+    let written = tarball
         .write(BufWriter::with_capacity(256 * 1024, stdin))
         .and_then(|w| {
             w.into_inner()
@@ -129,6 +135,140 @@ pub fn load(cli: &OsStr, archive: &Archive) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How an engine stores images, which decides what `--incremental` can do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    /// Docker's own image and layer store (graph drivers: overlay2,
+    /// fuse-overlayfs, ...): it skips reading a layer file of a docker-save
+    /// tarball whose chain ID it already has.
+    DockerClassic,
+    /// Docker with the containerd image store: it imports every blob.
+    DockerContainerd,
+    /// podman, or anything that does not answer like Docker.
+    Other,
+}
+
+/// Runs `<cli> ARGS` and captures its output.
+fn capture(cli: &OsStr, args: &[&str]) -> io::Result<Output> {
+    Command::new(cli).args(args).stdin(Stdio::null()).output()
+}
+
+/// Asks the engine which image store it has (`docker info`). podman has no
+/// `DriverStatus` field, so its template fails: `Other`.
+pub fn store(cli: &OsStr) -> Store {
+    match capture(cli, &["info", "--format", "{{json .DriverStatus}}"]) {
+        Ok(out) if out.status.success() => {
+            if String::from_utf8_lossy(&out.stdout).contains("io.containerd.snapshotter") {
+                Store::DockerContainerd
+            } else {
+                Store::DockerClassic
+            }
+        }
+        _ => Store::Other,
+    }
+}
+
+/// The ID of the image `reference` names, if the engine has it.
+pub fn image_id(cli: &OsStr, reference: &str) -> Option<String> {
+    let out = capture(cli, &["image", "inspect", "--format", "{{.Id}}", reference]).ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (!id.is_empty()).then_some(id)
+}
+
+/// `<cli> tag SOURCE TARGET`.
+pub fn tag(cli: &OsStr, source: &str, target: &str) -> anyhow::Result<()> {
+    let shown = cli.to_string_lossy();
+    let out = capture(cli, &["tag", source, target])
+        .with_context(|| format!("starting `{shown} tag`"))?;
+    if !out.status.success() {
+        bail!(
+            "`{shown} tag {source} {target}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// At most this many images are inspected to find the layers the engine
+/// has (one `docker image inspect` call; the most recent images first).
+pub const MAX_INSPECTED_IMAGES: usize = 300;
+
+/// The chain IDs of the layers of the images named by `tags` and of the
+/// most recent images the engine lists. Best effort: an engine that does
+/// not answer has none (and the load then sends every layer).
+pub fn known_chain_ids(cli: &OsStr, tags: &[String]) -> HashSet<Digest> {
+    let mut names: Vec<String> = tags.to_vec();
+    if let Ok(out) = capture(cli, &["image", "ls", "--quiet", "--no-trunc"]) {
+        if out.status.success() {
+            let mut seen = HashSet::new();
+            names.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && seen.insert(l.to_string()))
+                    .take(MAX_INSPECTED_IMAGES)
+                    .map(String::from),
+            );
+        }
+    }
+    let mut args = vec!["image", "inspect", "--format", "{{json .RootFS.Layers}}"];
+    args.extend(names.iter().map(String::as_str));
+    // A tag the engine does not have makes the command fail, but the images
+    // it found are still printed: read stdout whatever the status.
+    let Ok(out) = capture(cli, &args) else {
+        return HashSet::new();
+    };
+    parse_layer_lists(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Chain IDs from `docker image inspect --format '{{json .RootFS.Layers}}'`
+/// output: one JSON list of diff_ids per line (`null` for no layers).
+fn parse_layer_lists(text: &str) -> HashSet<Digest> {
+    let mut known = HashSet::new();
+    for line in text.lines() {
+        let Ok(Some(diff_ids)) = serde_json::from_str::<Option<Vec<Digest>>>(line.trim()) else {
+            continue;
+        };
+        known.extend(chain_ids(&diff_ids));
+    }
+    known
+}
+
+/// Replaces this process with `<cli> run FLAGS IMAGE ARGS` (on Unix; elsewhere
+/// runs it and returns its exit code).
+pub fn run(
+    cli: &OsStr,
+    flags: &[String],
+    image: &str,
+    args: &[String],
+) -> anyhow::Result<std::process::ExitCode> {
+    use std::io::Write;
+    let shown = cli.to_string_lossy();
+    let mut cmd = Command::new(cli);
+    cmd.arg("run").args(flags).arg(image).args(args);
+    let _ = io::stdout().flush();
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let err = cmd.exec();
+        Err(err).with_context(|| format!("starting `{shown} run`"))
+    }
+    #[cfg(not(unix))]
+    {
+        let status = cmd
+            .status()
+            .with_context(|| format!("starting `{shown} run`"))?;
+        let code = status.code().unwrap_or(1);
+        Ok(std::process::ExitCode::from(
+            u8::try_from(code).unwrap_or(1),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +287,58 @@ mod tests {
         assert_eq!(find_in_path("podman", &path), Some(exe));
         assert_eq!(find_in_path("docker", &path), None);
         assert_eq!(find_in_path("nerdctl", &path), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn known_chain_ids_inspects_tags_and_a_bounded_number_of_images() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let args_file = dir.path().join("args");
+        let a: Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
+        // `image ls` lists 400 images (one twice); `image inspect` records its
+        // arguments, prints one layer list and fails (as for a missing tag).
+        let cli = dir.path().join("docker");
+        std::fs::write(
+            &cli,
+            format!(
+                "#!/bin/sh\ncase \"$2\" in\n\
+                 ls) echo sha256:dup; seq 1 400 | sed 's/^/sha256:/';;\n\
+                 inspect) printf '%s\\n' \"$@\" > '{}'; echo '[\"{a}\"]'; \
+                 echo 'Error: No such image: app:v1' >&2; exit 1;;\n\
+                 esac\n",
+                args_file.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let known = known_chain_ids(cli.as_os_str(), &["app:v1".to_string()]);
+        assert_eq!(known, HashSet::from([a]));
+        let args = std::fs::read_to_string(&args_file).unwrap();
+        let args: Vec<&str> = args.lines().collect();
+        assert_eq!(
+            args[..5],
+            [
+                "image",
+                "inspect",
+                "--format",
+                "{{json .RootFS.Layers}}",
+                "app:v1"
+            ]
+        );
+        assert_eq!(args[5], "sha256:dup");
+        assert_eq!(args.len(), 5 + MAX_INSPECTED_IMAGES);
+        assert_eq!(*args.last().unwrap(), "sha256:299");
+    }
+
+    #[test]
+    fn layer_lists_give_chain_ids() {
+        let a: Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
+        let b: Digest = format!("sha256:{}", "b".repeat(64)).parse().unwrap();
+        let text = format!("[\"{a}\",\"{b}\"]\nnull\n\ngarbage\n[\"{b}\"]\n");
+        let known = parse_layer_lists(&text);
+        let mut expected: HashSet<Digest> = chain_ids(&[a, b.clone()]).into_iter().collect();
+        expected.insert(b);
+        assert_eq!(known, expected);
     }
 }

@@ -5,20 +5,25 @@
 
 mod archive;
 mod engine;
+mod layer;
+mod legacy;
 mod platform;
+mod shell;
 
-use std::io::BufWriter;
+use std::ffi::OsStr;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use kiln_oci::atomic::AtomicFile;
 use kiln_oci::media_types;
 use kiln_oci::reference::TaggedName;
-use kiln_oci::{Descriptor, Layout, Platform};
+use kiln_oci::{Descriptor, Layout, Platform, Stamp};
 
 use crate::archive::Archive;
+use crate::legacy::{chain_ids, Image, LegacyArchive};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -41,15 +46,58 @@ struct Cli {
     /// Image to pick from an index (default: linux on this machine's CPU).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<String>,
-    /// Write the tarball to this file instead of running `docker load`.
+    /// Write the tarball to this file instead of running `docker load`
+    /// (then --incremental and --run-flags do nothing).
     #[arg(long, value_name = "FILE.tar")]
     output: Option<PathBuf>,
+    /// Tarball layout: `compressed` (the layout's blobs plus Docker's
+    /// manifest.json) or `legacy` (docker save's, uncompressed layers).
+    #[arg(long, value_enum, default_value_t = Format::Compressed)]
+    format: Format,
+    /// Send only the layers the engine does not have yet (Docker's classic
+    /// image store; other engines get a full load).
+    #[arg(long)]
+    incremental: bool,
+    /// Bazel status file whose `KEY value` lines fill `{KEY}` in tags (repeatable).
+    #[arg(long = "stamp", value_name = "FILE")]
+    stamps: Vec<PathBuf>,
+    /// After loading, `docker run FLAGS <first tag>` (FLAGS split as by a POSIX
+    /// shell, without expansion); the exit status is the container's.
+    #[arg(long, value_name = "FLAGS", allow_hyphen_values = true)]
+    run_flags: Option<String>,
+    /// Do not run the image even though --run-flags is given.
+    #[arg(long)]
+    norun: bool,
+    /// Arguments for the container, after `--` (with --run-flags).
+    #[arg(last = true, value_name = "ARG")]
+    args: Vec<String>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Compressed,
+    Legacy,
+}
+
+/// The tarball fed to the engine or written to --output.
+pub enum Tarball {
+    Compressed(Archive),
+    Legacy(LegacyArchive),
+}
+
+impl Tarball {
+    pub fn write<W: Write>(&self, out: W) -> anyhow::Result<W> {
+        match self {
+            Tarball::Compressed(a) => a.write(out),
+            Tarball::Legacy(a) => a.write(out),
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("kiln-load: {e:#}");
             ExitCode::FAILURE
@@ -57,12 +105,38 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Expands `{KEY}` with the stamp (when there is one), then checks the tag.
+fn parse_tag(tag: &str, stamp: Option<&Stamp>) -> anyhow::Result<TaggedName> {
+    let what = format!("--tag {tag:?}");
+    let Some(stamp) = stamp else {
+        return TaggedName::parse(tag).context(what);
+    };
+    let expanded = stamp.expand(tag, &what)?;
+    if expanded == tag {
+        return TaggedName::parse(tag).context(what);
+    }
+    TaggedName::parse(&expanded).with_context(|| format!("{what} (stamped: {expanded:?})"))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let stamp = if cli.stamps.is_empty() {
+        None
+    } else {
+        Some(Stamp::load(&cli.stamps).context("--stamp")?)
+    };
     let tags = cli
         .tags
         .iter()
-        .map(|t| TaggedName::parse(t).with_context(|| format!("--tag {t:?}")))
+        .map(|t| parse_tag(t, stamp.as_ref()))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let run_flags = match cli.run_flags.as_deref() {
+        Some(flags) if !cli.norun => Some(
+            shell::split(flags)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("--run-flags {flags:?}"))?,
+        ),
+        _ => None,
+    };
     let explicit_platform = cli
         .platform
         .as_deref()
@@ -70,30 +144,143 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .transpose()?;
 
     let layout = Layout::open(&cli.layout).context("--layout")?;
-    let image = choose_image(&layout, explicit_platform.as_ref())
-        .with_context(|| format!("--layout {}", cli.layout.display()))?;
-    let archive = Archive::new(&layout, &image, &tags)
-        .with_context(|| format!("--layout {}", cli.layout.display()))?;
+    let in_layout = || format!("--layout {}", cli.layout.display());
+    let image = choose_image(&layout, explicit_platform.as_ref()).with_context(in_layout)?;
 
-    match cli.output.as_deref().map(from_user_dir) {
-        Some(path) => {
-            let mut file = AtomicFile::create(&path).context("--output")?;
-            archive
-                .write(BufWriter::new(file.file()))
-                .and_then(|w| {
-                    w.into_inner()
-                        .map_err(|e| anyhow::Error::new(e.into_error()))
-                })
-                .and_then(|f| f.sync_all().context("syncing"))
-                .with_context(|| format!("--output {}", path.display()))?;
-            file.commit().context("--output")?;
-        }
-        None => {
-            let cli = engine::find_cli()?;
-            engine::load(&cli, &archive)?;
-        }
+    if let Some(path) = cli.output.as_deref().map(from_user_dir) {
+        let tarball = plan(&layout, &image, &tags, cli.format).with_context(in_layout)?;
+        let mut file = AtomicFile::create(&path).context("--output")?;
+        tarball
+            .write(BufWriter::new(file.file()))
+            .and_then(|w| {
+                w.into_inner()
+                    .map_err(|e| anyhow::Error::new(e.into_error()))
+            })
+            .and_then(|f| f.sync_all().context("syncing"))
+            .with_context(|| format!("--output {}", path.display()))?;
+        file.commit().context("--output")?;
+        return Ok(ExitCode::SUCCESS);
     }
-    Ok(())
+
+    let engine = engine::find_cli()?;
+    if cli.incremental {
+        incremental_load(&engine, &layout, &image, &tags, cli.format)?;
+    } else {
+        let tarball = plan(&layout, &image, &tags, cli.format).with_context(in_layout)?;
+        load(&engine, &tarball)?;
+    }
+
+    match run_flags {
+        Some(flags) => engine::run(&engine, &flags, &tags[0].to_string(), &cli.args),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// The whole tarball in `format`.
+fn plan(
+    layout: &Layout,
+    image: &Descriptor,
+    tags: &[TaggedName],
+    format: Format,
+) -> anyhow::Result<Tarball> {
+    Ok(match format {
+        Format::Compressed => Tarball::Compressed(Archive::new(layout, image, tags)?),
+        Format::Legacy => {
+            let info = Image::read(layout, image)?;
+            Tarball::Legacy(LegacyArchive::new(layout, &info, tags, 0)?)
+        }
+    })
+}
+
+/// Loads `tarball`; a failure of a compressed tarball with zstd layers gets a
+/// hint, because Docker before 23.0 reads them as truncated gzip.
+fn load(engine: &OsStr, tarball: &Tarball) -> anyhow::Result<()> {
+    let result = engine::load(engine, tarball);
+    match tarball {
+        Tarball::Compressed(a) if a.has_zstd_layers() => result.context(
+            "the image has zstd layers, which Docker before 23.0 cannot read from this \
+             tarball: load it with --format legacy",
+        ),
+        _ => result,
+    }
+}
+
+/// `--incremental`: tag an image the engine already has; otherwise send a
+/// legacy tarball without the layers whose chain the engine has.
+fn incremental_load(
+    engine: &OsStr,
+    layout: &Layout,
+    image: &Descriptor,
+    tags: &[TaggedName],
+    format: Format,
+) -> anyhow::Result<()> {
+    let shown = engine.to_string_lossy();
+    let in_layout = || format!("--layout {}", layout.dir().display());
+    let info = Image::read(layout, image).with_context(in_layout)?;
+    let total = info.diff_ids.len();
+    let config = info.config_digest().to_string();
+    let store = engine::store(engine);
+    if store == engine::Store::Other {
+        eprintln!(
+            "kiln-load: incremental load: `{shown}` is not Docker, loading all {total} layers"
+        );
+        return load(
+            engine,
+            &plan(layout, image, tags, format).with_context(in_layout)?,
+        );
+    }
+
+    // Docker's image ID is the config digest.
+    if engine::image_id(engine, &config).as_deref() == Some(config.as_str()) {
+        for t in tags {
+            engine::tag(engine, &config, &t.to_string())?;
+        }
+        let names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        eprintln!(
+            "kiln-load: incremental load: {shown} already has image {config}, nothing loaded; \
+             tagged {}",
+            names.join(", ")
+        );
+        return Ok(());
+    }
+
+    if store == engine::Store::DockerContainerd {
+        eprintln!(
+            "kiln-load: incremental load: skipped 0 of {total} layers ({shown} uses the \
+             containerd image store, which imports every layer)"
+        );
+        return load(
+            engine,
+            &plan(layout, image, tags, format).with_context(in_layout)?,
+        );
+    }
+
+    // Docker's classic store reads only manifest.json and skips the layer
+    // files whose chain it has: the legacy layout, whose uncompressed layers
+    // every Docker version reads (zstd ones included).
+    let names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    let known = engine::known_chain_ids(engine, &names);
+    let skip = chain_ids(&info.diff_ids)
+        .iter()
+        .take_while(|c| known.contains(*c))
+        .count();
+    let tarball = LegacyArchive::new(layout, &info, tags, skip).with_context(in_layout)?;
+    eprintln!(
+        "kiln-load: incremental load: skipped {skip} of {total} layers ({shown} has {}), \
+         sending {} layer file(s)",
+        if skip == 0 { "none of them" } else { "them" },
+        tarball.layer_files()
+    );
+    engine::load(engine, &Tarball::Legacy(tarball)).with_context(|| {
+        if skip == 0 {
+            "incremental load".to_string()
+        } else {
+            format!(
+                "incremental load without the {skip} bottom layers {shown} had \
+                 (if it removed them meanwhile, load again)"
+            )
+        }
+    })
 }
 
 /// A path the user typed: under `bazel run` the tool runs in the runfiles

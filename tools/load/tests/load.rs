@@ -19,12 +19,15 @@ fn tools_available(tools: &[&str]) -> bool {
         return false;
     }
     for tool in tools {
-        let found = Command::new(tool)
-            .arg("version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        // docker and go answer `version`, skopeo `--version`.
+        let found = ["version", "--version"].iter().any(|arg| {
+            Command::new(tool)
+                .arg(arg)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
         assert!(
             found,
             "{tool} is required by this test and did not answer `{tool} version` \
@@ -34,18 +37,39 @@ fn tools_available(tools: &[&str]) -> bool {
     true
 }
 
-/// A statically linked program printing "hello from kiln", built once.
+/// Prints "hello from kiln"; then `greeting: $GREETING` and `args: A|B|...`
+/// when set, and exits with `$EXIT_CODE` (default 0).
+const HELLO_GO: &str = r#"package main
+
+import (
+	"os"
+	"strconv"
+	"strings"
+)
+
+func main() {
+	os.Stdout.WriteString("hello from kiln\n")
+	if g := os.Getenv("GREETING"); g != "" {
+		os.Stdout.WriteString("greeting: " + g + "\n")
+	}
+	if len(os.Args) > 1 {
+		os.Stdout.WriteString("args: " + strings.Join(os.Args[1:], "|") + "\n")
+	}
+	if c := os.Getenv("EXIT_CODE"); c != "" {
+		n, _ := strconv.Atoi(c)
+		os.Exit(n)
+	}
+}
+"#;
+
+/// A statically linked program (HELLO_GO), built once.
 fn static_hello() -> &'static (Vec<u8>, String) {
     static HELLO: OnceLock<(Vec<u8>, String)> = OnceLock::new();
     HELLO.get_or_init(|| {
         let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kiln-load-go");
         let src = base.join("src");
         std::fs::create_dir_all(&src).unwrap();
-        std::fs::write(
-            src.join("main.go"),
-            "package main\n\nimport \"os\"\n\nfunc main() { os.Stdout.WriteString(\"hello from kiln\\n\") }\n",
-        )
-        .unwrap();
+        std::fs::write(src.join("main.go"), HELLO_GO).unwrap();
         let out = Command::new("go")
             .args(["build", "-trimpath", "-o", "hello", "main.go"])
             .current_dir(&src)
@@ -418,4 +442,602 @@ fn wrong_platform_and_names_fail_before_running_the_cli() {
     // No --tag at all: clap refuses.
     assert!(!kiln_load(&["--layout", dir], &env).status.success());
     assert!(!marker.exists(), "the container CLI ran");
+}
+
+// ---------------------------------------------------------------------------
+// --format legacy, --incremental, --run-flags, --stamp
+
+#[derive(Clone, Copy)]
+enum Comp {
+    Plain,
+    Gzip,
+    Zstd,
+}
+
+fn tar_of(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, bytes, mode) in files {
+        append_bytes(&mut b, path, *mode, bytes).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// A layout holding one image (entrypoint /hello) made of `layers`; returns
+/// the image and its diff_ids.
+fn stacked_layout(dir: &Path, arch: &str, layers: &[(&[u8], Comp)]) -> (Image, Vec<Digest>) {
+    let w = LayoutWriter::new(dir).unwrap();
+    let mut descs = Vec::new();
+    let mut diff_ids = Vec::new();
+    for (tar, comp) in layers {
+        let (blob, media_type) = match comp {
+            Comp::Plain => (tar.to_vec(), media_types::OCI_LAYER_TAR),
+            Comp::Gzip => {
+                let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(tar).unwrap();
+                (gz.finish().unwrap(), media_types::OCI_LAYER_TAR_GZIP)
+            }
+            Comp::Zstd => (
+                zstd::stream::encode_all(*tar, 3).unwrap(),
+                media_types::OCI_LAYER_TAR_ZSTD,
+            ),
+        };
+        let digest = w.add_blob_bytes(&blob).unwrap();
+        descs.push(Descriptor::new(media_type, digest, blob.len() as u64));
+        diff_ids.push(sha256_bytes(tar));
+    }
+    let config = w
+        .add_json(
+            media_types::OCI_IMAGE_CONFIG,
+            &serde_json::json!({
+                "architecture": arch,
+                "os": "linux",
+                "config": {"Entrypoint": ["/hello"]},
+                "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            }),
+        )
+        .unwrap();
+    let manifest = ImageManifest::new(config.clone(), descs);
+    let mut desc = w
+        .add_json(media_types::OCI_IMAGE_MANIFEST, &manifest)
+        .unwrap();
+    desc.platform = Some(format!("linux/{arch}").parse().unwrap());
+    w.finish(vec![desc.clone()]).unwrap();
+    (
+        Image {
+            manifest: desc,
+            config: config.digest,
+        },
+        diff_ids,
+    )
+}
+
+/// Bytes no other test (or earlier run) has in a layer, so that what the
+/// engine already has is known.
+fn nonce(what: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{what} {} {now}\n", std::process::id())
+}
+
+/// `tar -tvf` in UTC, one line per entry.
+fn tar_tv(path: &Path) -> Vec<String> {
+    let out = Command::new("tar")
+        .arg("-tvf")
+        .arg(path)
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tar -tvf: {}", text(&out.stderr));
+    text(&out.stdout).lines().map(String::from).collect()
+}
+
+fn image_field(reference: &str, format: &str) -> String {
+    let out = docker(&["image", "inspect", "--format", format, reference]);
+    assert!(
+        out.status.success(),
+        "docker image inspect {reference}: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout).trim().to_string()
+}
+
+fn json_digests(ids: &[Digest]) -> String {
+    serde_json::to_string(&ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()).unwrap()
+}
+
+#[test]
+fn legacy_output_is_deterministic_and_loads_into_docker() {
+    if !tools_available(&["docker", "go", "skopeo"]) {
+        return;
+    }
+    let (program, arch) = static_hello();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let n = nonce("legacy");
+    let base = tar_of(&[("hello", program, 0o755), ("nonce", n.as_bytes(), 0o644)]);
+    let middle = tar_of(&[("etc/zstd", b"zstd layer", 0o600)]);
+    let top = tar_of(&[("etc/plain", b"plain layer", 0o644)]);
+    // Docker 20.10 cannot read zstd layers from a compressed tarball; the
+    // legacy one carries them uncompressed.
+    let (image, diff_ids) = stacked_layout(
+        &layout,
+        arch,
+        &[
+            (&base, Comp::Gzip),
+            (&middle, Comp::Zstd),
+            (&top, Comp::Plain),
+        ],
+    );
+    let tag = format!("kiln-load-test/legacy-{}:v1", std::process::id());
+    let _cleanup = DockerImages(vec![tag.clone()]);
+
+    let outputs = [tmp.path().join("one.tar"), tmp.path().join("two.tar")];
+    for output in &outputs {
+        let out = kiln_load(
+            &[
+                "--layout",
+                layout.to_str().unwrap(),
+                "--tag",
+                &tag,
+                "--format",
+                "legacy",
+                "--output",
+                output.to_str().unwrap(),
+            ],
+            &[("KILN_CONTAINER_CLI", Path::new("/nonexistent"))],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let bytes = std::fs::read(&outputs[0]).unwrap();
+    assert_eq!(
+        bytes,
+        std::fs::read(&outputs[1]).unwrap(),
+        "not deterministic"
+    );
+    // Only the two tarballs (no temporary files) are left.
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 3);
+
+    // Layer directories sorted by diff_id, then config, manifest.json, repositories.
+    let mut hexes: Vec<&str> = diff_ids.iter().map(|d| d.hex()).collect();
+    hexes.sort();
+    let mut expected = Vec::new();
+    for (hex, tar) in hexes.iter().map(|h| {
+        let i = diff_ids.iter().position(|d| d.hex() == *h).unwrap();
+        (h, [&base, &middle, &top][i])
+    }) {
+        expected.push(("drwxr-xr-x", 0, format!("{hex}/")));
+        expected.push(("-rw-r--r--", tar.len(), format!("{hex}/layer.tar")));
+    }
+    let listing = tar_tv(&outputs[0]);
+    assert_eq!(listing.len(), expected.len() + 3, "{listing:#?}");
+    for (line, (mode, size, name)) in listing.iter().zip(&expected) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            fields,
+            [*mode, "0/0", &size.to_string(), "1970-01-01", "00:00", name],
+            "{line}"
+        );
+    }
+    let tail: Vec<&str> = listing[expected.len()..]
+        .iter()
+        .map(|l| l.split_whitespace().last().unwrap())
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            format!("{}.json", image.config.hex()).as_str(),
+            "manifest.json",
+            "repositories"
+        ]
+    );
+    assert!(listing
+        .iter()
+        .all(|l| l.contains(" 0/0 ") && l.contains(" 1970-01-01 00:00 ")));
+
+    // containers/image (podman's and skopeo's library) reads it.
+    let skopeo = Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("docker-archive:{}", outputs[0].display()))
+        .output()
+        .unwrap();
+    assert!(skopeo.status.success(), "{}", text(&skopeo.stderr));
+    let inspected: serde_json::Value = serde_json::from_slice(&skopeo.stdout).unwrap();
+    assert_eq!(
+        inspected["Layers"],
+        serde_json::json!(diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+    );
+
+    // And Docker: the image ID is the config digest, the layers are ours.
+    let load = docker(&["load", "-i", outputs[0].to_str().unwrap()]);
+    assert!(load.status.success(), "docker load: {}", text(&load.stderr));
+    assert_eq!(image_field(&tag, "{{.Id}}"), image.config.to_string());
+    assert_eq!(
+        image_field(&tag, "{{json .RootFS.Layers}}"),
+        json_digests(&diff_ids)
+    );
+    let run = docker(&["run", "--rm", "--network", "none", &tag]);
+    assert!(run.status.success(), "docker run: {}", text(&run.stderr));
+    assert_eq!(text(&run.stdout), "hello from kiln\n");
+}
+
+/// A CLI that hands everything to docker, keeping a copy of what `load` reads.
+fn teeing_docker(dir: &Path, captured: &Path) -> PathBuf {
+    script(
+        dir,
+        "teeing-docker",
+        &format!(
+            "if [ \"$1\" = load ]; then tee '{}' | docker \"$@\"; else exec docker \"$@\"; fi",
+            captured.display()
+        ),
+    )
+}
+
+/// The layer.tar entries of a captured tarball.
+fn layer_files(path: &Path) -> Vec<String> {
+    tar_tv(path)
+        .iter()
+        .filter_map(|l| l.split_whitespace().last())
+        .filter(|n| n.ends_with("/layer.tar"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn incremental_load_sends_only_the_layers_docker_lacks() {
+    if !tools_available(&["docker", "go"]) {
+        return;
+    }
+    let (program, arch) = static_hello();
+    let tmp = tempfile::tempdir().unwrap();
+    let n = nonce("incremental");
+    let base = tar_of(&[("hello", program, 0o755), ("nonce", n.as_bytes(), 0o644)]);
+    let middle = tar_of(&[("etc/middle", b"shared middle layer", 0o644)]);
+    let top_a = tar_of(&[("etc/top", b"top of A", 0o644)]);
+    let top_b = tar_of(&[("etc/top", b"top of B", 0o644)]);
+    let (a, a_diffs) = stacked_layout(
+        &tmp.path().join("a"),
+        arch,
+        &[
+            (&base, Comp::Gzip),
+            (&middle, Comp::Zstd),
+            (&top_a, Comp::Gzip),
+        ],
+    );
+    let (b, b_diffs) = stacked_layout(
+        &tmp.path().join("b"),
+        arch,
+        &[
+            (&base, Comp::Gzip),
+            (&middle, Comp::Zstd),
+            (&top_b, Comp::Gzip),
+        ],
+    );
+    let name = format!("kiln-load-test/incremental-{}", std::process::id());
+    let tags = [
+        format!("{name}:a"),
+        format!("{name}:b"),
+        format!("{name}:b2"),
+    ];
+    let _cleanup = DockerImages(tags.to_vec());
+    let captured = tmp.path().join("captured.tar");
+    let cli = teeing_docker(tmp.path(), &captured);
+    let env = [("KILN_CONTAINER_CLI", cli.as_path())];
+    let load = |layout: &str, tag: &str| {
+        let layout = tmp.path().join(layout);
+        let out = kiln_load(
+            &[
+                "--layout",
+                layout.to_str().unwrap(),
+                "--tag",
+                tag,
+                "--incremental",
+            ],
+            &env,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stderr)
+    };
+
+    // Nothing of A is in docker yet (its base layer holds a nonce).
+    let stderr = load("a", &tags[0]);
+    assert!(stderr.contains("skipped 0 of 3 layers"), "{stderr}");
+    assert_eq!(layer_files(&captured).len(), 3);
+    assert_eq!(image_field(&tags[0], "{{.Id}}"), a.config.to_string());
+
+    // B shares A's two lower layers: only its top layer is sent.
+    std::fs::remove_file(&captured).unwrap();
+    let stderr = load("b", &tags[1]);
+    assert!(
+        stderr.contains("skipped 2 of 3 layers (") && stderr.contains("sending 1 layer file(s)"),
+        "{stderr}"
+    );
+    assert_eq!(
+        layer_files(&captured),
+        [format!("{}/layer.tar", b_diffs[2].hex())]
+    );
+    assert_eq!(image_field(&tags[1], "{{.Id}}"), b.config.to_string());
+    assert_eq!(
+        image_field(&tags[1], "{{json .RootFS.Layers}}"),
+        json_digests(&b_diffs)
+    );
+    assert_eq!(a_diffs[..2], b_diffs[..2]);
+    let run = docker(&["run", "--rm", "--network", "none", &tags[1]]);
+    assert!(run.status.success(), "docker run: {}", text(&run.stderr));
+    assert_eq!(text(&run.stdout), "hello from kiln\n");
+
+    // B again under another name: docker has the image, it is only tagged.
+    std::fs::remove_file(&captured).unwrap();
+    let stderr = load("b", &tags[2]);
+    assert!(
+        stderr.contains(&format!(
+            "already has image {}, nothing loaded; tagged {}",
+            b.config, tags[2]
+        )),
+        "{stderr}"
+    );
+    assert!(!captured.exists(), "docker load ran");
+    assert_eq!(image_field(&tags[2], "{{.Id}}"), b.config.to_string());
+}
+
+#[test]
+fn incremental_load_into_other_engines_is_a_full_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    fake_layout(&layout);
+    let captured = tmp.path().join("captured.tar");
+    // An engine that does not answer `info` like Docker (podman has no
+    // DriverStatus): every layer is sent, in the --format asked for.
+    let cli = script(
+        tmp.path(),
+        "podman",
+        &format!(
+            "case \"$1\" in load) cat > '{}';; *) exit 125;; esac",
+            captured.display()
+        ),
+    );
+    let base = ["--layout", layout.to_str().unwrap(), "--tag", "app:v1"];
+    let out = kiln_load(
+        &[&base[..], &["--incremental"]].concat(),
+        &[("KILN_CONTAINER_CLI", &cli)],
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("is not Docker, loading all 1 layers"),
+        "{stderr}"
+    );
+    let file = tmp.path().join("full.tar");
+    let out = kiln_load(
+        &[&base[..], &["--output", file.to_str().unwrap()]].concat(),
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read(&captured).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+}
+
+/// Containers created from `image` (running or not).
+fn containers_of(image: &str) -> String {
+    let out = docker(&[
+        "ps",
+        "--all",
+        "--quiet",
+        "--filter",
+        &format!("ancestor={image}"),
+    ]);
+    text(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn run_flags_run_the_image_and_norun_does_not() {
+    if !tools_available(&["docker", "go"]) {
+        return;
+    }
+    let (program, arch) = static_hello();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    index_layout(&layout, arch, program, true);
+    let tag = format!("kiln-load-test/run-{}:v1", std::process::id());
+    let _cleanup = DockerImages(vec![tag.clone()]);
+    let dir = layout.to_str().unwrap();
+
+    let out = kiln_load(
+        &[
+            "--layout",
+            dir,
+            "--tag",
+            &tag,
+            "--run-flags",
+            "--rm --network none -e 'GREETING=hi there' \\\n -e EXIT_CODE=7",
+            "--",
+            "one",
+            "two three",
+        ],
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(7), "{stdout} {}", text(&out.stderr));
+    assert!(
+        stdout.contains(&format!("Loaded image: {tag}\n")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("hello from kiln\ngreeting: hi there\nargs: one|two three\n"),
+        "{stdout}"
+    );
+    assert_eq!(containers_of(&tag), "", "--rm left a container");
+
+    // --norun (as `bazel run :img -- --norun` adds it): loaded, not run.
+    let out = kiln_load(
+        &[
+            "--layout",
+            dir,
+            "--tag",
+            &tag,
+            "--run-flags",
+            "--network none",
+            "--norun",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("Loaded image: {tag}\n"));
+    assert_eq!(containers_of(&tag), "", "--norun ran a container");
+
+    // An unbalanced quote is refused before anything is loaded.
+    let out = kiln_load(
+        &["--layout", dir, "--tag", &tag, "--run-flags", "-e 'A=b"],
+        &[("KILN_CONTAINER_CLI", Path::new("/nonexistent"))],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("kiln-load: --run-flags \"-e 'A=b\": a single quote (') is not closed"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn stamped_tags_are_expanded_and_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    fake_layout(&layout);
+    let stable = tmp.path().join("stable-status.txt");
+    let volatile = tmp.path().join("volatile-status.txt");
+    std::fs::write(&stable, "BUILD_EMBED_LABEL 1.2.3\nSTABLE_USER alice\n").unwrap();
+    std::fs::write(&volatile, "BUILD_TIMESTAMP 1700000000\nBAD a b\n").unwrap();
+    let dir = layout.to_str().unwrap();
+    let stamps = [
+        "--stamp",
+        stable.to_str().unwrap(),
+        "--stamp",
+        volatile.to_str().unwrap(),
+    ];
+    let file = tmp.path().join("out.tar");
+    let out = kiln_load(
+        &[
+            &[
+                "--layout",
+                dir,
+                "--platform",
+                "linux/amd64",
+                "--format",
+                "legacy",
+            ][..],
+            &stamps,
+            &[
+                "--tag",
+                "team/{STABLE_USER}:v{BUILD_EMBED_LABEL}-{BUILD_TIMESTAMP}",
+                "--tag",
+                "app:plain",
+                "--output",
+                file.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut archive = tar::Archive::new(std::fs::File::open(&file).unwrap());
+    let mut docs = std::collections::BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        if name == "manifest.json" || name == "repositories" {
+            let mut s = String::new();
+            entry.read_to_string(&mut s).unwrap();
+            docs.insert(name, serde_json::from_str::<serde_json::Value>(&s).unwrap());
+        }
+    }
+    assert_eq!(
+        docs["manifest.json"][0]["RepoTags"],
+        serde_json::json!(["team/alice:v1.2.3-1700000000", "app:plain"])
+    );
+    let repositories = &docs["repositories"];
+    assert!(repositories["team/alice"]["v1.2.3-1700000000"].is_string());
+    assert!(repositories["app"]["plain"].is_string());
+
+    let cli = [("KILN_CONTAINER_CLI", Path::new("/nonexistent"))];
+    for (extra, want) in [
+        // Without --stamp, a placeholder is just an invalid name.
+        (
+            vec!["--tag", "app:{BUILD_EMBED_LABEL}"],
+            "kiln-load: --tag \"app:{BUILD_EMBED_LABEL}\": ",
+        ),
+        (
+            [&stamps[..], &["--tag", "app:{NOPE}"]].concat(),
+            "kiln-load: --tag \"app:{NOPE}\": unknown stamp variable {NOPE}",
+        ),
+        (
+            [&stamps[..], &["--tag", "app:{BAD}"]].concat(),
+            "kiln-load: --tag \"app:{BAD}\" (stamped: \"app:a b\"): ",
+        ),
+        (
+            vec!["--stamp", "/nonexistent/status.txt", "--tag", "app:v1"],
+            "kiln-load: --stamp: reading stamp file /nonexistent/status.txt",
+        ),
+    ] {
+        let out = kiln_load(&[&["--layout", dir][..], &extra].concat(), &cli);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.starts_with(want), "{stderr:?} lacks {want:?}");
+    }
+}
+
+#[test]
+fn stamped_tag_loads_into_docker() {
+    if !tools_available(&["docker", "go"]) {
+        return;
+    }
+    let (program, arch) = static_hello();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let image = index_layout(&layout, arch, program, true);
+    let status = tmp.path().join("stable-status.txt");
+    std::fs::write(&status, format!("BUILD_PID {}\n", std::process::id())).unwrap();
+    let tag = format!("kiln-load-test/stamped-{}:v1", std::process::id());
+    let _cleanup = DockerImages(vec![tag.clone()]);
+    let out = kiln_load(
+        &[
+            "--layout",
+            layout.to_str().unwrap(),
+            "--stamp",
+            status.to_str().unwrap(),
+            "--tag",
+            "kiln-load-test/stamped-{BUILD_PID}:v1",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(image_field(&tag, "{{.Id}}"), image.config.to_string());
+}
+
+#[test]
+fn failed_compressed_load_of_zstd_layers_suggests_legacy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let top = tar_of(&[("etc/top", b"zstd", 0o644)]);
+    stacked_layout(&layout, "amd64", &[(&top, Comp::Zstd)]);
+    // What Docker 20.10 answers for a zstd layer in the compressed format.
+    let cli = script(
+        tmp.path(),
+        "old-docker",
+        "cat > /dev/null\necho 'Error processing tar file(exit status 1): unexpected EOF' >&2\nexit 1",
+    );
+    let out = kiln_load(
+        &["--layout", layout.to_str().unwrap(), "--tag", "app:v1"],
+        &[("KILN_CONTAINER_CLI", &cli)],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("zstd layers, which Docker before 23.0 cannot read")
+            && stderr.contains("--format legacy")
+            && stderr.contains("unexpected EOF"),
+        "{stderr}"
+    );
 }

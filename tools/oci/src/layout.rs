@@ -11,9 +11,10 @@ use serde::Serialize;
 
 use crate::atomic::{parent_dir, tmp_prefix};
 use crate::canonical;
-use crate::digest::{sha256_bytes, Digest};
+use crate::digest::{sha256_bytes, Digest, HashingWriter};
 use crate::media_types;
-use crate::model::{Descriptor, ImageIndex, ImageManifest};
+use crate::model::{Descriptor, ImageIndex, ImageManifest, Platform};
+use crate::select::{self, BlobStore, Selected};
 
 /// An existing OCI image layout directory.
 #[derive(Clone, Debug)]
@@ -126,18 +127,38 @@ impl Layout {
         desc: &Descriptor,
         what: &str,
     ) -> anyhow::Result<T> {
+        let bytes = self
+            .read_verified(desc)
+            .with_context(|| format!("reading {what}"))?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: parsing {what} {}", self.dir.display(), desc.digest))
+    }
+
+    /// The image manifest for `platform` in a layout of any origin: see
+    /// `select::select_manifest` (a single manifest is taken as it is;
+    /// indexes, nested ones too, and several entries are searched).
+    pub fn select(&self, platform: &Platform) -> anyhow::Result<Selected> {
+        select::select_manifest(self, &self.index_json()?, platform)
+    }
+}
+
+impl BlobStore for Layout {
+    fn read_verified(&self, desc: &Descriptor) -> anyhow::Result<Vec<u8>> {
         let bytes = self.read_blob(&desc.digest)?;
         if bytes.len() as u64 != desc.size {
             bail!(
-                "{}: {what} {} has {} bytes but its descriptor says {}",
+                "{}: blob {} has {} bytes but its descriptor says {}",
                 self.dir.display(),
                 desc.digest,
                 bytes.len(),
                 desc.size
             );
         }
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("{}: parsing {what} {}", self.dir.display(), desc.digest))
+        Ok(bytes)
+    }
+
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
     }
 }
 
@@ -236,6 +257,41 @@ impl LayoutWriter {
         }
     }
 
+    /// Stores a blob produced by `write`, hashed on the way: `write` gets a
+    /// writer into a temporary file of the layout, which is renamed to
+    /// `blobs/sha256/<digest>` afterwards. Returns the digest, the size and
+    /// what `write` returned. For blobs whose digest is only known once
+    /// written (layers taken out of a tarball).
+    pub fn add_blob_stream<T>(
+        &self,
+        write: impl FnOnce(&mut dyn io::Write) -> anyhow::Result<T>,
+    ) -> anyhow::Result<(Digest, u64, T)> {
+        let tmp = tempfile::Builder::new()
+            .prefix(".blob")
+            .tempfile_in(self.tmp.path())
+            .with_context(|| format!("creating a blob file in {}", self.tmp.path().display()))?;
+        let mut hashing = HashingWriter::new(io::BufWriter::new(tmp.as_file()));
+        let value = write(&mut hashing)?;
+        let (mut buffered, digest, size) = hashing.finish();
+        io::Write::flush(&mut buffered)
+            .with_context(|| format!("writing {}", tmp.path().display()))?;
+        drop(buffered);
+        let dst = self.blob_path(&digest);
+        if dst.exists() {
+            return Ok((digest, size, value)); // `tmp` is removed on drop.
+        }
+        tmp.persist(&dst)
+            .map_err(|e| e.error)
+            .with_context(|| format!("renaming a blob into {}", dst.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&dst, fs::Permissions::from_mode(0o644))
+                .with_context(|| format!("setting permissions of {}", dst.display()))?;
+        }
+        Ok((digest, size, value))
+    }
+
     /// Copies blob `digest` from another layout.
     pub fn add_blob_from(&self, layout: &Layout, digest: &Digest) -> anyhow::Result<()> {
         self.add_blob_file(&layout.blob_path(digest), digest)
@@ -246,9 +302,15 @@ impl LayoutWriter {
     /// place, replacing whatever is at the destination (Bazel pre-creates
     /// tree artifact directories).
     pub fn finish(self, index_entries: Vec<Descriptor>) -> anyhow::Result<()> {
-        let index = ImageIndex::new(index_entries);
+        self.finish_with(&ImageIndex::new(index_entries))
+    }
+
+    /// `finish` with an `index.json` document given as any serialisable
+    /// value, for entries carrying fields `Descriptor` does not model (the
+    /// platform's `os.version`).
+    pub fn finish_with<T: Serialize + ?Sized>(self, index: &T) -> anyhow::Result<()> {
         let index_path = self.tmp.path().join("index.json");
-        fs::write(&index_path, canonical::to_vec(&index)?)
+        fs::write(&index_path, canonical::to_vec(index)?)
             .with_context(|| format!("writing {}", index_path.display()))?;
         // TempDir is created 0700; the layout is an ordinary readable tree.
         #[cfg(unix)]
@@ -343,6 +405,40 @@ mod tests {
         fs::write(&path, b"{}").unwrap();
         let err = layout.read_manifest(&desc).unwrap_err();
         assert!(format!("{err:#}").contains("corrupt"), "{err:#}");
+    }
+
+    #[test]
+    fn add_blob_stream_hashes_while_writing() {
+        let root = tempfile::tempdir().unwrap();
+        let w = LayoutWriter::new(root.path().join("layout")).unwrap();
+        let (d, n, extra) = w
+            .add_blob_stream(|out| {
+                out.write_all(b"streamed ")?;
+                out.write_all(b"bytes")?;
+                Ok(42)
+            })
+            .unwrap();
+        assert_eq!(
+            (d.clone(), n, extra),
+            (sha256_bytes(b"streamed bytes"), 14, 42)
+        );
+        assert_eq!(fs::read(w.blob_path(&d)).unwrap(), b"streamed bytes");
+        // The same content again: one blob, no temporary left.
+        w.add_blob_stream(|out| Ok(out.write_all(b"streamed bytes")?))
+            .unwrap();
+        let err = w
+            .add_blob_stream(|_| -> anyhow::Result<()> { bail!("boom") })
+            .unwrap_err();
+        assert_eq!(err.to_string(), "boom");
+        let names: Vec<_> = fs::read_dir(w.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}"); // blobs/ and oci-layout
+        assert_eq!(
+            fs::read_dir(w.path().join("blobs/sha256")).unwrap().count(),
+            1
+        );
     }
 
     #[test]

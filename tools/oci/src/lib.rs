@@ -6,11 +6,19 @@
 pub mod atomic;
 pub mod canonical;
 pub mod digest;
+// Reading `docker save` tarballs (base images given as a tar).
+pub mod docker_archive;
 pub mod layout;
 pub mod media_types;
 pub mod model;
 // Repository/tag name validation for kiln-push and kiln-load.
 pub mod reference;
+// Picking the manifest for a platform out of an index (base images).
+pub mod select;
+// kiln-source.json: where the blobs absent from a shallow layout are.
+pub mod source;
+// Bazel workspace status values substituted into `{KEY}` placeholders.
+pub mod stamp;
 pub mod tar_writer;
 
 pub use digest::{sha256_bytes, sha256_file, Digest, HashingWriter};
@@ -18,3 +26,5 @@ pub use layout::{Layout, LayoutWriter};
 pub use model::{
     Descriptor, ImageIndex, ImageManifest, LayerDescriptor, ListingEntry, ListingKind, Platform,
 };
+pub use source::{SourceBlob, Sources, SOURCE_FILE};
+pub use stamp::Stamp;

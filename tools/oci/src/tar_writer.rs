@@ -2,19 +2,25 @@
 //!
 //! A [`Tree`] collects entries by normalised path, checks duplicates and
 //! creates missing parent directories, then writes them sorted bytewise by
-//! path with normalised headers: mtime 0, uid/gid 0, empty user/group names,
-//! explicit modes, no host metadata. Directory names end in `/`. Long names
-//! use the GNU extension the `tar` crate writes. The same set of entries
-//! therefore always produces the same bytes, whatever the insertion order.
+//! path with normalised headers: the metadata given for each entry (by
+//! default mtime 0, uid/gid 0), empty user/group names, explicit modes, no
+//! host metadata. Directory names end in `/`. Long names use the GNU
+//! extension the `tar` crate writes. The same set of entries therefore always
+//! produces the same bytes, whatever the insertion order.
+//!
+//! Besides files, directories and symlinks a tree holds what archives bring
+//! (kiln-layer's `tars`/`debs`): byte ranges of open files ([`Segment`]),
+//! hard links, device nodes and FIFOs.
 //!
 //! The `append_*` helpers write single normalised entries, for tools that
 //! stream their own archives.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use tar::{Builder, EntryType, Header};
@@ -58,6 +64,160 @@ pub fn normalize_path(path: &str) -> Result<String, PathError> {
     Ok(parts.join("/"))
 }
 
+/// Owner, permissions and modification time of an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// Permission bits, at most 0o7777.
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    /// Seconds since the epoch.
+    pub mtime: u64,
+}
+
+impl Meta {
+    /// `mode`, owned by 0:0, mtime 0.
+    pub fn new(mode: u32) -> Meta {
+        Meta {
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+        }
+    }
+}
+
+/// A byte range of an open file: the data of a regular file inside an
+/// archive (or inside a decompressed, spooled copy of one). Reads are
+/// positioned, so several segments of one file can be read at once.
+#[derive(Clone)]
+pub struct Segment {
+    file: Arc<File>,
+    offset: u64,
+    len: u64,
+}
+
+impl Segment {
+    pub fn new(file: Arc<File>, offset: u64, len: u64) -> Segment {
+        Segment { file, offset, len }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The range `offset..offset + len` of this segment (relative to its
+    /// start), or None when it does not fit inside it.
+    pub fn sub(&self, offset: u64, len: u64) -> Option<Segment> {
+        let end = offset.checked_add(len)?;
+        (end <= self.len).then(|| Segment {
+            file: self.file.clone(),
+            offset: self.offset + offset,
+            len,
+        })
+    }
+
+    /// A reader of the range; it also seeks within the range (positions are
+    /// relative to its start), so a segment can serve as a window onto an
+    /// archive member.
+    pub fn reader(&self) -> SegmentReader {
+        SegmentReader {
+            file: self.file.clone(),
+            start: self.offset,
+            pos: self.offset,
+            end: self.offset + self.len,
+        }
+    }
+}
+
+impl PartialEq for Segment {
+    fn eq(&self, other: &Segment) -> bool {
+        Arc::ptr_eq(&self.file, &other.file) && self.offset == other.offset && self.len == other.len
+    }
+}
+
+impl Eq for Segment {}
+
+impl fmt::Debug for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Segment({}+{})", self.offset, self.len)
+    }
+}
+
+/// Reads (and seeks in) a [`Segment`] with positioned reads.
+pub struct SegmentReader {
+    file: Arc<File>,
+    start: u64,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for SegmentReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.end.saturating_sub(self.pos);
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = read_at(&self.file, &mut buf[..want], self.pos)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the file ended {} bytes early (did it change while being read?)",
+                    self.end - self.pos
+                ),
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for SegmentReader {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let base = match to {
+            SeekFrom::Start(n) => Some(self.start.saturating_add(n)),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            SeekFrom::End(d) => self.end.checked_add_signed(d),
+        };
+        match base {
+            Some(p) if p >= self.start => {
+                self.pos = p;
+                Ok(p - self.start)
+            }
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start of the range",
+            )),
+        }
+    }
+}
+
+/// One positioned read (the file's cursor is not used on Unix).
+#[cfg(unix)]
+pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    loop {
+        match file.read_at(buf, offset) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
+}
+
+/// One positioned read (moves the file's cursor on Windows; segments never
+/// use it).
+#[cfg(windows)]
+pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    use std::os::windows::fs::FileExt;
+    file.seek_read(buf, offset)
+}
+
 /// What an entry holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Content {
@@ -65,17 +225,57 @@ pub enum Content {
     File(PathBuf),
     /// A regular file with these bytes (e.g. an empty file).
     Bytes(Vec<u8>),
+    /// A regular file whose bytes are a range of an open file.
+    Segment(Segment),
     Dir,
     /// A symbolic link to this target, written as given.
     Symlink(String),
+    /// A hard link to another entry of the tree (a path, normalised when
+    /// added). Written as a tar hard link to the first name of the linked
+    /// group in path order: see [`Tree::write`].
+    Hardlink(String),
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    BlockDevice {
+        major: u32,
+        minor: u32,
+    },
+    Fifo,
+}
+
+/// The type of an entry, finer than [`ListingKind`]: two entries of
+/// different types are never the same entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Type {
+    Regular,
+    Dir,
+    Symlink,
+    Hardlink,
+    Char,
+    Block,
+    Fifo,
 }
 
 impl Content {
     fn kind(&self) -> ListingKind {
         match self {
-            Content::File(_) | Content::Bytes(_) => ListingKind::File,
             Content::Dir => ListingKind::Dir,
             Content::Symlink(_) => ListingKind::Symlink,
+            _ => ListingKind::File,
+        }
+    }
+
+    fn ty(&self) -> Type {
+        match self {
+            Content::File(_) | Content::Bytes(_) | Content::Segment(_) => Type::Regular,
+            Content::Dir => Type::Dir,
+            Content::Symlink(_) => Type::Symlink,
+            Content::Hardlink(_) => Type::Hardlink,
+            Content::CharDevice { .. } => Type::Char,
+            Content::BlockDevice { .. } => Type::Block,
+            Content::Fifo => Type::Fifo,
         }
     }
 }
@@ -90,6 +290,12 @@ pub enum TreeError {
     Mode { path: String, mode: u32 },
     #[error("{path:?}: invalid symlink target {target:?}: it must be non-empty without NUL bytes")]
     LinkTarget { path: String, target: String },
+    #[error("{path:?}: invalid hard link target {target:?}: {error}")]
+    HardlinkTarget {
+        path: String,
+        target: String,
+        error: PathError,
+    },
     #[error("{path:?}: source file {}: {error}", source_path.display())]
     Source {
         path: String,
@@ -112,17 +318,24 @@ pub enum TreeError {
         holder: String,
         child: String,
     },
+    #[error("{path:?} ({origin}) is a hard link to {target:?}, which {why}")]
+    Hardlink {
+        path: String,
+        origin: String,
+        target: String,
+        why: &'static str,
+    },
 }
 
 #[derive(Clone, Debug)]
 struct Node {
     content: Content,
-    mode: u32,
+    meta: Meta,
     /// Who defined it, for error messages (caller-chosen text).
     origin: String,
     /// A parent directory created because an entry below it needed it.
     implied: bool,
-    /// Size of a `File` source, recorded when added.
+    /// Size of a regular file, recorded when added.
     size: u64,
 }
 
@@ -130,11 +343,27 @@ struct Node {
 #[derive(Clone, Debug, Default)]
 pub struct Tree {
     nodes: BTreeMap<String, Node>,
+    /// mtime of the parent directories the tree creates.
+    parent_mtime: u64,
+}
+
+/// How a member of a group of hard-linked names is written: the first name
+/// in path order carries the content of `root` (the entry the links lead
+/// to), every other name is a hard link to `first`.
+struct LinkRole<'a> {
+    root: &'a str,
+    first: &'a str,
 }
 
 impl Tree {
     pub fn new() -> Tree {
         Tree::default()
+    }
+
+    /// Sets the mtime of the parent directories created from now on
+    /// (default 0).
+    pub fn set_parent_mtime(&mut self, mtime: u64) {
+        self.parent_mtime = mtime;
     }
 
     pub fn len(&self) -> usize {
@@ -145,15 +374,37 @@ impl Tree {
         self.nodes.is_empty()
     }
 
-    /// Adds an entry. `path` is normalised here; `origin` describes where the
-    /// entry comes from (e.g. `files "/hello" (bazel-out/…/hello)`) and is
-    /// used in error messages. A source file is checked to exist now, so that
-    /// errors surface before any output is written.
+    /// Adds an entry owned by 0:0 with mtime 0 (symlinks always get mode
+    /// 0777). See [`Tree::add`].
     pub fn insert(
         &mut self,
         path: &str,
         content: Content,
         mode: u32,
+        origin: impl Into<String>,
+    ) -> Result<(), TreeError> {
+        let mode = match content {
+            Content::Symlink(_) => SYMLINK_MODE,
+            _ => mode,
+        };
+        self.add(path, content, Meta::new(mode), origin)
+    }
+
+    /// Adds an entry. `path` (and a hard link's target) is normalised here;
+    /// `origin` describes where the entry comes from (e.g.
+    /// `files "/hello" (bazel-out/…/hello)`) and is used in error messages.
+    /// A source file is checked to exist now, so that errors surface before
+    /// any output is written.
+    ///
+    /// Duplicates: two directories merge, the later one's metadata winning;
+    /// other entries must be the same (type, mode, owner, bytes or link
+    /// target; the mtime may differ, the later one winning) or it is a
+    /// [`TreeError::Conflict`].
+    pub fn add(
+        &mut self,
+        path: &str,
+        content: Content,
+        meta: Meta,
         origin: impl Into<String>,
     ) -> Result<(), TreeError> {
         let origin = origin.into();
@@ -162,39 +413,50 @@ impl Tree {
             path: raw_path.to_string(),
             error,
         })?;
-        let mode = match content {
-            Content::Symlink(_) => SYMLINK_MODE,
-            _ if mode > MAX_MODE => {
-                return Err(TreeError::Mode {
-                    path: raw_path.to_string(),
-                    mode,
-                })
-            }
-            _ => mode,
-        };
+        if meta.mode > MAX_MODE {
+            return Err(TreeError::Mode {
+                path: raw_path.to_string(),
+                mode: meta.mode,
+            });
+        }
+        let mut content = content;
         let size = match &content {
             Content::File(src) => {
-                let meta = fs::metadata(src).map_err(|error| TreeError::Source {
+                let file_meta = fs::metadata(src).map_err(|error| TreeError::Source {
                     path: raw_path.to_string(),
                     source_path: src.clone(),
                     error,
                 })?;
-                if !meta.is_file() {
+                if !file_meta.is_file() {
                     return Err(TreeError::NotAFile {
                         path: raw_path.to_string(),
                         source_path: src.clone(),
                     });
                 }
-                meta.len()
+                file_meta.len()
             }
             Content::Bytes(b) => b.len() as u64,
+            Content::Segment(s) => s.len(),
             Content::Symlink(t) if t.is_empty() || t.contains('\0') => {
                 return Err(TreeError::LinkTarget {
                     path: raw_path.to_string(),
                     target: t.clone(),
                 })
             }
-            Content::Dir | Content::Symlink(_) => 0,
+            Content::Hardlink(t) => {
+                let target = normalize_path(t).map_err(|error| TreeError::HardlinkTarget {
+                    path: raw_path.to_string(),
+                    target: t.clone(),
+                    error,
+                })?;
+                content = Content::Hardlink(target);
+                0
+            }
+            Content::Dir
+            | Content::Symlink(_)
+            | Content::CharDevice { .. }
+            | Content::BlockDevice { .. }
+            | Content::Fifo => 0,
         };
 
         // Every ancestor must be (or become) a directory.
@@ -217,7 +479,10 @@ impl Tree {
                         parent.to_string(),
                         Node {
                             content: Content::Dir,
-                            mode: DEFAULT_DIR_MODE,
+                            meta: Meta {
+                                mtime: self.parent_mtime,
+                                ..Meta::new(DEFAULT_DIR_MODE)
+                            },
                             origin: origin.clone(),
                             implied: true,
                             size: 0,
@@ -230,7 +495,7 @@ impl Tree {
 
         let node = Node {
             content,
-            mode,
+            meta,
             origin,
             implied: false,
             size,
@@ -239,17 +504,19 @@ impl Tree {
             None => {
                 self.nodes.insert(path, node);
             }
-            Some(existing) if existing.implied => {
-                if node.content != Content::Dir {
-                    // `existing.origin` is the entry below that needed a directory here.
-                    return Err(TreeError::NotADirectory {
-                        path,
-                        kind: node.content.kind(),
-                        holder: node.origin,
-                        child: existing.origin.clone(),
-                    });
-                }
-                // An explicit directory decides the mode of an implied one.
+            Some(existing) if existing.implied && node.content != Content::Dir => {
+                // `existing.origin` is the entry below that needed a directory here.
+                return Err(TreeError::NotADirectory {
+                    path,
+                    kind: node.content.kind(),
+                    holder: node.origin,
+                    child: existing.origin.clone(),
+                });
+            }
+            Some(existing) if existing.content == Content::Dir && node.content == Content::Dir => {
+                // An explicit directory decides the metadata of an implied
+                // one, and a later directory that of an earlier one
+                // (packages re-declare /usr and the like).
                 *existing = node;
             }
             Some(existing) => {
@@ -266,22 +533,108 @@ impl Tree {
                         second: node.origin,
                     });
                 }
+                existing.meta.mtime = node.meta.mtime;
             }
         }
         Ok(())
     }
 
-    /// Every entry (created parents included), sorted by path.
+    /// Checks that every hard link leads (possibly through other hard links)
+    /// to an entry of the tree that is not a directory.
+    pub fn check(&self) -> Result<(), TreeError> {
+        self.link_plan().map(|_| ())
+    }
+
+    /// Checks the hard link at `path` as [`Tree::check`] does; any other
+    /// entry (or none) passes.
+    pub fn check_hardlink(&self, path: &str) -> Result<(), TreeError> {
+        match self.nodes.get_key_value(path) {
+            Some((path, node)) => match &node.content {
+                Content::Hardlink(target) => {
+                    self.resolve_link(target)
+                        .map(|_| ())
+                        .map_err(|why| TreeError::Hardlink {
+                            path: path.clone(),
+                            origin: node.origin.clone(),
+                            target: target.clone(),
+                            why,
+                        })
+                }
+                _ => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Follows hard links from `target`: the entry they lead to, or why not.
+    fn resolve_link<'a>(&'a self, target: &'a str) -> Result<(&'a str, &'a Node), &'static str> {
+        let mut cur = target;
+        for _ in 0..=self.nodes.len() {
+            let Some((path, node)) = self.nodes.get_key_value(cur) else {
+                return Err(if cur == target {
+                    "is not in the layer"
+                } else {
+                    "leads to a hard link to a path that is not in the layer"
+                });
+            };
+            match &node.content {
+                Content::Hardlink(next) => cur = next,
+                Content::Dir => return Err("is a directory"),
+                _ => return Ok((path, node)),
+            }
+        }
+        Err("is part of a cycle of hard links")
+    }
+
+    /// Groups the names of every hard-linked entry. Names absent from the
+    /// map are written as they are.
+    fn link_plan(&self) -> Result<HashMap<&str, LinkRole<'_>>, TreeError> {
+        let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (path, node) in &self.nodes {
+            if let Content::Hardlink(target) = &node.content {
+                let (root, _) = self
+                    .resolve_link(target)
+                    .map_err(|why| TreeError::Hardlink {
+                        path: path.clone(),
+                        origin: node.origin.clone(),
+                        target: target.clone(),
+                        why,
+                    })?;
+                groups.entry(root).or_default().push(path);
+            }
+        }
+        let mut plan = HashMap::new();
+        for (root, links) in groups {
+            // Paths are visited in sorted order, so `links` is sorted.
+            let first = links.first().map_or(root, |&l| l.min(root));
+            for member in links.into_iter().chain([root]) {
+                plan.insert(member, LinkRole { root, first });
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Every entry (created parents included), sorted by path. A hard link
+    /// is listed as what it leads to (a file, or a symlink with its target);
+    /// devices and FIFOs as files.
     pub fn listing(&self) -> Vec<ListingEntry> {
         self.nodes
             .iter()
-            .map(|(path, node)| ListingEntry {
-                kind: node.content.kind(),
-                path: path.clone(),
-                target: match &node.content {
-                    Content::Symlink(t) => Some(t.clone()),
-                    _ => None,
-                },
+            .map(|(path, node)| {
+                let content = match &node.content {
+                    Content::Hardlink(t) => self
+                        .resolve_link(t)
+                        .map_or(&node.content, |(_, n)| &n.content),
+                    c => c,
+                };
+                ListingEntry {
+                    kind: content.kind(),
+                    path: path.clone(),
+                    target: match content {
+                        Content::Symlink(t) => Some(t.clone()),
+                        _ => None,
+                    },
+                }
             })
             .collect()
     }
@@ -289,21 +642,28 @@ impl Tree {
     /// Appends every entry to `builder`, sorted bytewise by path. Parents sort
     /// before their children because a parent path is a prefix of them.
     /// Does not finish the archive.
+    ///
+    /// Hard links: a tar hard link must name an entry that comes before it,
+    /// but sorting can put a link before the entry it links to (`a` linking
+    /// to `b`). So every group of hard-linked names is written with the
+    /// content and metadata of the entry the links lead to on the group's
+    /// first name in path order, and every other name of the group
+    /// (including the original entry's) as a hard link to that first name.
+    /// Extracting the layer gives what extracting the sources gives: the
+    /// same names sharing one inode with the same bytes and metadata.
     pub fn write<W: Write>(&self, builder: &mut Builder<W>) -> anyhow::Result<()> {
+        let plan = self.link_plan()?;
         for (path, node) in &self.nodes {
-            let written = match &node.content {
-                Content::Dir => append_dir(builder, path, node.mode),
-                Content::Bytes(b) => append_bytes(builder, path, node.mode, b),
-                Content::Symlink(t) => append_symlink(builder, path, t),
-                Content::File(src) => {
-                    let file = File::open(src).with_context(|| {
-                        format!("{}: opening source {}", node.origin, src.display())
-                    })?;
-                    append_file(builder, path, node.mode, node.size, file).with_context(|| {
-                        format!("{}: reading source {}", node.origin, src.display())
-                    })?;
-                    Ok(())
+            let written = match plan.get(path.as_str()) {
+                Some(role) if role.first != path => {
+                    let root = &self.nodes[role.root];
+                    let mut h = header_with(EntryType::Link, &root.meta, 0);
+                    builder
+                        .append_link(&mut h, path, role.first)
+                        .map_err(anyhow::Error::from)
                 }
+                Some(role) => write_node(builder, path, &self.nodes[role.root]),
+                None => write_node(builder, path, node),
             };
             written.with_context(|| format!("writing {path:?} to the tar"))?;
         }
@@ -311,16 +671,76 @@ impl Tree {
     }
 }
 
-/// Whether two definitions of one path are the same entry: same kind, mode,
-/// and bytes or link target. On an I/O error, names the source that failed.
+/// Writes one entry with `node`'s content and metadata under `path`.
+fn write_node<W: Write>(b: &mut Builder<W>, path: &str, node: &Node) -> anyhow::Result<()> {
+    let meta = &node.meta;
+    match &node.content {
+        Content::Dir => {
+            let mut h = header_with(EntryType::Directory, meta, 0);
+            b.append_data(&mut h, format!("{path}/"), io::empty())?;
+        }
+        Content::Bytes(bytes) => {
+            let mut h = header_with(EntryType::Regular, meta, bytes.len() as u64);
+            b.append_data(&mut h, path, &bytes[..])?;
+        }
+        Content::File(src) => {
+            let file = File::open(src)
+                .with_context(|| format!("{}: opening source {}", node.origin, src.display()))?;
+            let mut h = header_with(EntryType::Regular, meta, node.size);
+            b.append_data(&mut h, path, exact(file, node.size))
+                .with_context(|| format!("{}: reading source {}", node.origin, src.display()))?;
+        }
+        Content::Segment(s) => {
+            let mut h = header_with(EntryType::Regular, meta, s.len());
+            let reader = io::BufReader::with_capacity(256 * 1024, s.reader());
+            b.append_data(&mut h, path, exact(reader, s.len()))
+                .with_context(|| format!("{}: reading the archive", node.origin))?;
+        }
+        Content::Symlink(t) => {
+            let mut h = header_with(EntryType::Symlink, meta, 0);
+            b.append_link(&mut h, path, t)?;
+        }
+        Content::Hardlink(t) => {
+            // `Tree::write` writes links from its plan; a link reaching
+            // here was not planned.
+            anyhow::bail!("{}: unresolved hard link to {t:?}", node.origin);
+        }
+        Content::CharDevice { major, minor } | Content::BlockDevice { major, minor } => {
+            let ty = if matches!(node.content, Content::CharDevice { .. }) {
+                EntryType::Char
+            } else {
+                EntryType::Block
+            };
+            let mut h = header_with(ty, meta, 0);
+            h.set_device_major(*major)?;
+            h.set_device_minor(*minor)?;
+            b.append_data(&mut h, path, io::empty())?;
+        }
+        Content::Fifo => {
+            let mut h = header_with(EntryType::Fifo, meta, 0);
+            b.append_data(&mut h, path, io::empty())?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether two definitions of one path are the same entry: same type, mode,
+/// owner, and bytes or link target (the mtime is not compared). On an I/O
+/// error, names the source that failed.
 fn same_entry(a: &Node, b: &Node) -> Result<bool, (PathBuf, io::Error)> {
-    if a.mode != b.mode || a.content.kind() != b.content.kind() {
+    let (ma, mb) = (&a.meta, &b.meta);
+    if (ma.mode, ma.uid, ma.gid) != (mb.mode, mb.uid, mb.gid) || a.content.ty() != b.content.ty() {
         return Ok(false);
     }
     match (&a.content, &b.content) {
-        (Content::Dir, Content::Dir) => Ok(true),
-        (Content::Symlink(x), Content::Symlink(y)) => Ok(x == y),
+        (Content::Dir, Content::Dir) | (Content::Fifo, Content::Fifo) => Ok(true),
+        (Content::Symlink(x), Content::Symlink(y))
+        | (Content::Hardlink(x), Content::Hardlink(y)) => Ok(x == y),
+        (Content::CharDevice { .. }, _) | (Content::BlockDevice { .. }, _) => {
+            Ok(a.content == b.content)
+        }
         (Content::File(x), Content::File(y)) if x == y => Ok(true),
+        (Content::Segment(x), Content::Segment(y)) if x == y => Ok(true),
         _ if a.size != b.size => Ok(false),
         (x, y) => same_bytes(x, y),
     }
@@ -332,7 +752,8 @@ fn open_content(c: &Content) -> Result<Box<dyn Read + '_>, (PathBuf, io::Error)>
             .map(|f| Box::new(f) as Box<dyn Read>)
             .map_err(|e| (p.clone(), e)),
         Content::Bytes(b) => Ok(Box::new(&b[..])),
-        Content::Dir | Content::Symlink(_) => Ok(Box::new(io::empty())),
+        Content::Segment(s) => Ok(Box::new(s.reader())),
+        _ => Ok(Box::new(io::empty())),
     }
 }
 
@@ -376,13 +797,19 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 
 /// A normalised header: the given type, mode and size, everything else zero.
 pub fn header(entry_type: EntryType, mode: u32, size: u64) -> Header {
+    header_with(entry_type, &Meta::new(mode), size)
+}
+
+/// A normalised header with the given type, metadata and size: empty
+/// user/group names, nothing from the host.
+pub fn header_with(entry_type: EntryType, meta: &Meta, size: u64) -> Header {
     let mut h = Header::new_gnu();
     h.set_entry_type(entry_type);
-    h.set_mode(mode);
+    h.set_mode(meta.mode);
     h.set_size(size);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
+    h.set_uid(meta.uid);
+    h.set_gid(meta.gid);
+    h.set_mtime(meta.mtime);
     h
 }
 
@@ -418,17 +845,20 @@ pub fn append_file<W: Write, R: Read>(
     reader: R,
 ) -> io::Result<()> {
     let mut h = header(EntryType::Regular, mode, size);
-    let exact = ExactReader {
-        inner: reader.take(size),
-        remaining: size,
-    };
-    b.append_data(&mut h, path, exact)
+    b.append_data(&mut h, path, exact(reader, size))
 }
 
 /// Appends a symbolic link (mode 0777).
 pub fn append_symlink<W: Write>(b: &mut Builder<W>, path: &str, target: &str) -> io::Result<()> {
     let mut h = header(EntryType::Symlink, SYMLINK_MODE, 0);
     b.append_link(&mut h, path, target)
+}
+
+fn exact<R: Read>(reader: R, size: u64) -> ExactReader<R> {
+    ExactReader {
+        inner: reader.take(size),
+        remaining: size,
+    }
 }
 
 struct ExactReader<R> {
@@ -458,8 +888,15 @@ impl fmt::Display for Content {
         match self {
             Content::File(p) => write!(f, "file {}", p.display()),
             Content::Bytes(b) => write!(f, "{} bytes", b.len()),
+            Content::Segment(s) => write!(f, "{} bytes of an archive", s.len()),
             Content::Dir => f.write_str("directory"),
             Content::Symlink(t) => write!(f, "symlink to {t}"),
+            Content::Hardlink(t) => write!(f, "hard link to {t}"),
+            Content::CharDevice { major, minor } => {
+                write!(f, "character device {major},{minor}")
+            }
+            Content::BlockDevice { major, minor } => write!(f, "block device {major},{minor}"),
+            Content::Fifo => f.write_str("FIFO"),
         }
     }
 }
@@ -641,8 +1078,9 @@ mod tests {
             .insert("/l", Content::Symlink("y".into()), 0, "l3")
             .unwrap_err();
         assert!(err.to_string().contains("l1 and l3"), "{err}");
-        let err = t.insert("/d", Content::Dir, 0o700, "d3").unwrap_err();
-        assert!(matches!(err, TreeError::Conflict { .. }));
+        // A later directory's metadata wins.
+        t.insert("/d", Content::Dir, 0o700, "d3").unwrap();
+        assert_eq!(t.nodes["d"].meta.mode, 0o700);
         let err = t.insert("/x", Content::Dir, 0o644, "dir x").unwrap_err();
         assert!(matches!(err, TreeError::Conflict { .. }));
         // A file where a directory is needed, in both orders.
@@ -715,6 +1153,281 @@ mod tests {
     fn file_that_shrinks_is_an_error() {
         let mut b = Builder::new(Vec::new());
         let err = append_file(&mut b, "f", 0o644, 10, &b"short"[..]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn metadata_devices_and_dirs() {
+        let mut t = Tree::new();
+        t.set_parent_mtime(946684800);
+        let meta = Meta {
+            mode: 0o4755,
+            uid: 1000,
+            gid: 3_000_000,
+            mtime: 1_700_000_000,
+        };
+        t.add("/opt/a/f", Content::Bytes(b"x".to_vec()), meta, "f")
+            .unwrap();
+        t.add(
+            "/dev/null",
+            Content::CharDevice { major: 1, minor: 3 },
+            Meta::new(0o666),
+            "null",
+        )
+        .unwrap();
+        t.add(
+            "/dev/sda",
+            Content::BlockDevice { major: 8, minor: 0 },
+            Meta::new(0o660),
+            "sda",
+        )
+        .unwrap();
+        t.add("/dev/p", Content::Fifo, Meta::new(0o600), "p")
+            .unwrap();
+        // Same entry but another mtime: one entry, the later mtime.
+        let later = Meta {
+            mtime: 1_800_000_000,
+            ..meta
+        };
+        t.add("/opt/a/f", Content::Bytes(b"x".to_vec()), later, "f2")
+            .unwrap();
+        // Another owner: a conflict.
+        let err = t
+            .add(
+                "/opt/a/f",
+                Content::Bytes(b"x".to_vec()),
+                Meta { uid: 1, ..meta },
+                "f3",
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("f and f3"), "{err}");
+        let err = t
+            .add("/dev/p", Content::Fifo, Meta::new(0o644), "p2")
+            .unwrap_err();
+        assert!(matches!(err, TreeError::Conflict { .. }));
+
+        let bytes = tree_to_vec(&t).unwrap();
+        let mut a = tar::Archive::new(&bytes[..]);
+        let mut seen = Vec::new();
+        for e in a.entries().unwrap() {
+            let e = e.unwrap();
+            let h = e.header();
+            let dev = matches!(h.entry_type(), EntryType::Char | EntryType::Block);
+            seen.push((
+                String::from_utf8(e.path_bytes().into_owned()).unwrap(),
+                h.entry_type(),
+                h.mode().unwrap(),
+                h.uid().unwrap(),
+                h.gid().unwrap(),
+                h.mtime().unwrap(),
+                dev.then(|| h.device_major().unwrap()).flatten(),
+                dev.then(|| h.device_minor().unwrap()).flatten(),
+            ));
+        }
+        let dir = |p: &str| {
+            (
+                p.to_string(),
+                EntryType::Directory,
+                0o755,
+                0,
+                0,
+                946684800,
+                None,
+                None,
+            )
+        };
+        assert_eq!(
+            seen,
+            [
+                dir("dev/"),
+                (
+                    "dev/null".into(),
+                    EntryType::Char,
+                    0o666,
+                    0,
+                    0,
+                    0,
+                    Some(1),
+                    Some(3)
+                ),
+                ("dev/p".into(), EntryType::Fifo, 0o600, 0, 0, 0, None, None),
+                (
+                    "dev/sda".into(),
+                    EntryType::Block,
+                    0o660,
+                    0,
+                    0,
+                    0,
+                    Some(8),
+                    Some(0)
+                ),
+                dir("opt/"),
+                dir("opt/a/"),
+                (
+                    "opt/a/f".into(),
+                    EntryType::Regular,
+                    0o4755,
+                    1000,
+                    3_000_000,
+                    1_800_000_000,
+                    None,
+                    None
+                ),
+            ]
+        );
+        let kinds: Vec<ListingKind> = t.listing().iter().map(|e| e.kind).collect();
+        assert_eq!(kinds[1], ListingKind::File);
+    }
+
+    #[test]
+    fn hardlinks_point_backwards() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("data");
+        fs::write(&src, b"payload").unwrap();
+        let file = Arc::new(File::open(&src).unwrap());
+        let meta = Meta {
+            mode: 0o750,
+            uid: 7,
+            gid: 8,
+            mtime: 9,
+        };
+        let mut t = Tree::new();
+        // "z/target" holds the data; "a/link" and "m/link" link to it (one
+        // through the other), and sort before it.
+        t.add(
+            "z/target",
+            Content::Segment(Segment::new(file.clone(), 3, 4)),
+            meta,
+            "target",
+        )
+        .unwrap();
+        t.add("a/link", Content::Hardlink("./m/link".into()), meta, "l1")
+            .unwrap();
+        t.add("m/link", Content::Hardlink("/z/target".into()), meta, "l2")
+            .unwrap();
+        t.add("b/sym", Content::Symlink("x".into()), Meta::new(0o777), "s")
+            .unwrap();
+        t.add("c/symlink", Content::Hardlink("b/sym".into()), meta, "l3")
+            .unwrap();
+        t.check().unwrap();
+        let bytes = tree_to_vec(&t).unwrap();
+        let mut a = tar::Archive::new(&bytes[..]);
+        let mut seen = Vec::new();
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+            let ty = e.header().entry_type();
+            let link = e
+                .link_name_bytes()
+                .map(|l| String::from_utf8(l.into_owned()).unwrap());
+            let mode = e.header().mode().unwrap();
+            let mut data = String::new();
+            e.read_to_string(&mut data).unwrap();
+            if ty != EntryType::Directory {
+                seen.push((path, ty, link, mode, data));
+            }
+        }
+        let s = |x: &str| Some(x.to_string());
+        assert_eq!(
+            seen,
+            [
+                (
+                    "a/link".into(),
+                    EntryType::Regular,
+                    None,
+                    0o750,
+                    "load".into()
+                ),
+                ("b/sym".into(), EntryType::Symlink, s("x"), 0o777, "".into()),
+                (
+                    "c/symlink".into(),
+                    EntryType::Link,
+                    s("b/sym"),
+                    0o777,
+                    "".into()
+                ),
+                (
+                    "m/link".into(),
+                    EntryType::Link,
+                    s("a/link"),
+                    0o750,
+                    "".into()
+                ),
+                (
+                    "z/target".into(),
+                    EntryType::Link,
+                    s("a/link"),
+                    0o750,
+                    "".into()
+                ),
+            ]
+        );
+        let listing = t.listing();
+        let c = listing.iter().find(|e| e.path == "c/symlink").unwrap();
+        assert_eq!(
+            (c.kind, c.target.as_deref()),
+            (ListingKind::Symlink, Some("x"))
+        );
+        let l = listing.iter().find(|e| e.path == "a/link").unwrap();
+        assert_eq!(l.kind, ListingKind::File);
+
+        // Broken links are errors naming the link, its origin and target.
+        let mut bad = Tree::new();
+        bad.add(
+            "x",
+            Content::Hardlink("nope".into()),
+            meta,
+            "tars t.tar entry \"x\"",
+        )
+        .unwrap();
+        let err = bad.check().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "\"x\" (tars t.tar entry \"x\") is a hard link to \"nope\", which is not in the layer"
+        );
+        bad.add("d/f", Content::Bytes(vec![]), meta, "f").unwrap();
+        bad.add("y", Content::Hardlink("d".into()), meta, "y")
+            .unwrap();
+        bad.add("nope", Content::Hardlink("y".into()), meta, "n")
+            .unwrap();
+        let err = bad.check().unwrap_err().to_string();
+        assert!(err.contains("is a directory"), "{err}");
+        let mut cyc = Tree::new();
+        cyc.add("p", Content::Hardlink("q".into()), meta, "p")
+            .unwrap();
+        cyc.add("q", Content::Hardlink("p".into()), meta, "q")
+            .unwrap();
+        assert!(cyc.check().unwrap_err().to_string().contains("cycle"));
+        assert!(tree_to_vec(&cyc).is_err());
+        let err = bad
+            .add("z", Content::Hardlink("../etc".into()), meta, "z")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("invalid hard link target"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn segment_reader_seeks_within_its_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("data");
+        fs::write(&src, b"0123456789").unwrap();
+        let seg = Segment::new(Arc::new(File::open(&src).unwrap()), 2, 5);
+        let mut r = seg.reader();
+        let mut s = String::new();
+        r.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "23456");
+        assert_eq!(r.seek(SeekFrom::Start(1)).unwrap(), 1);
+        assert_eq!(r.seek(SeekFrom::Current(2)).unwrap(), 3);
+        let mut s = String::new();
+        r.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "56");
+        assert!(r.seek(SeekFrom::Current(-10)).is_err());
+        // A range past the end of the file is an error, not a short read.
+        let past = Segment::new(Arc::new(File::open(&src).unwrap()), 8, 5);
+        let mut v = Vec::new();
+        let err = past.reader().read_to_end(&mut v).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

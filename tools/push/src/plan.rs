@@ -5,14 +5,25 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use kiln_oci::media_types;
-use kiln_oci::{Descriptor, Digest, Layout};
+use kiln_oci::{Descriptor, Digest, Layout, Sources, SOURCE_FILE};
+use kiln_registry::{repo_of, RepoRef};
 
-/// A config or layer blob, uploaded from its file in the layout.
+/// A config or layer blob.
 #[derive(Debug, Clone)]
 pub struct Blob {
     pub digest: Digest,
     pub size: u64,
-    pub path: PathBuf,
+    pub source: BlobSource,
+}
+
+/// Where a blob's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobSource {
+    /// Its file in the layout: uploaded from there.
+    Local(PathBuf),
+    /// Absent from the layout (a shallow base), in this repository according
+    /// to `kiln-source.json`: mounted or copied registry-side.
+    Remote(RepoRef),
 }
 
 /// A manifest or index, pushed with exactly the bytes the layout holds (its
@@ -37,8 +48,10 @@ pub struct Plan {
 impl Plan {
     pub fn from_layout(layout: &Layout) -> anyhow::Result<Plan> {
         let top = layout.top()?;
+        let sources = Sources::load(layout.dir())?;
         let mut walk = Walk {
             layout,
+            sources,
             blobs: Vec::new(),
             seen_blobs: HashSet::new(),
             manifests: Vec::new(),
@@ -58,6 +71,8 @@ impl Plan {
 
 struct Walk<'a> {
     layout: &'a Layout,
+    /// `kiln-source.json`, when the layout is shallow.
+    sources: Option<Sources>,
     blobs: Vec<Blob>,
     seen_blobs: HashSet<Digest>,
     manifests: Vec<Manifest>,
@@ -75,6 +90,13 @@ impl Walk<'_> {
         }
         if self.seen_manifests.contains(&desc.digest) {
             return Ok(());
+        }
+        if self.sources.is_some() && !self.layout.blob_path(&desc.digest).exists() {
+            bail!(
+                "manifest {} is absent from this shallow layout (a platform kiln-pull did \
+                 not pull?); only blobs listed in {SOURCE_FILE} may be absent",
+                desc.digest
+            );
         }
         if media_types::is_index(&desc.media_type) {
             let index = self.layout.read_index(desc)?;
@@ -111,25 +133,55 @@ impl Walk<'_> {
             return Ok(());
         }
         let path = self.layout.blob_path(&desc.digest);
-        // Only the size is checked here: hashing every layer up front would
-        // read it twice, and the registry verifies the digest on upload.
-        let meta = std::fs::metadata(&path)
-            .with_context(|| format!("blob {} is missing: {}", desc.digest, path.display()))?;
-        if !meta.is_file() {
-            bail!("blob {}: {} is not a file", desc.digest, path.display());
-        }
-        if meta.len() != desc.size {
-            bail!(
-                "blob {} is {} bytes but its descriptor says {}",
-                desc.digest,
-                meta.len(),
-                desc.size
-            );
-        }
+        let listed = self.sources.as_ref().and_then(|s| s.get(&desc.digest));
+        let source = match (std::fs::metadata(&path), listed) {
+            // Only the size is checked here: hashing every layer up front
+            // would read it twice, and the registry verifies the digest on
+            // upload.
+            (Ok(meta), _) => {
+                if !meta.is_file() {
+                    bail!("blob {}: {} is not a file", desc.digest, path.display());
+                }
+                if meta.len() != desc.size {
+                    bail!(
+                        "blob {} is {} bytes but its descriptor says {}",
+                        desc.digest,
+                        meta.len(),
+                        desc.size
+                    );
+                }
+                BlobSource::Local(path)
+            }
+            (Err(e), Some(listed)) if e.kind() == std::io::ErrorKind::NotFound => {
+                if listed.size != desc.size {
+                    bail!(
+                        "blob {} is {} bytes according to {SOURCE_FILE} but its descriptor says {}",
+                        desc.digest,
+                        listed.size,
+                        desc.size
+                    );
+                }
+                BlobSource::Remote(repo_of(listed)?)
+            }
+            (Err(e), _) => {
+                let listed = if self.sources.is_some() {
+                    format!(" (and {SOURCE_FILE} does not list it)")
+                } else {
+                    String::new()
+                };
+                return Err(e).with_context(|| {
+                    format!(
+                        "blob {} is missing: {}{listed}",
+                        desc.digest,
+                        path.display()
+                    )
+                });
+            }
+        };
         self.blobs.push(Blob {
             digest: desc.digest.clone(),
             size: desc.size,
-            path,
+            source,
         });
         Ok(())
     }
@@ -185,5 +237,66 @@ mod tests {
         assert_eq!(plan.top.digest, outer.digest);
         assert_eq!(plan.top.media_type, media_types::OCI_IMAGE_INDEX);
         assert_eq!(kiln_oci::sha256_bytes(&plan.top.bytes), outer.digest);
+    }
+
+    #[test]
+    fn shallow_layout_blobs_come_from_their_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = LayoutWriter::new(dir.path().join("l")).unwrap();
+        let local = w.add_blob_bytes(b"our layer").unwrap();
+        let absent = kiln_oci::sha256_bytes(b"base layer");
+        let config = w
+            .add_json(media_types::OCI_IMAGE_CONFIG, &serde_json::json!({}))
+            .unwrap();
+        let layers = vec![
+            Descriptor::new(media_types::OCI_LAYER_TAR_GZIP, absent.clone(), 10),
+            Descriptor::new(media_types::OCI_LAYER_TAR_GZIP, local.clone(), 9),
+        ];
+        let m = w
+            .add_json(
+                media_types::OCI_IMAGE_MANIFEST,
+                &ImageManifest::new(config, layers),
+            )
+            .unwrap();
+        let mut sources = Sources::default();
+        sources
+            .add(
+                absent.clone(),
+                kiln_oci::SourceBlob {
+                    media_type: media_types::OCI_LAYER_TAR_GZIP.into(),
+                    size: 10,
+                    registry: "registry.example".into(),
+                    repository: "kiln/base".into(),
+                },
+            )
+            .unwrap();
+        sources.write_to(w.path()).unwrap();
+        w.finish(vec![m]).unwrap();
+
+        let layout = Layout::open(dir.path().join("l")).unwrap();
+        let plan = Plan::from_layout(&layout).unwrap();
+        let sources: Vec<(&Digest, &BlobSource)> =
+            plan.blobs.iter().map(|b| (&b.digest, &b.source)).collect();
+        assert_eq!(sources.len(), 3);
+        assert_eq!(
+            sources[1],
+            (
+                &absent,
+                &BlobSource::Remote(RepoRef::new("registry.example", "kiln/base").unwrap())
+            )
+        );
+        assert_eq!(
+            sources[2],
+            (&local, &BlobSource::Local(layout.blob_path(&local)))
+        );
+
+        // Absent and not listed: named as missing.
+        std::fs::write(dir.path().join("l").join(SOURCE_FILE), br#"{"blobs":{}}"#).unwrap();
+        let err = format!("{:#}", Plan::from_layout(&layout).unwrap_err());
+        assert!(
+            err.starts_with(&format!("blob {absent} is missing: "))
+                && err.contains("(and kiln-source.json does not list it)"),
+            "{err}"
+        );
     }
 }

@@ -452,3 +452,86 @@ fn missing_blob_is_reported_before_pushing() {
     );
     assert!(!stderr.contains("cannot reach"), "{stderr}");
 }
+
+#[test]
+fn stamped_repository_and_tags_are_expanded() {
+    if !tools_available(&[REGISTRY, "skopeo"]) {
+        return;
+    }
+    let registry = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let image = single_image_layout(&layout, "stamped");
+    let stable = tmp.path().join("stable-status.txt");
+    let volatile = tmp.path().join("volatile-status.txt");
+    std::fs::write(
+        &stable,
+        "STABLE_TEAM kiln\nBUILD_EMBED_LABEL 1.2.3\nBAD Not Valid\n",
+    )
+    .unwrap();
+    std::fs::write(&volatile, "BUILD_TIMESTAMP 1700000000\n").unwrap();
+    let stamps = [
+        "--stamp",
+        stable.to_str().unwrap(),
+        "--stamp",
+        volatile.to_str().unwrap(),
+    ];
+
+    let repository = format!("{}/{{STABLE_TEAM}}/app", registry.host());
+    let tags = [
+        "--tag",
+        "v{BUILD_EMBED_LABEL}-{BUILD_TIMESTAMP}",
+        "--tag",
+        "latest",
+    ];
+    let out = push(&layout, &repository, &[&stamps[..], &tags].concat());
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let expanded = format!("{}/kiln/app", registry.host());
+    assert_eq!(
+        text(&out.stdout),
+        format!("{expanded}@{}\n", image.descriptor.digest)
+    );
+    assert_eq!(
+        lines_with(&stderr, "tagged"),
+        [
+            format!("kiln-push: tagged {expanded}:v1.2.3-1700000000"),
+            format!("kiln-push: tagged {expanded}:latest"),
+        ]
+    );
+    for tag in ["v1.2.3-1700000000", "latest"] {
+        let raw = skopeo_raw(&registry, &format!("kiln/app:{tag}")).expect(tag);
+        assert_eq!(sha256_bytes(&raw), image.descriptor.digest, "{tag}");
+    }
+
+    // Errors name the flag and the value as given (and the stamped value).
+    for (repository, extra, want) in [
+        (
+            repository.clone(),
+            [&stamps[..], &["--tag", "{NOPE}"]].concat(),
+            "kiln-push: --tag \"{NOPE}\": unknown stamp variable {NOPE}",
+        ),
+        (
+            format!("{}/{{BAD}}", registry.host()),
+            stamps.to_vec(),
+            "}\" (stamped: \"127.0.0.1:",
+        ),
+        // No --stamp: a placeholder is an invalid tag.
+        (
+            repository.clone(),
+            vec!["--tag", "v{BUILD_EMBED_LABEL}"],
+            "kiln-push: --repository \"127.0.0.1:",
+        ),
+        (
+            expanded.clone(),
+            vec!["--tag", "v{BUILD_EMBED_LABEL}"],
+            "kiln-push: --tag \"v{BUILD_EMBED_LABEL}\": ",
+        ),
+    ] {
+        let out = push(&layout, &repository, &extra);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(want), "{stderr:?} lacks {want:?}");
+        assert!(!stderr.contains("pushed"), "{stderr}");
+    }
+}

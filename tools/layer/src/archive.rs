@@ -1,0 +1,545 @@
+//! `tar` and `deb` entries: reading archives into the layer's [`Tree`]
+//! (and opening the archives of `concat` entries, see `concat.rs`).
+//!
+//! Entries are written sorted by path, so their data is needed in an order
+//! that is not the archive's. A plain tar (a file, or the uncompressed
+//! `data.tar` member of a .deb) is therefore indexed in place: its headers
+//! are read (data skipped with seeks) and each file becomes a [`Segment`] of
+//! the archive, read when the layer is written. A compressed stream cannot
+//! be read at random, so it is decompressed once, streaming, into an
+//! anonymous temporary file (deleted when the process ends; it lives in
+//! `$TMPDIR`, which Bazel points into the action's sandbox) that is then
+//! indexed the same way. That spool is the alternative to holding every
+//! file of the archive in memory or decompressing it again for every
+//! entry; nothing else is spooled, and a .deb is read member by member.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use tar::EntryType;
+
+use kiln_oci::tar_writer::{normalize_path, read_at, Content, Meta, PathError, Segment, Tree};
+
+/// An archive entry of the spec.
+pub struct ArchiveSource<'a> {
+    pub target: &'a str,
+    pub attr: &'a str,
+    /// The archive file (execroot-relative).
+    pub path: &'a Path,
+    /// Normalised directory to extract under; empty for the root.
+    pub prefix: String,
+    /// The mtime of every entry; None keeps the archive's (`mtime.preserve`).
+    pub mtime: Option<u64>,
+}
+
+/// The normalised directory an archive is extracted under: "" for `/`.
+pub fn prefix(path: &str) -> Result<String, PathError> {
+    match normalize_path(path) {
+        Ok(p) => Ok(p),
+        Err(PathError::Empty) => Ok(String::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Adds every entry of the tarball `src.path` (plain, gzip, zstd or xz).
+pub fn add_tar(tree: &mut Tree, src: &ArchiveSource) -> anyhow::Result<()> {
+    let (target, attr, path) = (src.target, src.attr, src.path.display());
+    let (file, len) = open(src.path).with_context(|| format!("{target}: {attr}: {path}"))?;
+    add_archive(tree, src, &path.to_string(), Segment::new(file, 0, len))
+}
+
+/// Adds every entry of the data member of the Debian package `src.path`.
+pub fn add_deb(tree: &mut Tree, src: &ArchiveSource) -> anyhow::Result<()> {
+    let (target, attr, path) = (src.target, src.attr, src.path.display());
+    let (file, len) = open(src.path).with_context(|| format!("{target}: {attr}: {path}"))?;
+    let (archive, seg) = deb_data(target, attr, src.path, file, len)?;
+    add_archive(tree, src, &archive, seg)
+}
+
+/// The data member of the .deb `path` (open as `file`, `len` bytes) and its
+/// name for messages: `x.deb (data.tar.xz)`.
+fn deb_data(
+    target: &str,
+    attr: &str,
+    path: &Path,
+    file: Arc<File>,
+    len: u64,
+) -> anyhow::Result<(String, Segment)> {
+    let path = path.display();
+    let member = deb_data_member(&file, len)
+        .map_err(|e| anyhow!("{target}: {attr}: {path}: {e}"))?
+        .ok_or_else(|| {
+            anyhow!(
+                "{target}: {attr}: {path}: no data.tar, data.tar.gz, data.tar.xz or \
+                 data.tar.zst member: not a Debian binary package?"
+            )
+        })?;
+    Ok((
+        format!("{path} ({})", member.name),
+        Segment::new(file, member.offset, member.size),
+    ))
+}
+
+fn open(path: &Path) -> anyhow::Result<(Arc<File>, u64)> {
+    let file = File::open(path).context("opening")?;
+    let meta = file.metadata().context("reading its metadata")?;
+    if !meta.is_file() {
+        bail!("not a regular file");
+    }
+    Ok((Arc::new(file), meta.len()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Plain,
+    Gzip,
+    Zstd,
+    Xz,
+    Bzip2,
+}
+
+/// The compression of a stream, from its first bytes (never a file name).
+fn detect(magic: &[u8]) -> Format {
+    match magic {
+        [0x1f, 0x8b, ..] => Format::Gzip,
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Format::Zstd,
+        // A zstd skippable frame (pzstd and seekable zstd start with one).
+        [0x50..=0x5f, 0x2a, 0x4d, 0x18, ..] => Format::Zstd,
+        [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => Format::Xz,
+        [b'B', b'Z', b'h', ..] => Format::Bzip2,
+        _ => Format::Plain,
+    }
+}
+
+/// Adds the entries of the (possibly compressed) tar stream in `seg`;
+/// `archive` names it in messages.
+fn add_archive(
+    tree: &mut Tree,
+    src: &ArchiveSource,
+    archive: &str,
+    seg: Segment,
+) -> anyhow::Result<()> {
+    let tar = plain_tar(src.target, src.attr, archive, seg)?;
+    index(tree, src, archive, tar)
+}
+
+/// The plain tar stream in `seg`: itself, or its decompressed spool.
+fn plain_tar(target: &str, attr: &str, archive: &str, seg: Segment) -> anyhow::Result<Segment> {
+    let mut magic = [0u8; 6];
+    let n = read_up_to(&mut seg.reader(), &mut magic)
+        .with_context(|| format!("{target}: {attr}: {archive}: reading"))?;
+    Ok(match detect(&magic[..n]) {
+        Format::Plain => seg,
+        Format::Bzip2 => bail!(
+            "{target}: {attr}: {archive}: bzip2 compression is not supported \
+             (plain, gzip, zstd and xz are)"
+        ),
+        format => spool(format, seg)
+            .with_context(|| format!("{target}: {attr}: {archive}: decompressing"))?,
+    })
+}
+
+/// The plain tar stream of `path`, a .deb (its data member, when the file
+/// starts with the `ar` magic) or a tarball in any supported compression,
+/// and the archive's name for messages (`x.deb (data.tar.xz)` or `x.tar`).
+pub fn open_tar_or_deb(target: &str, attr: &str, path: &Path) -> anyhow::Result<(String, Segment)> {
+    let shown = path.display();
+    let (file, len) = open(path).with_context(|| format!("{target}: {attr}: {shown}"))?;
+    let mut magic = [0u8; 8];
+    let n = read_up_to(&mut Segment::new(file.clone(), 0, len).reader(), &mut magic)
+        .with_context(|| format!("{target}: {attr}: {shown}: reading"))?;
+    let (archive, seg) = if &magic[..n] == AR_MAGIC {
+        deb_data(target, attr, path, file, len)?
+    } else {
+        (shown.to_string(), Segment::new(file, 0, len))
+    };
+    let tar = plain_tar(target, attr, &archive, seg)?;
+    Ok((archive, tar))
+}
+
+/// Expands a GNU sparse entry (the tar crate fills the holes when it is
+/// read) at the end of the temporary file `sparse` (created on first use)
+/// and returns its bytes there.
+pub fn expand_sparse(
+    entry: &mut impl Read,
+    sparse: &mut Option<(Arc<File>, u64)>,
+) -> io::Result<Segment> {
+    let (file, end) = match sparse {
+        Some(s) => s,
+        None => sparse.insert((Arc::new(tempfile::tempfile()?), 0)),
+    };
+    let mut out = BufWriter::new(&**file);
+    let n = io::copy(entry, &mut out)?;
+    out.flush()?;
+    let seg = Segment::new(file.clone(), *end, n);
+    *end += n;
+    Ok(seg)
+}
+
+/// Decompresses `seg` into an anonymous temporary file (see the module
+/// comment for why) and returns the plain tar as a segment of it.
+fn spool(format: Format, seg: Segment) -> anyhow::Result<Segment> {
+    let input = BufReader::with_capacity(256 * 1024, seg.reader());
+    let mut decoder: Box<dyn Read> = match format {
+        Format::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Format::Zstd => {
+            let mut z = zstd::stream::read::Decoder::with_buffer(input)?;
+            // Accept frames made with `zstd --long` (windows up to 2 GiB;
+            // 1 GiB, zstd's limit, on 32-bit hosts).
+            z.window_log_max(if cfg!(target_pointer_width = "64") {
+                31
+            } else {
+                30
+            })?;
+            Box::new(z)
+        }
+        Format::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(input)),
+        Format::Plain | Format::Bzip2 => unreachable!("not a compressed format"),
+    };
+    let file = tempfile::tempfile().context("creating a temporary file")?;
+    let mut out = BufWriter::with_capacity(256 * 1024, file);
+    let len = io::copy(&mut decoder, &mut out)?;
+    let file = out
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .context("writing the temporary file")?;
+    Ok(Segment::new(Arc::new(file), 0, len))
+}
+
+pub fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Where an archive entry lands: `prefix` joined with the normalised name;
+/// None for the archive's root (`./`, `/`, `.`).
+pub fn entry_path(prefix: &str, name: &str) -> Result<Option<String>, PathError> {
+    match normalize_path(name) {
+        Ok(rel) if prefix.is_empty() => Ok(Some(rel)),
+        Ok(rel) => Ok(Some(format!("{prefix}/{rel}"))),
+        Err(PathError::Empty) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads the headers of the plain tar in `tar` (skipping data with seeks)
+/// and adds each entry to the tree.
+fn index(tree: &mut Tree, src: &ArchiveSource, archive: &str, tar: Segment) -> anyhow::Result<()> {
+    let (target, attr) = (src.target, src.attr);
+    let read_err = |e: io::Error| anyhow!("{target}: {attr}: {archive}: reading the archive: {e}");
+    // GNU sparse files are expanded into this temporary file.
+    let mut sparse: Option<(Arc<File>, u64)> = None;
+    let mut links = Vec::new();
+    let mut reader = tar::Archive::new(tar.reader());
+    for entry in reader.entries_with_seek().map_err(read_err)? {
+        let mut entry = entry.map_err(read_err)?;
+        let ty = entry.header().entry_type();
+        if ty.is_pax_global_extensions() {
+            continue;
+        }
+        let raw = entry.path_bytes().into_owned();
+        let name = String::from_utf8(raw).map_err(|e| {
+            anyhow!(
+                "{target}: {attr}: {archive}: entry {:?}: the name is not UTF-8",
+                String::from_utf8_lossy(e.as_bytes())
+            )
+        })?;
+        let fail = |what: String| anyhow!("{target}: {attr}: {archive}: entry {name:?}: {what}");
+        let Some(path) = entry_path(&src.prefix, &name).map_err(|e| fail(e.to_string()))? else {
+            continue;
+        };
+        let origin = format!("{attr} {archive} entry {name:?}");
+        let meta = entry_meta(&mut entry, src.mtime).map_err(|e| fail(e.to_string()))?;
+        let link_name = || -> anyhow::Result<String> {
+            let raw = entry
+                .link_name_bytes()
+                .ok_or_else(|| fail("the link has no target".into()))?;
+            String::from_utf8(raw.into_owned())
+                .map_err(|_| fail("the link target is not UTF-8".into()))
+        };
+        let content = match ty {
+            // Pre-POSIX archives mark directories only by a trailing `/`.
+            EntryType::Regular if name.ends_with('/') && entry.size() == 0 => Content::Dir,
+            EntryType::Regular | EntryType::Continuous => {
+                let (pos, size) = (entry.raw_file_position(), entry.size());
+                Content::Segment(tar.sub(pos, size).ok_or_else(|| {
+                    fail(format!(
+                        "its {size} bytes of data extend past the end of the archive (truncated?)"
+                    ))
+                })?)
+            }
+            EntryType::GNUSparse => Content::Segment(
+                expand_sparse(&mut entry, &mut sparse)
+                    .map_err(|e| fail(format!("expanding the sparse file: {e}")))?,
+            ),
+            EntryType::Directory => Content::Dir,
+            EntryType::Symlink => Content::Symlink(link_name()?),
+            EntryType::Link => {
+                let to = link_name()?;
+                let full = entry_path(&src.prefix, &to)
+                    .map_err(|e| fail(format!("hard link to {to:?}: {e}")))?
+                    .ok_or_else(|| fail(format!("hard link to {to:?}: the archive's root")))?;
+                links.push(path.clone());
+                Content::Hardlink(full)
+            }
+            EntryType::Char | EntryType::Block => {
+                let h = entry.header();
+                let major = h.device_major().map_err(|e| fail(e.to_string()))?;
+                let minor = h.device_minor().map_err(|e| fail(e.to_string()))?;
+                let (major, minor) = (major.unwrap_or(0), minor.unwrap_or(0));
+                if ty == EntryType::Char {
+                    Content::CharDevice { major, minor }
+                } else {
+                    Content::BlockDevice { major, minor }
+                }
+            }
+            EntryType::Fifo => Content::Fifo,
+            other => {
+                return Err(fail(format!(
+                    "entry type {:?} is not supported (files, directories, links, devices \
+                     and FIFOs are)",
+                    char::from(other.as_byte())
+                )))
+            }
+        };
+        tree.add(&path, content, meta, origin)
+            .map_err(|e| anyhow!("{target}: {attr}: {e}"))?;
+    }
+    // A hard link names an entry before it in its archive (or anything
+    // already in the layer).
+    for link in links {
+        tree.check_hardlink(&link)
+            .map_err(|e| anyhow!("{target}: {attr}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The entry's mode, numeric owner (PAX `uid`/`gid` applied by the tar
+/// crate) and mtime: `mtime` when given, else its own (PAX `mtime` first).
+fn entry_meta<R: Read>(entry: &mut tar::Entry<R>, mtime: Option<u64>) -> io::Result<Meta> {
+    let pax_mtime = pax_records(entry)?;
+    let mtime = match (mtime, pax_mtime) {
+        (Some(t), _) | (None, Some(t)) => t,
+        (None, None) => entry.header().mtime()?,
+    };
+    let h = entry.header();
+    Ok(Meta {
+        mode: h.mode()? & 0o7777,
+        uid: h.uid()?,
+        gid: h.gid()?,
+        mtime,
+    })
+}
+
+/// Checks the entry's PAX records and returns its PAX `mtime` (`123` or
+/// `123.456`; whole seconds kept, times before the epoch as 0). PAX sparse
+/// files (`GNU.sparse.*`) are refused: the tar crate would read their sparse
+/// map as file data.
+pub fn pax_records<R: Read>(entry: &mut tar::Entry<R>) -> io::Result<Option<u64>> {
+    let Some(exts) = entry.pax_extensions()? else {
+        return Ok(None);
+    };
+    let mut mtime = None;
+    for ext in exts {
+        let ext = ext?;
+        let key = ext.key_bytes();
+        if key.starts_with(b"GNU.sparse.") {
+            return Err(invalid(
+                "PAX sparse files are not supported (GNU sparse headers are)",
+            ));
+        }
+        if key == b"mtime" {
+            let value = ext
+                .value()
+                .map_err(|_| invalid("a PAX mtime is not UTF-8"))?;
+            let whole = value.split('.').next().unwrap_or("");
+            mtime = Some(if whole.starts_with('-') {
+                0
+            } else {
+                whole
+                    .parse()
+                    .map_err(|_| invalid(&format!("invalid PAX mtime {value:?}")))?
+            });
+        }
+    }
+    Ok(mtime)
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+/// The data member of a .deb.
+#[derive(Debug, PartialEq, Eq)]
+struct Member {
+    name: String,
+    offset: u64,
+    size: u64,
+}
+
+const AR_MAGIC: &[u8; 8] = b"!<arch>\n";
+const AR_HEADER: u64 = 60;
+
+/// Finds the `data.tar*` member of an `ar` archive (the .deb container):
+/// `!<arch>\n`, then per member a 60-byte header (name 16, mtime 12, uid 6,
+/// gid 6, mode 8, decimal size 10, "`\n") and its data, padded to an even
+/// offset. Names may end in `/` (GNU ar) or be BSD `#1/<len>` long names.
+/// Only headers are read.
+fn deb_data_member(file: &File, len: u64) -> Result<Option<Member>, String> {
+    let mut magic = [0u8; 8];
+    if read_exact_at(file, &mut magic, 0).is_err() || &magic != AR_MAGIC {
+        return Err("not a Debian package (no `!<arch>` ar header)".into());
+    }
+    let mut pos = AR_MAGIC.len() as u64;
+    while pos < len {
+        let mut h = [0u8; AR_HEADER as usize];
+        read_exact_at(file, &mut h, pos)
+            .map_err(|e| format!("reading the ar member header at offset {pos}: {e}"))?;
+        if &h[58..60] != b"`\n" {
+            return Err(format!("bad ar member header at offset {pos}"));
+        }
+        let size = std::str::from_utf8(&h[48..58])
+            .ok()
+            .and_then(|s| s.trim_end().parse::<u64>().ok())
+            .ok_or_else(|| format!("bad ar member size at offset {pos}"))?;
+        let start = pos + AR_HEADER;
+        let end = start
+            .checked_add(size)
+            .filter(|&e| e <= len)
+            .ok_or_else(|| format!("the ar member at offset {pos} extends past the end"))?;
+        let raw_name = String::from_utf8_lossy(&h[..16]).trim_end().to_string();
+        let (name, offset) = match raw_name.strip_prefix("#1/") {
+            Some(n) => {
+                let n: u64 = n
+                    .parse()
+                    .ok()
+                    .filter(|&n| n <= size)
+                    .ok_or_else(|| format!("bad BSD ar long name at offset {pos}"))?;
+                let mut name = vec![0u8; n as usize];
+                read_exact_at(file, &mut name, start)
+                    .map_err(|e| format!("reading the ar member name at offset {pos}: {e}"))?;
+                let name = String::from_utf8_lossy(&name)
+                    .trim_end_matches('\0')
+                    .to_string();
+                (name, start + n)
+            }
+            None => (raw_name.trim_end_matches('/').to_string(), start),
+        };
+        if name == "data.tar" || name.starts_with("data.tar.") {
+            return Ok(Some(Member {
+                name,
+                offset,
+                size: end - offset,
+            }));
+        }
+        pos = end + (size & 1);
+    }
+    Ok(None)
+}
+
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match read_at(file, &mut buf[done..], offset + done as u64)? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n => done += n,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_formats_from_bytes() {
+        assert_eq!(detect(&[0x1f, 0x8b, 8, 0, 0, 0]), Format::Gzip);
+        assert_eq!(detect(&[0x28, 0xb5, 0x2f, 0xfd, 0, 0]), Format::Zstd);
+        assert_eq!(detect(&[0x50, 0x2a, 0x4d, 0x18, 0, 0]), Format::Zstd);
+        assert_eq!(detect(b"\xfd7zXZ\0"), Format::Xz);
+        assert_eq!(detect(b"BZh91A"), Format::Bzip2);
+        assert_eq!(detect(b"hello/"), Format::Plain);
+        assert_eq!(detect(b""), Format::Plain);
+    }
+
+    #[test]
+    fn entry_paths() {
+        assert_eq!(entry_path("", "./usr/bin/").unwrap().unwrap(), "usr/bin");
+        assert_eq!(entry_path("opt", "/a//b").unwrap().unwrap(), "opt/a/b");
+        assert_eq!(entry_path("opt", "./").unwrap(), None);
+        assert_eq!(entry_path("", ".").unwrap(), None);
+        assert_eq!(entry_path("", "../x"), Err(PathError::ParentDir));
+        assert_eq!(entry_path("", "a/../../x"), Err(PathError::ParentDir));
+        assert_eq!(prefix("/").unwrap(), "");
+        assert_eq!(prefix("/opt/x/").unwrap(), "opt/x");
+        assert!(prefix("/a/..").is_err());
+    }
+
+    fn ar(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = AR_MAGIC.to_vec();
+        for (name, data) in members {
+            let h = format!(
+                "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+                name,
+                0,
+                0,
+                0,
+                100644,
+                data.len()
+            );
+            assert_eq!(h.len(), 60);
+            out.extend_from_slice(h.as_bytes());
+            out.extend_from_slice(data);
+            if data.len() % 2 == 1 {
+                out.push(b'\n');
+            }
+        }
+        out
+    }
+
+    fn find(bytes: &[u8]) -> Result<Option<Member>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.deb");
+        std::fs::write(&p, bytes).unwrap();
+        deb_data_member(&File::open(&p).unwrap(), bytes.len() as u64)
+    }
+
+    #[test]
+    fn finds_the_data_member() {
+        let deb = ar(&[
+            ("debian-binary", b"2.0\n"),
+            ("control.tar.xz/", b"abc"),
+            ("data.tar.zst/", b"0123456"),
+        ]);
+        let m = find(&deb).unwrap().unwrap();
+        assert_eq!(m.name, "data.tar.zst");
+        assert_eq!(&deb[m.offset as usize..][..m.size as usize], b"0123456");
+
+        // BSD long name.
+        let mut data = b"data.tar\0\0\0\0".to_vec();
+        data.extend_from_slice(b"TAR");
+        let deb = ar(&[("#1/12", &data)]);
+        let m = find(&deb).unwrap().unwrap();
+        assert_eq!((m.name.as_str(), m.size), ("data.tar", 3));
+
+        assert_eq!(find(&ar(&[("debian-binary", b"2.0\n")])).unwrap(), None);
+        assert!(find(b"PK\x03\x04")
+            .unwrap_err()
+            .contains("not a Debian package"));
+        let mut cut = ar(&[("data.tar", b"0123456789")]);
+        cut.truncate(cut.len() - 3);
+        assert!(find(&cut).unwrap_err().contains("past the end"));
+    }
+}

@@ -1,0 +1,177 @@
+//! Reading a layer blob as its uncompressed tar stream (gzip, zstd or plain),
+//! for the legacy docker-save layout whose `layer.tar` files are uncompressed.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use kiln_oci::{Digest, HashingWriter};
+
+/// How a layer blob is compressed, told by its first bytes (not its media
+/// type, which registries and old tools sometimes get wrong).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0x00];
+const BZIP2_MAGIC: &[u8] = b"BZh";
+
+/// Reads the first bytes of `path` to tell its compression.
+pub fn detect(path: &Path) -> anyhow::Result<Compression> {
+    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut head = [0u8; 6];
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+    let head = &head[..n];
+    if head.starts_with(GZIP_MAGIC) {
+        Ok(Compression::Gzip)
+    } else if head.starts_with(ZSTD_MAGIC) {
+        Ok(Compression::Zstd)
+    } else if head.starts_with(XZ_MAGIC) || head.starts_with(BZIP2_MAGIC) {
+        bail!(
+            "{} is xz or bzip2 compressed; only gzip, zstd and uncompressed layers can be loaded",
+            path.display()
+        )
+    } else {
+        Ok(Compression::None)
+    }
+}
+
+/// The uncompressed content of the layer blob at `path`, streamed.
+pub fn open(path: &Path, compression: Compression) -> anyhow::Result<Box<dyn Read + Send>> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let file = BufReader::with_capacity(256 * 1024, file);
+    Ok(match compression {
+        Compression::None => Box::new(file),
+        // Several gzip members one after the other are one stream (Go's
+        // reader, which registries' images were written for, does the same).
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(file)
+                .with_context(|| format!("starting to decompress {}", path.display()))?,
+        ),
+    })
+}
+
+/// The sha256 and size of the uncompressed content of the layer at `path`,
+/// in one streaming pass (nothing is kept).
+pub fn measure(path: &Path, compression: Compression) -> anyhow::Result<(Digest, u64)> {
+    let mut reader = open(path, compression)?;
+    let mut hash = HashingWriter::new(io::sink());
+    io::copy(&mut reader, &mut hash)
+        .with_context(|| format!("decompressing {}", path.display()))?;
+    let (_, digest, size) = hash.finish();
+    Ok((digest, size))
+}
+
+/// Hashes what is read through it.
+pub struct HashingReader<R> {
+    inner: R,
+    hash: HashingWriter<io::Sink>,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hash: HashingWriter::new(io::sink()),
+        }
+    }
+
+    /// The digest and count of the bytes read so far.
+    pub fn finish(self) -> (Digest, u64) {
+        let (_, digest, count) = self.hash.finish();
+        (digest, count)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        io::Write::write_all(&mut self.hash, &buf[..n])?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    use kiln_oci::sha256_bytes;
+
+    fn content() -> Vec<u8> {
+        (0..300_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn detects_and_decompresses_every_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = content();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, &data).unwrap();
+        let gz = dir.path().join("gz");
+        // Two gzip members: one stream.
+        let mut bytes = Vec::new();
+        for half in [&data[..1000], &data[1000..]] {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(half).unwrap();
+            bytes.extend(e.finish().unwrap());
+        }
+        std::fs::write(&gz, bytes).unwrap();
+        let zst = dir.path().join("zst");
+        std::fs::write(&zst, zstd::stream::encode_all(&data[..], 3).unwrap()).unwrap();
+
+        for (path, kind) in [
+            (&plain, Compression::None),
+            (&gz, Compression::Gzip),
+            (&zst, Compression::Zstd),
+        ] {
+            assert_eq!(detect(path).unwrap(), kind, "{}", path.display());
+            assert_eq!(
+                measure(path, kind).unwrap(),
+                (sha256_bytes(&data), data.len() as u64)
+            );
+            let mut out = Vec::new();
+            open(path, kind).unwrap().read_to_end(&mut out).unwrap();
+            assert_eq!(out, data);
+        }
+
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, b"").unwrap();
+        assert_eq!(detect(&empty).unwrap(), Compression::None);
+
+        let xz = dir.path().join("xz");
+        std::fs::write(&xz, [0xfd, b'7', b'z', b'X', b'Z', 0, 1, 2]).unwrap();
+        let err = format!("{:#}", detect(&xz).unwrap_err());
+        assert!(err.contains("xz or bzip2"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_gzip_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broken.gz");
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&content()).unwrap();
+        let mut bytes = e.finish().unwrap();
+        bytes.truncate(bytes.len() / 2);
+        std::fs::write(&path, bytes).unwrap();
+        let err = format!("{:#}", measure(&path, Compression::Gzip).unwrap_err());
+        assert!(err.contains("broken.gz"), "{err}");
+    }
+}

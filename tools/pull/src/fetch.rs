@@ -1,0 +1,143 @@
+//! `kiln-pull fetch-blobs --layout DIR --output OUT`: a complete OCI layout
+//! from a shallow one, for the build actions that need the layer bytes.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use futures_util::{StreamExt, TryStreamExt};
+use kiln_oci::{media_types, Descriptor, Digest, ImageIndex, Layout, LayoutWriter};
+use kiln_registry::{repo_of, Client, Sources, SOURCE_FILE};
+
+/// Blobs downloaded at once.
+const CONCURRENCY: usize = 4;
+
+pub async fn fetch_blobs(
+    client: Client,
+    layout_dir: PathBuf,
+    output: PathBuf,
+) -> anyhow::Result<()> {
+    let layout = Layout::open(&layout_dir)?;
+    // A layout without kiln-source.json is complete already: it is copied
+    // (and checked) as it is, so that rules need not know whether an image
+    // ended up shallow (a pulled base without layers gives a complete one).
+    let sources = Sources::load(&layout_dir)?.unwrap_or_default();
+    let index_json_path = layout_dir.join("index.json");
+    let index_json: serde_json::Value = serde_json::from_slice(
+        &fs::read(&index_json_path)
+            .with_context(|| format!("reading {}", index_json_path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", index_json_path.display()))?;
+
+    let writer = LayoutWriter::new(&output)?;
+    // The blobs the layout has: hard links (copies across filesystems).
+    let blobs_dir = layout.dir().join("blobs").join("sha256");
+    let entries =
+        fs::read_dir(&blobs_dir).with_context(|| format!("reading {}", blobs_dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", blobs_dir.display()))?;
+        let name = entry.file_name();
+        let digest: Digest = format!("sha256:{}", name.to_string_lossy())
+            .parse()
+            .map_err(|_| {
+                anyhow!(
+                    "{} is not a blob: its name is not a sha256 digest",
+                    entry.path().display()
+                )
+            })?;
+        writer.add_blob_file(&entry.path(), &digest)?;
+    }
+
+    // Each blob from its own source: a layout may mix several (an index of
+    // images on different bases).
+    let missing = sources
+        .blobs
+        .iter()
+        .filter(|(digest, _)| !writer.blob_path(digest).exists())
+        .map(|(digest, blob)| Ok((digest, blob.size, repo_of(blob)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let count = missing.len();
+    let bytes: u64 = futures_util::stream::iter(missing)
+        .map(|(digest, size, repo)| {
+            let dest = writer.blob_path(digest);
+            let client = &client;
+            async move {
+                client
+                    .fetch_blob_to_file(&repo, digest, Some(size), &dest)
+                    .await
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_fold(0u64, |total, n| async move { Ok(total + n) })
+        .await?;
+
+    let index: ImageIndex = serde_json::from_value(index_json.clone())
+        .with_context(|| format!("parsing {}", index_json_path.display()))?;
+    check_complete(writer.path(), &index).context("the fetched layout is incomplete")?;
+    writer
+        .finish_with(&index_json)
+        .with_context(|| format!("writing the layout {}", output.display()))?;
+    let from: Vec<String> = sources.locations().iter().map(|l| l.to_string()).collect();
+    if from.is_empty() {
+        eprintln!(
+            "kiln-pull: {} has no {SOURCE_FILE}: it is complete, copied as it is",
+            layout_dir.display()
+        );
+    } else {
+        eprintln!(
+            "kiln-pull: fetched {count} blobs ({bytes} bytes) from {}",
+            from.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Every blob that the manifests in the layout need is there. An index's
+/// manifests that are absent are the platforms not pulled; at least one
+/// must be present.
+fn check_complete(dir: &Path, index_json: &ImageIndex) -> anyhow::Result<()> {
+    let layout = Layout::open(dir)?;
+    for top in &index_json.manifests {
+        if media_types::is_index(&top.media_type) {
+            let index = layout.read_index(top)?;
+            let mut present = 0;
+            for child in &index.manifests {
+                if media_types::is_manifest(&child.media_type)
+                    && layout.blob_path(&child.digest).exists()
+                {
+                    check_image(&layout, child)?;
+                    present += 1;
+                }
+            }
+            if present == 0 {
+                bail!("image index {} has none of its manifests", top.digest);
+            }
+        } else {
+            check_image(&layout, top)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_image(layout: &Layout, desc: &Descriptor) -> anyhow::Result<()> {
+    let manifest = layout.read_manifest(desc)?;
+    for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+        let path = layout.blob_path(&blob.digest);
+        let size = fs::metadata(&path).map(|m| m.len()).map_err(|_| {
+            anyhow!(
+                "blob {} of image manifest {} is neither in the layout nor in {SOURCE_FILE}",
+                blob.digest,
+                desc.digest
+            )
+        })?;
+        if size != blob.size {
+            bail!(
+                "blob {} of image manifest {} has {size} bytes, its descriptor says {}",
+                blob.digest,
+                desc.digest,
+                blob.size
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,827 @@
+//! The registry client: manifests and blobs over the distribution API.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use kiln_oci::{media_types, sha256_bytes, Digest};
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::OnceCell;
+
+use crate::auth::{Challenge, TokenCache};
+use crate::credentials::{DockerConfig, Lookup, Secret};
+use crate::error::{body_excerpt, send_error};
+use crate::reference::{ImageRef, RepoRef, Target};
+use crate::verify::Verifier;
+
+/// Manifests and indexes larger than this are refused (the distribution
+/// registry's own limit is 4 MiB).
+pub const MAX_MANIFEST_SIZE: u64 = 8 << 20;
+
+/// Uploads from files read the file in pieces this big.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// The manifest media types asked for, most specific first.
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json, \
+     application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.docker.distribution.manifest.v2+json";
+
+/// A manifest or index as the registry serves it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    /// Exactly the bytes served: their digest is `digest`.
+    pub bytes: Vec<u8>,
+    /// The `Content-Type` (without parameters), or the document's own
+    /// `mediaType` when the registry sends none.
+    pub media_type: String,
+    pub digest: Digest,
+}
+
+/// What [`Client::ensure_blob`] had to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transfer {
+    /// The destination had the blob already.
+    Exists,
+    /// Mounted from the source repository (same registry, no bytes moved).
+    Mounted,
+    /// Streamed from the source registry to the destination.
+    Copied,
+}
+
+/// Per-registry state: credentials (looked up once), the challenge of
+/// `GET /v2/` (asked once) and the tokens obtained.
+struct RegistryState {
+    lookup: Lookup,
+    challenge: OnceCell<Challenge>,
+    tokens: TokenCache,
+}
+
+/// Talks to any number of registries. Cheap to share (`&Client` is enough
+/// for every operation, concurrently).
+pub struct Client {
+    http: reqwest::Client,
+    config: DockerConfig,
+    registries: Mutex<HashMap<String, Arc<RegistryState>>>,
+}
+
+/// Options for [`Client::new`].
+pub struct ClientOptions {
+    /// Where credentials come from; [`DockerConfig::load_default`] usually.
+    pub docker_config: DockerConfig,
+    /// The `User-Agent`, e.g. `rules_kiln-kiln-pull/0.1.0`.
+    pub user_agent: String,
+}
+
+impl Client {
+    pub fn new(options: ClientOptions) -> anyhow::Result<Client> {
+        // reqwest is built without a default TLS provider (see Cargo.toml):
+        // install ring once. An Err only means one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .user_agent(options.user_agent)
+            .connect_timeout(Duration::from_secs(30))
+            // Per read, not per request: a long transfer is fine as long as
+            // the other side keeps sending.
+            .read_timeout(Duration::from_secs(300))
+            .build()
+            .context("creating the HTTP client")?;
+        Ok(Client {
+            http,
+            config: options.docker_config,
+            registries: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The credentials used for `registry` (`host[:port]`), looked up in
+    /// Docker's config on first use.
+    pub fn credentials(&self, registry: &str) -> Lookup {
+        self.state(registry).lookup.clone()
+    }
+
+    fn state(&self, registry: &str) -> Arc<RegistryState> {
+        let mut map = self.registries.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(registry.to_string())
+            .or_insert_with(|| {
+                Arc::new(RegistryState {
+                    lookup: self.config.lookup(registry),
+                    challenge: OnceCell::new(),
+                    tokens: TokenCache::default(),
+                })
+            })
+            .clone()
+    }
+
+    /// The registry's challenge, from `GET /v2/` (asked once per registry).
+    async fn challenge(&self, repo: &RepoRef, state: &RegistryState) -> anyhow::Result<Challenge> {
+        let challenge = state
+            .challenge
+            .get_or_try_init(|| async {
+                let url = format!("{}/v2/", repo.registry_url());
+                let response = self
+                    .http
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| send_error(e, &url))?;
+                match response.status() {
+                    StatusCode::UNAUTHORIZED => Challenge::from_headers(response.headers())
+                        .ok_or_else(|| {
+                            let got: Vec<_> = response
+                                .headers()
+                                .get_all(reqwest::header::WWW_AUTHENTICATE)
+                                .iter()
+                                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                                .collect();
+                            anyhow!(
+                                "{url} answered HTTP 401 without a Basic or Bearer challenge \
+                                 (WWW-Authenticate: {got:?})"
+                            )
+                        }),
+                    // 200, or a registry that does not serve /v2/ itself
+                    // (some proxies): nothing to answer.
+                    _ => Ok(Challenge::None),
+                }
+            })
+            .await
+            .context("contacting the registry")?;
+        Ok(challenge.clone())
+    }
+
+    /// Contacts `repo`'s registry (`GET /v2/`, once per registry) so that an
+    /// unreachable registry fails before anything else is attempted.
+    pub async fn ping(&self, repo: &RepoRef) -> anyhow::Result<()> {
+        let state = self.state(&repo.registry);
+        self.challenge(repo, &state).await.map_err(|e| {
+            e.context(format!(
+                "registry {}, repository {}",
+                repo.registry, repo.repository
+            ))
+        })?;
+        Ok(())
+    }
+
+    /// Adds what the registry's challenge asks for to `request`: a bearer
+    /// token for `scopes`, or Basic credentials.
+    async fn authorize(
+        &self,
+        repo: &RepoRef,
+        state: &RegistryState,
+        scopes: &[String],
+        request: RequestBuilder,
+    ) -> anyhow::Result<RequestBuilder> {
+        Ok(match self.challenge(repo, state).await? {
+            Challenge::None => request,
+            Challenge::Basic => match state.lookup.credentials().map(|c| &c.secret) {
+                Some(Secret::Basic { username, password }) => {
+                    request.basic_auth(username, Some(password))
+                }
+                _ => request,
+            },
+            Challenge::Bearer { realm, service } => {
+                let token = state
+                    .tokens
+                    .token(
+                        &self.http,
+                        &repo.registry,
+                        &realm,
+                        service.as_deref(),
+                        scopes,
+                        &state.lookup,
+                    )
+                    .await?;
+                request.bearer_auth(token)
+            }
+        })
+    }
+
+    /// Sends one request to `repo`'s registry with authentication. No
+    /// retry: a failure is returned as it is.
+    async fn send(
+        &self,
+        repo: &RepoRef,
+        scopes: &[String],
+        method: Method,
+        url: &str,
+        build: impl FnOnce(RequestBuilder) -> RequestBuilder,
+    ) -> anyhow::Result<Response> {
+        let state = self.state(&repo.registry);
+        let request = self
+            .authorize(repo, &state, scopes, self.http.request(method, url))
+            .await?;
+        build(request).send().await.map_err(|e| send_error(e, url))
+    }
+
+    /// An error for a response with an unexpected status: `HTTP <status>
+    /// from <url>: <body>`, plus how the registry was accessed when it
+    /// refused access.
+    async fn status_error(&self, repo: &RepoRef, response: Response) -> anyhow::Error {
+        let status = response.status();
+        let url = response.url().to_string();
+        let body = body_excerpt(response).await;
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            let how = self.state(&repo.registry).lookup.describe();
+            anyhow!("HTTP {status} from {url}: {body} (the registry was accessed {how})")
+        } else {
+            anyhow!("HTTP {status} from {url}: {body}")
+        }
+    }
+
+    /// The manifest or index `image` names. Fetched by digest, its bytes
+    /// are checked against the digest; fetched by tag, against the
+    /// registry's `Docker-Content-Digest` when it sends one.
+    pub async fn get_manifest(&self, image: &ImageRef) -> anyhow::Result<Manifest> {
+        let repo = &image.repo;
+        let what = format!("fetching manifest {}", image.target);
+        self.get_manifest_inner(image)
+            .await
+            .with_context(|| at(repo, &what))
+    }
+
+    async fn get_manifest_inner(&self, image: &ImageRef) -> anyhow::Result<Manifest> {
+        let repo = &image.repo;
+        let url = format!("{}/manifests/{}", repo.api_url(), image.target);
+        let mut response = self
+            .send(repo, &pull_scope(repo), Method::GET, &url, |r| {
+                r.header(ACCEPT, MANIFEST_ACCEPT)
+            })
+            .await?;
+        if response.status() != StatusCode::OK {
+            return Err(self.status_error(repo, response).await);
+        }
+        let header_digest = header_str(response.headers(), "docker-content-digest");
+        let content_type = header_str(response.headers(), CONTENT_TYPE.as_str())
+            .map(|t| t.split(';').next().unwrap_or_default().trim().to_string());
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| send_error(e, &url))? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > MAX_MANIFEST_SIZE {
+                bail!("the manifest is larger than {MAX_MANIFEST_SIZE} bytes");
+            }
+        }
+        let digest = sha256_bytes(&bytes);
+        match &image.target {
+            Target::Digest(want) if *want != digest => bail!(
+                "the registry sent a manifest whose content has digest {digest}, \
+                 not the {want} asked for"
+            ),
+            Target::Tag(_) => {
+                if let Some(h) = header_digest.filter(|h| h.starts_with("sha256:")) {
+                    if h != digest.to_string() {
+                        bail!(
+                            "the registry sent a manifest whose content has digest {digest}, \
+                             but says (Docker-Content-Digest) it is {h}"
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+        let media_type = match content_type {
+            Some(t) if is_manifest_media_type(&t) => t,
+            // No or a generic Content-Type: the document says what it is.
+            _ => document_media_type(&bytes)?,
+        };
+        Ok(Manifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// Streams blob `digest` of `repo` into `writer`, checking the digest
+    /// and (when given) the size on the way; returns the size. The bytes
+    /// reach `writer` before the digest can be checked at the end, so on
+    /// an error the caller must discard what was written: write to a
+    /// temporary file and rename it only on success
+    /// ([`Client::fetch_blob_to_file`] does that).
+    pub async fn fetch_blob<W: AsyncWrite + Unpin + ?Sized>(
+        &self,
+        repo: &RepoRef,
+        digest: &Digest,
+        size: Option<u64>,
+        writer: &mut W,
+    ) -> anyhow::Result<u64> {
+        self.fetch_blob_inner(repo, digest, size, writer)
+            .await
+            .with_context(|| at(repo, &format!("fetching blob {digest}")))
+    }
+
+    async fn fetch_blob_inner<W: AsyncWrite + Unpin + ?Sized>(
+        &self,
+        repo: &RepoRef,
+        digest: &Digest,
+        size: Option<u64>,
+        writer: &mut W,
+    ) -> anyhow::Result<u64> {
+        let url = format!("{}/blobs/{digest}", repo.api_url());
+        let mut response = self
+            .send(repo, &pull_scope(repo), Method::GET, &url, |r| r)
+            .await?;
+        if response.status() != StatusCode::OK {
+            return Err(self.status_error(repo, response).await);
+        }
+        check_content_length(&response, digest, size)?;
+        let mut verifier = Verifier::new(digest, size);
+        while let Some(chunk) = response.chunk().await.map_err(|e| send_error(e, &url))? {
+            verifier.update(&chunk).map_err(|m| anyhow!(m))?;
+            writer.write_all(&chunk).await.context("writing the blob")?;
+        }
+        writer.flush().await.context("writing the blob")?;
+        verifier.finish().map_err(|m| anyhow!(m))
+    }
+
+    /// [`Client::fetch_blob`] into a temporary file next to `dest`, renamed
+    /// to `dest` (mode 0644) only once the bytes are verified.
+    pub async fn fetch_blob_to_file(
+        &self,
+        repo: &RepoRef,
+        digest: &Digest,
+        size: Option<u64>,
+        dest: &Path,
+    ) -> anyhow::Result<u64> {
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".blob")
+            .tempfile_in(parent)
+            .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
+        let file = tmp
+            .as_file()
+            .try_clone()
+            .with_context(|| format!("opening {}", tmp.path().display()))?;
+        let mut file = tokio::io::BufWriter::new(tokio::fs::File::from_std(file));
+        let n = self.fetch_blob(repo, digest, size, &mut file).await?;
+        file.into_inner()
+            .sync_all()
+            .await
+            .with_context(|| format!("writing {}", tmp.path().display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+                .with_context(|| format!("setting permissions of {}", tmp.path().display()))?;
+        }
+        tmp.persist(dest)
+            .map_err(|e| e.error)
+            .with_context(|| format!("renaming a blob into {}", dest.display()))?;
+        Ok(n)
+    }
+
+    /// Whether `repo` has blob `digest` (`HEAD`).
+    pub async fn blob_exists(&self, repo: &RepoRef, digest: &Digest) -> anyhow::Result<bool> {
+        let what = || at(repo, &format!("checking for blob {digest}"));
+        let url = format!("{}/blobs/{digest}", repo.api_url());
+        let response = self
+            .send(repo, &pull_scope(repo), Method::HEAD, &url, |r| r)
+            .await
+            .with_context(what)?;
+        match response.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.status_error(repo, response).await).with_context(what),
+        }
+    }
+
+    /// Asks the registry to mount blob `digest` of `from` into `dest`
+    /// (same registry): `POST /v2/<dest>/blobs/uploads/?mount=…&from=…`.
+    /// `true` when mounted (201). `false` when the registry opened an
+    /// upload session instead (202; the blob is missing from `from`, or the
+    /// registry does not mount): that session is cancelled.
+    pub async fn mount_blob(
+        &self,
+        dest: &RepoRef,
+        digest: &Digest,
+        from: &RepoRef,
+    ) -> anyhow::Result<bool> {
+        let what = || {
+            at(
+                dest,
+                &format!("mounting blob {digest} from {}", from.repository),
+            )
+        };
+        if dest.registry != from.registry {
+            return Err(anyhow!(
+                "{from} is in another registry: blobs are mounted within one registry only"
+            ))
+            .with_context(what);
+        }
+        let mut url =
+            Url::parse(&format!("{}/blobs/uploads/", dest.api_url())).with_context(what)?;
+        url.query_pairs_mut()
+            .append_pair("mount", &digest.to_string())
+            .append_pair("from", &from.repository);
+        let scopes = vec![push_scope(dest), pull_scope(from).remove(0)];
+        let response = self
+            .send(dest, &scopes, Method::POST, url.as_str(), |r| {
+                r.header(CONTENT_LENGTH, "0")
+            })
+            .await
+            .with_context(what)?;
+        match response.status() {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::ACCEPTED => {
+                let session = upload_location(&response).with_context(what)?;
+                self.cancel_upload(dest, &session)
+                    .await
+                    .context("cancelling the upload session the registry opened instead")
+                    .with_context(what)?;
+                Ok(false)
+            }
+            _ => Err(self.status_error(dest, response).await).with_context(what),
+        }
+    }
+
+    /// `DELETE` of an upload session. Registries that cannot cancel
+    /// (404/405/501) let it expire on its own, which is not an error.
+    async fn cancel_upload(&self, repo: &RepoRef, session: &Url) -> anyhow::Result<()> {
+        let response = self
+            .send(
+                repo,
+                &[push_scope(repo)],
+                Method::DELETE,
+                session.as_str(),
+                |r| r,
+            )
+            .await?;
+        match response.status().as_u16() {
+            200..=299 | 404 | 405 | 501 => Ok(()),
+            _ => Err(self.status_error(repo, response).await),
+        }
+    }
+
+    /// Copies blob `digest` (`size` bytes) from `src` to `dest`, which may be
+    /// in different registries: a streamed GET from `src` feeds a monolithic
+    /// upload to `dest` (POST, then one PUT with `Content-Length`), never
+    /// holding the blob in memory. The bytes are checked against `digest`
+    /// and `size` on the way; a mismatch aborts the PUT before its end, so
+    /// the registry commits nothing.
+    pub async fn copy_blob(
+        &self,
+        src: &RepoRef,
+        dest: &RepoRef,
+        digest: &Digest,
+        size: u64,
+    ) -> anyhow::Result<()> {
+        let source_url = format!("{}/blobs/{digest}", src.api_url());
+        let source = self
+            .send(src, &pull_scope(src), Method::GET, &source_url, |r| r)
+            .await
+            .with_context(|| at(src, &format!("fetching blob {digest}")))?;
+        if source.status() != StatusCode::OK {
+            return Err(self.status_error(src, source).await)
+                .with_context(|| at(src, &format!("fetching blob {digest}")));
+        }
+        check_content_length(&source, digest, Some(size))
+            .with_context(|| at(src, &format!("fetching blob {digest}")))?;
+
+        let what = || at(dest, &format!("uploading blob {digest} copied from {src}"));
+        let mut session = self.start_upload(dest).await.with_context(what)?;
+        let cancel = session.clone();
+        session
+            .query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
+
+        let failure = Arc::new(Mutex::new(None));
+        let body = verified_stream(source.bytes_stream(), digest, size, failure.clone());
+        let result = self
+            .send(
+                dest,
+                &[push_scope(dest)],
+                Method::PUT,
+                session.as_str(),
+                |r| {
+                    r.header(CONTENT_TYPE, "application/octet-stream")
+                        .header(CONTENT_LENGTH, size)
+                        .body(reqwest::Body::wrap_stream(body))
+                },
+            )
+            .await;
+        let source_failure = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let outcome = match (result, source_failure) {
+            (_, Some(why)) => {
+                Err(anyhow!(why).context(at(src, &format!("fetching blob {digest}"))))
+            }
+            (Err(e), None) => Err(e.context(what())),
+            (Ok(r), None) if r.status() == StatusCode::CREATED => return Ok(()),
+            (Ok(r), None) => Err(self.status_error(dest, r).await.context(what())),
+        };
+        // Best effort: the upload failed already, and that is what is
+        // reported; the session would expire anyway.
+        let _ = self.cancel_upload(dest, &cancel).await;
+        outcome
+    }
+
+    /// Makes blob `digest` available in `dest`: nothing if it is there,
+    /// a mount from `src` within one registry, a streamed copy otherwise
+    /// (or when the registry does not mount).
+    pub async fn ensure_blob(
+        &self,
+        src: &RepoRef,
+        dest: &RepoRef,
+        digest: &Digest,
+        size: u64,
+    ) -> anyhow::Result<Transfer> {
+        if self.blob_exists(dest, digest).await? {
+            return Ok(Transfer::Exists);
+        }
+        if src.registry == dest.registry && self.mount_blob(dest, digest, src).await? {
+            return Ok(Transfer::Mounted);
+        }
+        self.copy_blob(src, dest, digest, size).await?;
+        Ok(Transfer::Copied)
+    }
+
+    /// Whether `repo` has the manifest or index `image` names (`HEAD`).
+    pub async fn manifest_exists(&self, image: &ImageRef) -> anyhow::Result<bool> {
+        let repo = &image.repo;
+        let what = || at(repo, &format!("checking for manifest {}", image.target));
+        let url = format!("{}/manifests/{}", repo.api_url(), image.target);
+        let response = self
+            .send(repo, &pull_scope(repo), Method::HEAD, &url, |r| {
+                r.header(ACCEPT, MANIFEST_ACCEPT)
+            })
+            .await
+            .with_context(what)?;
+        match response.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.status_error(repo, response).await).with_context(what),
+        }
+    }
+
+    /// Uploads the file at `path` as blob `digest` (`size` bytes) to `dest`:
+    /// one monolithic upload (POST, then a PUT with `?digest=` and
+    /// `Content-Length`) whose body is read from the file as it is sent,
+    /// never held in memory. The registry verifies the digest.
+    pub async fn push_blob_file(
+        &self,
+        dest: &RepoRef,
+        digest: &Digest,
+        size: u64,
+        path: &Path,
+    ) -> anyhow::Result<()> {
+        let what = || at(dest, &format!("uploading blob {digest}"));
+        let file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("opening {}", path.display()))
+            .with_context(what)?;
+        let session = self.start_upload(dest).await.with_context(what)?;
+        let mut put = session.clone();
+        put.query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
+        let body = tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK);
+        let result = self
+            .send(dest, &[push_scope(dest)], Method::PUT, put.as_str(), |r| {
+                r.header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_LENGTH, size)
+                    .body(reqwest::Body::wrap_stream(body))
+            })
+            .await;
+        let outcome = match result {
+            Ok(r) if r.status() == StatusCode::CREATED => return Ok(()),
+            Ok(r) => Err(self.status_error(dest, r).await),
+            Err(e) => Err(e),
+        };
+        // Best effort, as in `copy_blob`.
+        let _ = self.cancel_upload(dest, &session).await;
+        outcome.with_context(what)
+    }
+
+    /// Opens an upload session in `dest` (`POST …/blobs/uploads/`, 202);
+    /// returns its URL.
+    async fn start_upload(&self, dest: &RepoRef) -> anyhow::Result<Url> {
+        let start = format!("{}/blobs/uploads/", dest.api_url());
+        let response = self
+            .send(dest, &[push_scope(dest)], Method::POST, &start, |r| {
+                r.header(CONTENT_LENGTH, "0")
+            })
+            .await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(self.status_error(dest, response).await);
+        }
+        upload_location(&response)
+    }
+
+    /// Uploads a manifest or index under `image`'s tag or digest with
+    /// `media_type` as `Content-Type`; returns its digest. Pushed by
+    /// digest, `bytes` must have that digest.
+    pub async fn put_manifest(
+        &self,
+        image: &ImageRef,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> anyhow::Result<Digest> {
+        let repo = &image.repo;
+        let what = || at(repo, &format!("uploading manifest {}", image.target));
+        let digest = sha256_bytes(bytes);
+        if let Target::Digest(want) = &image.target {
+            if *want != digest {
+                return Err(anyhow!("the manifest's content has digest {digest}"))
+                    .with_context(what);
+            }
+        }
+        let url = format!("{}/manifests/{}", repo.api_url(), image.target);
+        let body = bytes.to_vec();
+        let response = self
+            .send(repo, &[push_scope(repo)], Method::PUT, &url, |r| {
+                r.header(CONTENT_TYPE, media_type).body(body)
+            })
+            .await
+            .with_context(what)?;
+        if response.status() != StatusCode::CREATED {
+            return Err(self.status_error(repo, response).await).with_context(what);
+        }
+        Ok(digest)
+    }
+}
+
+/// `registry R, repository P: <what>`, the prefix of every error.
+fn at(repo: &RepoRef, what: &str) -> String {
+    format!(
+        "registry {}, repository {}: {what}",
+        repo.registry, repo.repository
+    )
+}
+
+fn pull_scope(repo: &RepoRef) -> Vec<String> {
+    vec![format!("repository:{}:pull", repo.repository)]
+}
+
+fn push_scope(repo: &RepoRef) -> String {
+    format!("repository:{}:pull,push", repo.repository)
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn is_manifest_media_type(t: &str) -> bool {
+    media_types::is_manifest(t) || media_types::is_index(t)
+}
+
+/// The `mediaType` a manifest document declares; for OCI documents that
+/// omit it (it is optional), whether it has `manifests` or `layers`.
+fn document_media_type(bytes: &[u8]) -> anyhow::Result<String> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| anyhow!("the manifest is not JSON: {e}"))?;
+    if let Some(t) = doc.get("mediaType").and_then(|v| v.as_str()) {
+        return Ok(t.to_string());
+    }
+    if doc.get("manifests").is_some() {
+        Ok(media_types::OCI_IMAGE_INDEX.to_string())
+    } else if doc.get("layers").is_some() {
+        Ok(media_types::OCI_IMAGE_MANIFEST.to_string())
+    } else {
+        bail!("the registry sent no media type and the document has neither manifests nor layers")
+    }
+}
+
+/// A `Content-Length` contradicting the expected size fails before any
+/// byte is read.
+fn check_content_length(
+    response: &Response,
+    digest: &Digest,
+    size: Option<u64>,
+) -> anyhow::Result<()> {
+    let length =
+        header_str(response.headers(), CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+    if let (Some(length), Some(size)) = (length, size) {
+        if length != size {
+            bail!(
+                "blob {digest} is corrupt: the registry announces {length} bytes, \
+                 its descriptor says {size}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The upload session URL of a 202 answer, resolved against the request URL
+/// (registries may send a relative `Location`).
+fn upload_location(response: &Response) -> anyhow::Result<Url> {
+    let location = header_str(response.headers(), LOCATION.as_str())
+        .ok_or_else(|| anyhow!("the registry opened an upload session without a Location"))?;
+    response
+        .url()
+        .join(&location)
+        .with_context(|| format!("the upload Location {location:?} is not a URL"))
+}
+
+/// `inner` passed through a [`Verifier`]: when the bytes do not match
+/// `digest` and `size`, the last piece is replaced by an error (so an HTTP
+/// body built from it is aborted, never completed). The reason is
+/// also stored in `failure`, because the HTTP client reports a body error
+/// without it.
+fn verified_stream(
+    inner: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    digest: &Digest,
+    size: u64,
+    failure: Arc<Mutex<Option<String>>>,
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    let verifier = Some(Verifier::new(digest, Some(size)));
+    let state = (Box::pin(inner), verifier, failure);
+    futures_util::stream::unfold(state, move |(mut inner, verifier, failure)| async move {
+        let mut verifier = verifier?;
+        let fail = |why: String| {
+            *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+            std::io::Error::other(why)
+        };
+        match inner.next().await {
+            Some(Ok(chunk)) => match verifier.update(&chunk) {
+                // The last piece is only passed on once the whole is
+                // verified: a body that got all its Content-Length bytes
+                // would be complete, and the upload committed.
+                Ok(()) if verifier.count() == size => match verifier.finish() {
+                    Ok(_) => Some((Ok(chunk), (inner, None, failure))),
+                    Err(why) => Some((Err(fail(why)), (inner, None, failure))),
+                },
+                Ok(()) => Some((Ok(chunk), (inner, Some(verifier), failure))),
+                Err(why) => Some((Err(fail(why)), (inner, None, failure))),
+            },
+            Some(Err(e)) => {
+                let why = format!("reading the blob from the source registry failed: {e}");
+                Some((Err(fail(why)), (inner, None, failure)))
+            }
+            None => match verifier.finish() {
+                Ok(_) => None,
+                Err(why) => Some((Err(fail(why)), (inner, None, failure))),
+            },
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_type_from_document() {
+        let t = |s: &str| document_media_type(s.as_bytes()).unwrap();
+        assert_eq!(
+            t(r#"{"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#),
+            media_types::DOCKER_MANIFEST_V2
+        );
+        assert_eq!(t(r#"{"manifests":[]}"#), media_types::OCI_IMAGE_INDEX);
+        assert_eq!(t(r#"{"layers":[]}"#), media_types::OCI_IMAGE_MANIFEST);
+        assert!(document_media_type(b"{}").is_err());
+        assert!(document_media_type(b"nope").is_err());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn verified_stream_fails_at_the_end() {
+        let good = sha256_bytes(b"abcdef");
+        let chunks = || {
+            futures_util::stream::iter(vec![
+                Ok(Bytes::from_static(b"abc")),
+                Ok(Bytes::from_static(b"def")),
+            ])
+        };
+        let failure = Arc::new(Mutex::new(None));
+        let out: Vec<_> = verified_stream(chunks(), &good, 6, failure.clone())
+            .collect()
+            .await;
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|r| r.is_ok()));
+        assert!(failure.lock().unwrap().is_none());
+
+        let other = sha256_bytes(b"abcdeF");
+        let out: Vec<_> = verified_stream(chunks(), &other, 6, failure.clone())
+            .collect()
+            .await;
+        // The last piece is withheld: the error takes its place.
+        assert_eq!(out.len(), 2);
+        assert!(out[0].is_ok() && out[1].is_err());
+        assert!(failure
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .contains("corrupt"));
+
+        // Too short: the error comes after the last piece.
+        let failure = Arc::new(Mutex::new(None));
+        let out: Vec<_> = verified_stream(chunks(), &good, 7, failure.clone())
+            .collect()
+            .await;
+        assert_eq!(out.len(), 3);
+        assert!(out[2].is_err());
+        assert!(failure
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .contains("sent 6 bytes"));
+    }
+}

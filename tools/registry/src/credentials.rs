@@ -1,0 +1,469 @@
+//! Registry credentials from Docker's configuration, looked up as `docker`
+//! does:
+//!
+//! 1. `credHelpers[host]` in `config.json`: `docker-credential-<helper> get`,
+//!    the host on stdin;
+//! 2. else `credsStore`: the same with the store's helper;
+//! 3. else (or when the helper has nothing for the host) `auths[host]`:
+//!    `auth` (base64 `user:password`), `username`/`password`, or
+//!    `identitytoken` (an OAuth2 refresh token).
+//!
+//! `config.json` is `$DOCKER_CONFIG/config.json`, else
+//! `$HOME/.docker/config.json`; a missing file means no credentials.
+//!
+//! Secrets never appear in `Debug` output or in messages: [`Credentials`]
+//! describes itself by user name and origin only.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use serde::Deserialize;
+
+/// The key Docker stores Docker Hub credentials under, and the server URL
+/// credential helpers are asked about for Docker Hub.
+pub const DOCKER_HUB_CONFIG_KEY: &str = "https://index.docker.io/v1/";
+
+/// The user name a credential helper returns when the secret is an identity
+/// (refresh) token rather than a password.
+const TOKEN_USERNAME: &str = "<token>";
+
+/// A secret to authenticate with.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// User name and password (or access token used as one).
+    Basic { username: String, password: String },
+    /// An OAuth2 refresh token, exchanged at the registry's token service
+    /// (`grant_type=refresh_token`), as `docker login` stores for some
+    /// registries (Azure, Docker Hub with SSO).
+    IdentityToken { token: String },
+}
+
+impl fmt::Debug for Secret {
+    /// The user name only: secrets must not reach logs or messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .finish_non_exhaustive(),
+            Secret::IdentityToken { .. } => f.write_str("IdentityToken(..)"),
+        }
+    }
+}
+
+/// Credentials for one registry and where they were found.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub secret: Secret,
+    /// Where they come from, e.g. `credential helper docker-credential-gcloud
+    /// (credHelpers in /home/u/.docker/config.json)`. Never a secret.
+    pub source: String,
+}
+
+impl Credentials {
+    /// The user name, for Basic credentials.
+    pub fn username(&self) -> Option<&str> {
+        match &self.secret {
+            Secret::Basic { username, .. } => Some(username),
+            Secret::IdentityToken { .. } => None,
+        }
+    }
+
+    /// `credentials for user "u" from <source>` / `an identity token from <source>`.
+    pub fn describe(&self) -> String {
+        match &self.secret {
+            Secret::Basic { username, .. } => {
+                format!("credentials for user {username:?} from {}", self.source)
+            }
+            Secret::IdentityToken { .. } => format!("an identity token from {}", self.source),
+        }
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// The outcome of a credential lookup for one registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    Found(Credentials),
+    /// Nothing configured; says what was searched (and any helper that
+    /// failed), for error messages.
+    None {
+        searched: String,
+    },
+}
+
+impl Lookup {
+    pub fn credentials(&self) -> Option<&Credentials> {
+        match self {
+            Lookup::Found(c) => Some(c),
+            Lookup::None { .. } => None,
+        }
+    }
+
+    /// For messages: `using credentials for user "u" from …` or
+    /// `anonymously: no credentials for HOST in …`.
+    pub fn describe(&self) -> String {
+        match self {
+            Lookup::Found(c) => format!("using {}", c.describe()),
+            Lookup::None { searched } => format!("anonymously: {searched}"),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    auths: BTreeMap<String, AuthEntry>,
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: BTreeMap<String, String>,
+    #[serde(default, rename = "credsStore")]
+    creds_store: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AuthEntry {
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    identitytoken: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HelperOutput {
+    #[serde(rename = "Username", default)]
+    username: String,
+    #[serde(rename = "Secret", default)]
+    secret: String,
+}
+
+/// Docker's `config.json`, read once.
+#[derive(Debug)]
+pub struct DockerConfig {
+    path: PathBuf,
+    file: Option<ConfigFile>,
+}
+
+impl DockerConfig {
+    /// `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`. When
+    /// neither variable is set there is no config (no credentials).
+    pub fn load_default() -> anyhow::Result<DockerConfig> {
+        let dir = match (std::env::var_os("DOCKER_CONFIG"), std::env::var_os("HOME")) {
+            (Some(d), _) if !d.is_empty() => PathBuf::from(d),
+            (_, Some(h)) if !h.is_empty() => PathBuf::from(h).join(".docker"),
+            _ => {
+                return Ok(DockerConfig {
+                    path: PathBuf::from("$HOME/.docker/config.json"),
+                    file: None,
+                })
+            }
+        };
+        Self::load(&dir)
+    }
+
+    /// `DIR/config.json`; a missing file is an empty config, an unreadable
+    /// or malformed one an error.
+    pub fn load(dir: &Path) -> anyhow::Result<DockerConfig> {
+        let path = dir.join("config.json");
+        let file = match std::fs::read(&path) {
+            Ok(bytes) => Some(
+                serde_json::from_slice(&bytes)
+                    .with_context(|| format!("parsing Docker's config {}", path.display()))?,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("reading Docker's config {}", path.display()))
+            }
+        };
+        Ok(DockerConfig { path, file })
+    }
+
+    /// A config holding nothing (anonymous access everywhere).
+    pub fn empty() -> DockerConfig {
+        DockerConfig {
+            path: PathBuf::from("(no Docker config)"),
+            file: None,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Credentials for `registry` (`host[:port]` as in [`crate::RepoRef`]).
+    /// A credential helper that cannot be run or fails is not fatal (Docker
+    /// ignores it too): the lookup goes on, and the failure is recorded in
+    /// [`Lookup::None`] so that a refusal by the registry can explain it.
+    pub fn lookup(&self, registry: &str) -> Lookup {
+        let path = self.path.display();
+        let Some(file) = &self.file else {
+            return Lookup::None {
+                searched: format!("no credentials for {registry}: there is no {path}"),
+            };
+        };
+        let hub = is_docker_hub(registry);
+        // Helpers are asked about the host (Docker Hub: its config key).
+        let server = if hub { DOCKER_HUB_CONFIG_KEY } else { registry };
+        let mut notes = Vec::new();
+
+        let helper = find_key(&file.cred_helpers, registry)
+            .map(|(_, h)| (h.as_str(), "credHelpers"))
+            .or(file.creds_store.as_deref().map(|h| (h, "credsStore")));
+        if let Some((helper, key)) = helper.filter(|(h, _)| !h.is_empty()) {
+            let source = format!("credential helper docker-credential-{helper} ({key} in {path})");
+            match run_helper(helper, server) {
+                Ok(Some(secret)) => return Lookup::Found(Credentials { secret, source }),
+                Ok(None) => notes.push(format!("{source} has none for {server}")),
+                Err(e) => notes.push(format!("{source} failed: {e:#}")),
+            }
+        }
+
+        if let Some((key, entry)) = find_key(&file.auths, registry) {
+            let source = format!("auths[{key:?}] in {path}");
+            match entry_secret(entry) {
+                Ok(Some(secret)) => return Lookup::Found(Credentials { secret, source }),
+                Ok(None) => {}
+                Err(e) => notes.push(format!("{source}: {e:#}")),
+            }
+        }
+
+        let mut searched = format!("no credentials for {registry} in {path}");
+        if !notes.is_empty() {
+            searched.push_str(" (");
+            searched.push_str(&notes.join("; "));
+            searched.push(')');
+        }
+        Lookup::None { searched }
+    }
+}
+
+fn is_docker_hub(registry: &str) -> bool {
+    matches!(
+        registry,
+        "registry-1.docker.io" | "index.docker.io" | "docker.io"
+    )
+}
+
+/// The host a config key names: Docker writes keys as `host[:port]`, or as
+/// URLs (`https://index.docker.io/v1/`), so scheme and path are dropped.
+fn key_host(key: &str) -> &str {
+    let rest = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+/// The entry for `registry` in a map keyed by host or URL: an exact key
+/// first, then any key naming the same host (Docker Hub's aliases count as
+/// one host).
+fn find_key<'a, V>(map: &'a BTreeMap<String, V>, registry: &str) -> Option<(&'a str, &'a V)> {
+    if let Some((k, v)) = map.get_key_value(registry) {
+        return Some((k, v));
+    }
+    if is_docker_hub(registry) {
+        if let Some((k, v)) = map.get_key_value(DOCKER_HUB_CONFIG_KEY) {
+            return Some((k, v));
+        }
+    }
+    map.iter()
+        .find(|(k, _)| {
+            let host = key_host(k);
+            host == registry || (is_docker_hub(registry) && is_docker_hub(host))
+        })
+        .map(|(k, v)| (k.as_str(), v))
+}
+
+fn entry_secret(entry: &AuthEntry) -> anyhow::Result<Option<Secret>> {
+    if let Some(token) = entry.identitytoken.as_deref().filter(|t| !t.is_empty()) {
+        return Ok(Some(Secret::IdentityToken {
+            token: token.to_string(),
+        }));
+    }
+    if let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth.trim())
+            .map_err(|_| anyhow::anyhow!("\"auth\" is not valid base64"))?;
+        let decoded = String::from_utf8(decoded)
+            .map_err(|_| anyhow::anyhow!("\"auth\" does not decode to UTF-8 text"))?;
+        let Some((username, password)) = decoded.split_once(':') else {
+            bail!("\"auth\" does not decode to USER:PASSWORD");
+        };
+        return Ok(Some(Secret::Basic {
+            username: username.to_string(),
+            password: password.to_string(),
+        }));
+    }
+    match (&entry.username, &entry.password) {
+        (Some(u), Some(p)) if !u.is_empty() => Ok(Some(Secret::Basic {
+            username: u.clone(),
+            password: p.clone(),
+        })),
+        _ => Ok(None),
+    }
+}
+
+/// Runs `docker-credential-<helper> get` with `server` on stdin. `Ok(None)`
+/// when the helper has no credentials for it.
+fn run_helper(helper: &str, server: &str) -> anyhow::Result<Option<Secret>> {
+    let program = format!("docker-credential-{helper}");
+    let mut child = Command::new(&program)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {program} (is it on PATH?)"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A helper that exits without reading gives EPIPE: its exit status
+        // and output tell more, so the write error is not reported.
+        let _ = stdin.write_all(server.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .with_context(|| format!("waiting for {program}"))?;
+    if !out.status.success() {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // The helpers' protocol: this message means "nothing stored".
+        if stdout.contains("credentials not found") || stderr.contains("credentials not found") {
+            return Ok(None);
+        }
+        // Helpers print error messages, not secrets, when they fail.
+        let msg = [stdout.trim(), stderr.trim()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("; ");
+        bail!("{program} get exited with {}: {msg}", out.status);
+    }
+    let parsed: HelperOutput = serde_json::from_slice(&out.stdout).map_err(|_| {
+        // serde's message could quote part of the output, i.e. the secret.
+        anyhow::anyhow!("{program} get printed something that is not its JSON answer")
+    })?;
+    if parsed.secret.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(if parsed.username == TOKEN_USERNAME {
+        Secret::IdentityToken {
+            token: parsed.secret,
+        }
+    } else {
+        Secret::Basic {
+            username: parsed.username,
+            password: parsed.secret,
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path, json: &str) -> DockerConfig {
+        std::fs::write(dir.join("config.json"), json).unwrap();
+        DockerConfig::load(dir).unwrap()
+    }
+
+    fn basic(u: &str, p: &str) -> Secret {
+        Secret::Basic {
+            username: u.into(),
+            password: p.into(),
+        }
+    }
+
+    #[test]
+    fn auths_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(
+            dir.path(),
+            r#"{"auths": {
+                "127.0.0.1:5000": {"auth": "dXNlcjpwYTpzcw=="},
+                "https://ghcr.io/v2/": {"username": "gh", "password": "tok"},
+                "https://index.docker.io/v1/": {"identitytoken": "refresh"},
+                "bad.example": {"auth": "!!"},
+                "empty.example": {}
+            }}"#,
+        );
+        let found = |r: &str| c.lookup(r).credentials().cloned().unwrap();
+        let cr = found("127.0.0.1:5000");
+        assert_eq!(cr.secret, basic("user", "pa:ss"));
+        assert!(
+            cr.source.contains("auths[\"127.0.0.1:5000\"]"),
+            "{}",
+            cr.source
+        );
+        assert_eq!(found("ghcr.io").secret, basic("gh", "tok"));
+        assert_eq!(
+            found("registry-1.docker.io").secret,
+            Secret::IdentityToken {
+                token: "refresh".into()
+            }
+        );
+        // Secrets never show in Debug or descriptions.
+        let shown = format!("{cr:?} {}", c.lookup("127.0.0.1:5000").describe());
+        assert!(!shown.contains("pa:ss"), "{shown}");
+        assert!(shown.contains("user"), "{shown}");
+
+        let none = c.lookup("127.0.0.1:5001");
+        assert!(none.credentials().is_none());
+        assert!(none
+            .describe()
+            .contains("no credentials for 127.0.0.1:5001"));
+        let bad = c.lookup("bad.example").describe();
+        assert!(bad.contains("not valid base64"), "{bad}");
+        assert!(c.lookup("empty.example").credentials().is_none());
+    }
+
+    #[test]
+    fn missing_and_malformed_configs() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = DockerConfig::load(dir.path()).unwrap();
+        assert!(c.lookup("ghcr.io").describe().contains("there is no"));
+        std::fs::write(dir.path().join("config.json"), "{").unwrap();
+        let err = DockerConfig::load(dir.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("parsing Docker's config"));
+    }
+
+    #[test]
+    fn missing_helper_falls_back_to_auths() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(
+            dir.path(),
+            r#"{"credsStore": "kiln-no-such-helper",
+                "auths": {"r.example": {"auth": "dTpw"}}}"#,
+        );
+        assert_eq!(
+            c.lookup("r.example").credentials().unwrap().secret,
+            basic("u", "p")
+        );
+        let other = c.lookup("s.example").describe();
+        assert!(
+            other.contains("docker-credential-kiln-no-such-helper (credsStore in"),
+            "{other}"
+        );
+        assert!(other.contains("failed"), "{other}");
+    }
+
+    #[test]
+    fn key_hosts() {
+        assert_eq!(key_host("https://index.docker.io/v1/"), "index.docker.io");
+        assert_eq!(key_host("http://localhost:5000"), "localhost:5000");
+        assert_eq!(key_host("ghcr.io"), "ghcr.io");
+    }
+}

@@ -1,0 +1,563 @@
+//! Test support shared by the kiln-registry and kiln-pull integration
+//! tests (kiln-pull includes this file with `#[path]`): a real registry
+//! (Debian's `docker-registry`, distribution 2.8) on a free loopback port,
+//! OCI layouts written here and pushed with skopeo, and a small HTTP proxy
+//! that can corrupt blobs or play a token-authenticated registry.
+//!
+//! Nothing is skipped: a missing `docker-registry`, `skopeo` or `htpasswd`
+//! makes the test fail with a message saying what to install.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kiln_oci::{
+    media_types, Descriptor, Digest, ImageIndex, ImageManifest, LayoutWriter, Platform,
+};
+
+/// Runs `program args…`, failing the test (with what to install) when the
+/// program is missing.
+pub fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} (apt-get install it): {e}"))
+}
+
+/// Like `run`, but the command must succeed.
+pub fn run_ok(program: &str, args: &[&str]) -> Output {
+    let out = run(program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("binding a loopback port")
+        .local_addr()
+        .expect("local address")
+        .port()
+}
+
+/// A `docker-registry serve` process, killed on drop.
+pub struct Registry {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// An open registry (no authentication).
+    pub fn start() -> Registry {
+        Self::start_inner(None)
+    }
+
+    /// A registry with htpasswd (bcrypt) authentication: it answers
+    /// `WWW-Authenticate: Basic`.
+    pub fn start_with_htpasswd(user: &str, password: &str) -> Registry {
+        Self::start_inner(Some((user, password)))
+    }
+
+    fn start_inner(auth: Option<(&str, &str)>) -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let data = dir.path().join("data");
+        let mut config = format!(
+            "version: 0.1\n\
+             log: {{level: error, accesslog: {{disabled: true}}}}\n\
+             storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
+             http: {{addr: {addr}}}\n",
+            data.display()
+        );
+        if let Some((user, password)) = auth {
+            let out = run_ok("htpasswd", &["-Bbn", user, password]);
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, &out.stdout).expect("writing htpasswd");
+            config.push_str(&format!(
+                "auth: {{htpasswd: {{realm: kiln-test, path: {}}}}}\n",
+                htpasswd.display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).expect("writing the registry config");
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run docker-registry (apt-get install docker-registry): {e}")
+            });
+        let mut registry = Registry { addr, child, dir };
+        registry.wait_ready();
+        registry
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut s) = TcpStream::connect(&self.addr) {
+                let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
+                let mut buf = [0u8; 12];
+                if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/") {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("docker-registry exited with {status}: {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One image of a test layout.
+#[derive(Clone, Debug)]
+pub struct TestImage {
+    pub platform: Platform,
+    /// With its platform, as in the index.
+    pub manifest: Descriptor,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+}
+
+/// An OCI layout written by `write_layout`.
+#[derive(Clone, Debug)]
+pub struct TestLayout {
+    pub dir: PathBuf,
+    /// The entry of index.json: the index, or the only manifest.
+    pub top: Descriptor,
+    pub top_bytes: Vec<u8>,
+    pub images: Vec<TestImage>,
+}
+
+impl TestLayout {
+    pub fn image(&self, platform: &str) -> &TestImage {
+        self.images
+            .iter()
+            .find(|i| i.platform.to_string() == platform)
+            .unwrap_or_else(|| panic!("no test image for {platform}"))
+    }
+}
+
+/// Deterministic bytes that gzip cannot shrink much (xorshift).
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A gzipped tar holding one file.
+pub fn layer_bytes(path: &str, content: &[u8]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut header, path, content).expect("tar");
+    let tar = tar.into_inner().expect("tar");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    gz.write_all(&tar).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+/// Writes an OCI layout at `dir` with one image per platform: a layer
+/// shared by all (`etc/kiln-base`, ~300 KiB so transfers take several
+/// reads) and one of its own (`etc/kiln-<arch>`). With `index`, the
+/// layout's entry is an image index of them all; otherwise there must be
+/// one platform and the entry is its manifest. The entry is annotated
+/// with `tag` (for `skopeo copy oci:DIR:TAG` and `umoci --image DIR:TAG`).
+pub fn write_layout(dir: &Path, platforms: &[&str], index: bool, tag: &str) -> TestLayout {
+    assert!(index || platforms.len() == 1);
+    let w = LayoutWriter::new(dir).expect("layout writer");
+    let base = layer_bytes("etc/kiln-base", &noise(7, 300 * 1024));
+    let base_digest = w.add_blob_bytes(&base).expect("blob");
+    let base_desc = Descriptor::new(
+        media_types::OCI_LAYER_TAR_GZIP,
+        base_digest,
+        base.len() as u64,
+    );
+    let mut images = Vec::new();
+    for p in platforms {
+        let platform: Platform = p.parse().expect("platform");
+        let own = layer_bytes(&format!("etc/kiln-{}", platform.architecture), p.as_bytes());
+        let own_desc = Descriptor::new(
+            media_types::OCI_LAYER_TAR_GZIP,
+            w.add_blob_bytes(&own).expect("blob"),
+            own.len() as u64,
+        );
+        let mut config = serde_json::json!({
+            "architecture": platform.architecture,
+            "os": platform.os,
+            "config": {"Env": ["PATH=/usr/bin:/bin"]},
+            "rootfs": {"type": "layers", "diff_ids": [
+                kiln_oci::sha256_bytes(&gunzip(&base)).to_string(),
+                kiln_oci::sha256_bytes(&gunzip(&own)).to_string(),
+            ]},
+        });
+        if let Some(v) = &platform.variant {
+            config["variant"] = serde_json::json!(v);
+        }
+        let config = w
+            .add_json(media_types::OCI_IMAGE_CONFIG, &config)
+            .expect("config");
+        let layers = vec![base_desc.clone(), own_desc];
+        let manifest = ImageManifest::new(config.clone(), layers.clone());
+        let mut manifest_desc = w
+            .add_json(media_types::OCI_IMAGE_MANIFEST, &manifest)
+            .expect("manifest");
+        manifest_desc.platform = Some(platform.clone());
+        images.push(TestImage {
+            platform,
+            manifest: manifest_desc,
+            config,
+            layers,
+        });
+    }
+    let mut top = if index {
+        let idx = ImageIndex::new(images.iter().map(|i| i.manifest.clone()).collect());
+        w.add_json(media_types::OCI_IMAGE_INDEX, &idx)
+            .expect("index")
+    } else {
+        images[0].manifest.clone()
+    };
+    let top_bytes = std::fs::read(w.blob_path(&top.digest)).expect("top blob");
+    top.annotations = Some(BTreeMap::from([(
+        media_types::ANNOTATION_REF_NAME.to_string(),
+        tag.to_string(),
+    )]));
+    w.finish(vec![top.clone()]).expect("finish");
+    top.annotations = None;
+    TestLayout {
+        dir: dir.to_path_buf(),
+        top,
+        top_bytes,
+        images,
+    }
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("gunzip");
+    out
+}
+
+/// Pushes the layout (every image of an index, digests preserved) to
+/// `dest` (`HOST:PORT/REPO:TAG`) with skopeo.
+pub fn skopeo_push(layout: &TestLayout, tag: &str, dest: &str, creds: Option<&str>) {
+    let src = format!("oci:{}:{tag}", layout.dir.display());
+    let dest = format!("docker://{dest}");
+    let mut args = vec![
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+    ];
+    if let Some(c) = creds {
+        args.push("--dest-creds");
+        args.push(c);
+    }
+    args.push(&src);
+    args.push(&dest);
+    run_ok("skopeo", &args);
+}
+
+/// The digest of `docker://REF` according to skopeo (plain HTTP).
+pub fn skopeo_digest(reference: &str) -> Digest {
+    let out = run_ok(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{reference}"),
+        ],
+    );
+    kiln_oci::sha256_bytes(&out.stdout)
+}
+
+/// One HTTP request as the proxy saw it.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: String,
+    /// Path and query, as sent.
+    pub target: String,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or_default()
+    }
+
+    pub fn query(&self) -> &str {
+        self.target.split_once('?').map(|(_, q)| q).unwrap_or("")
+    }
+}
+
+/// What the proxy does with a request.
+pub enum Action {
+    /// Sends it to the upstream registry; with `corrupt`, flips the last
+    /// byte of a successful answer's body.
+    Forward { corrupt: bool },
+    /// Answers itself.
+    Respond {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+}
+
+type Handler = dyn Fn(&Request) -> Action + Send + Sync;
+
+/// A one-request-per-connection HTTP/1.1 proxy in front of a registry,
+/// on its own loopback port; stopped on drop. Every request is recorded.
+pub struct Proxy {
+    pub addr: String,
+    pub requests: Arc<Mutex<Vec<Request>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    pub fn start(
+        upstream: &str,
+        handler: impl Fn(&Request) -> Action + Send + Sync + 'static,
+    ) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
+        let addr = listener.local_addr().expect("proxy address").to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let upstream = upstream.to_string();
+        {
+            let (stop, requests) = (stop.clone(), requests.clone());
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let (handler, upstream, requests) =
+                        (handler.clone(), upstream.clone(), requests.clone());
+                    std::thread::spawn(move || {
+                        let _ = serve(conn, &upstream, &*handler, &requests);
+                    });
+                }
+            });
+        }
+        Proxy {
+            addr,
+            requests,
+            stop,
+        }
+    }
+
+    /// A proxy that corrupts the answer to `GET` of blob `digest`.
+    pub fn corrupting(upstream: &str, digest: &Digest) -> Proxy {
+        let suffix = format!("/blobs/{digest}");
+        Proxy::start(upstream, move |r| Action::Forward {
+            corrupt: r.method == "GET" && r.path().ends_with(&suffix),
+        })
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().expect("requests").clone()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so that it sees `stop`.
+        let _ = TcpStream::connect(&self.addr);
+    }
+}
+
+/// A request or status line and its headers (names lower-cased).
+type Head = (String, Vec<(String, String)>);
+
+fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<Head>> {
+    let mut first = String::new();
+    if reader.read_line(&mut first)? == 0 {
+        return Ok(None);
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    Ok(Some((first.trim_end().to_string(), headers)))
+}
+
+fn serve(
+    conn: TcpStream,
+    upstream: &str,
+    handler: &Handler,
+    requests: &Mutex<Vec<Request>>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let Some((line, headers)) = read_head(&mut reader)? else {
+        return Ok(());
+    };
+    let mut parts = line.split(' ');
+    let method = parts.next().unwrap_or_default().to_string();
+    let target = parts.next().unwrap_or_default().to_string();
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    let request = Request {
+        method,
+        target,
+        headers,
+        body,
+    };
+    requests.lock().expect("requests").push(request.clone());
+    let mut conn = conn;
+    match handler(&request) {
+        Action::Respond {
+            status,
+            headers,
+            body,
+        } => {
+            let mut out = format!("HTTP/1.1 {status} Kiln-Test\r\n");
+            for (k, v) in headers {
+                out.push_str(&format!("{k}: {v}\r\n"));
+            }
+            out.push_str(&format!(
+                "Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            ));
+            conn.write_all(out.as_bytes())?;
+            conn.write_all(&body)?;
+        }
+        Action::Forward { corrupt } => {
+            let mut up = TcpStream::connect(upstream)?;
+            let mut head = format!("{} {} HTTP/1.1\r\n", request.method, request.target);
+            for (k, v) in &request.headers {
+                if k != "connection" {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+            }
+            head.push_str("Connection: close\r\n\r\n");
+            up.write_all(head.as_bytes())?;
+            up.write_all(&request.body)?;
+            let mut answer = Vec::new();
+            up.read_to_end(&mut answer)?;
+            let split = answer
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|p| p + 4)
+                .unwrap_or(answer.len());
+            let (head, body) = answer.split_at_mut(split);
+            let ok = head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200");
+            if corrupt && ok {
+                if let Some(last) = body.last_mut() {
+                    *last ^= 0x01;
+                }
+            }
+            let head = String::from_utf8_lossy(head)
+                .lines()
+                .filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty())
+                .map(|l| format!("{l}\r\n"))
+                .collect::<String>();
+            conn.write_all(head.as_bytes())?;
+            conn.write_all(b"Connection: close\r\n\r\n")?;
+            conn.write_all(body)?;
+        }
+    }
+    conn.flush()?;
+    conn.shutdown(std::net::Shutdown::Both)
+}
+
+/// Base64 of `user:password`, as in Docker's config `auths[…].auth`.
+pub fn basic_auth(user: &str, password: &str) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let input = format!("{user}:{password}");
+    let mut out = String::new();
+    for chunk in input.as_bytes().chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Writes `DIR/config.json` with `json`.
+pub fn docker_config(dir: &Path, json: &serde_json::Value) {
+    std::fs::create_dir_all(dir).expect("config dir");
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec(json).expect("json"),
+    )
+    .expect("writing config.json");
+}

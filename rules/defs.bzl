@@ -3,6 +3,7 @@
     load("@rules_kiln//rules:defs.bzl", "container_image", "service_image")
 """
 
+load(":base.bzl", _static_base = "static_base")
 load(":image.bzl", _container = "container", _container_image = "container_image", _container_image_ = "container_image_")
 load(":index.bzl", _image_index = "image_index")
 load(":layer.bzl", _container_layer = "container_layer")
@@ -20,6 +21,7 @@ image_load = _image_load
 image_push = _image_push
 platform_binary = _platform_binary
 service_image = _service_image
+static_base = _static_base
 KilnImageInfo = _KilnImageInfo
 KilnLayerInfo = _KilnLayerInfo
 KilnLayoutInfo = _KilnLayoutInfo

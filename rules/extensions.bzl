@@ -4,12 +4,16 @@ In MODULE.bazel:
 
     kiln = use_extension("@rules_kiln//rules:extensions.bzl", "kiln")
     kiln.toolchains(mode = "prebuilt", urls = {...}, sha256 = {...})
+    kiln.pull(name = "distroless_static", image = "gcr.io/distroless/static",
+              digest = "sha256:...", platforms = ["linux/amd64", "linux/arm64/v8"])
+    use_repo(kiln, "distroless_static")
 
 The root module's `kiln.toolchains` tag wins; otherwise rules_kiln's own
 (mode `source`) applies. The repository is always `@kiln_toolchains`, and
 rules_kiln registers its toolchains itself.
 """
 
+load("//rules/private:pull.bzl", "kiln_pull_repo")
 load("//rules/private:toolchains_repo.bzl", "kiln_toolchains_repo")
 
 _toolchains_tag = tag_class(
@@ -20,9 +24,28 @@ _toolchains_tag = tag_class(
             default = "source",
             values = ["source", "prebuilt", "local"],
         ),
-        "path": attr.string(doc = "`local` mode: absolute path of a directory holding kiln-layer, kiln-image, kiln-index, kiln-push and kiln-load."),
+        "path": attr.string(doc = "`local` mode: absolute path of a directory holding kiln-layer, kiln-image, kiln-index, kiln-push, kiln-load and kiln-pull."),
         "sha256": attr.string_dict(doc = "`prebuilt` mode: platform key -> sha256 of its archive."),
         "urls": attr.string_dict(doc = "`prebuilt` mode: platform key (`linux_x86_64`, `linux_aarch64`) -> URL of a .tar.gz holding the kiln-* binaries at its top level."),
+    },
+)
+
+_pull_tag = tag_class(
+    doc = """A base image from a registry, pinned by digest, as repository `@<name>`.
+
+The repository is shallow: the index, the manifests and configs of `platforms`
+and `kiln-source.json`; layer bytes are fetched only by actions that need them
+(`<name>.tar`, `bazel run` loaders), and `image_push` mounts or copies them
+registry to registry. Use it as `base = "@<name>"`. Credentials come from
+`$DOCKER_CONFIG/config.json` or `~/.docker/config.json` (auths, credHelpers,
+credsStore, identity tokens); plain HTTP is used for localhost and 127.0.0.1.""",
+    attrs = {
+        "allow_tag": attr.bool(doc = "Pull by `tag` without a `digest` (prints a warning: not reproducible).", default = False),
+        "digest": attr.string(doc = "`sha256:` digest of the image index or manifest. Required unless `allow_tag`."),
+        "image": attr.string(doc = "`[HOST[:PORT]/]REPOSITORY`, e.g. `gcr.io/distroless/static` or `127.0.0.1:5000/kiln/base`.", mandatory = True),
+        "name": attr.string(doc = "Name of the repository to create.", mandatory = True),
+        "platforms": attr.string_list(doc = "Platforms to keep (`os/arch[/variant]`); arm64 matches arm64/v8.", default = ["linux/amd64", "linux/arm64"]),
+        "tag": attr.string(doc = "Tag of the image (documentation next to `digest`, or the reference itself with `allow_tag`)."),
     },
 )
 
@@ -44,8 +67,22 @@ def _kiln_impl(mctx):
         urls = chosen.urls if chosen else {},
     )
 
+    for mod in mctx.modules:
+        for pull in mod.tags.pull:
+            if pull.tag and not pull.digest and pull.allow_tag:
+                # buildifier: disable=print
+                print("WARNING: kiln.pull %s: %s:%s is pulled by tag, not by digest: builds are not reproducible" % (pull.name, pull.image, pull.tag))
+            kiln_pull_repo(
+                name = pull.name,
+                image = pull.image,
+                digest = pull.digest,
+                tag = pull.tag,
+                allow_tag = pull.allow_tag,
+                platforms = pull.platforms,
+            )
+
 kiln = module_extension(
     implementation = _kiln_impl,
-    doc = "Provides the kiln tool toolchains (see `toolchains`).",
-    tag_classes = {"toolchains": _toolchains_tag},
+    doc = "Provides the kiln tool toolchains (see `toolchains`) and pulled base images (see `pull`).",
+    tag_classes = {"pull": _pull_tag, "toolchains": _toolchains_tag},
 )

@@ -17,6 +17,10 @@ need htpasswd apache2-utils
 need qemu-aarch64-static qemu-user-static
 need go golang-go
 need python3 python3
+need zstd zstd
+need xz xz-utils
+need dpkg-deb dpkg
+need podman podman
 if [ -n "$missing" ]; then
     [ "$(id -u)" = 0 ] || { echo "deps: missing:$missing (run as root to install them)" >&2; exit 1; }
     echo "deps: installing$missing" >&2

@@ -9,7 +9,7 @@
 # is installed into a sid chroot, and /usr/local/bin/bazel runs it there with
 # /root, /tmp, /run and the caller's top-level directory bind-mounted at the same
 # paths (so bazel-bin links, ~/.cargo and the Docker socket work unchanged).
-# Go (golang-go) and crane are installed into the chroot as well: build actions
+# Go (golang-go), crane and skopeo are installed into the chroot as well: build actions
 # run inside it.
 #
 # Idempotent; KILN_BAZEL_ROOT chooses the chroot directory.
@@ -17,7 +17,7 @@ set -eu
 
 root="${KILN_BAZEL_ROOT:-/opt/kiln-bazel-sid}"
 mirror="http://deb.debian.org/debian"
-packages="bazel-bootstrap ca-certificates git golang-go crane"
+packages="bazel-bootstrap ca-certificates git golang-go crane skopeo"
 apt_opts="-o Acquire::Check-Valid-Until=false -o Acquire::Retries=3"
 
 say() { printf 'install-bazel: %s\n' "$*" >&2; }
@@ -44,12 +44,12 @@ mount_all() {
 
 # The tests also run crane from the chroot, so a Bazel installed some other
 # way is only enough when our chroot is there too.
-if bazel_ok && command -v kiln-chroot >/dev/null 2>&1 && [ "${1:-}" != "--force" ]; then
+stamp="$root/etc/kiln-bazel.packages"
+if bazel_ok && command -v kiln-chroot >/dev/null 2>&1 && [ "$(cat "$stamp" 2>/dev/null)" = "$packages" ] && [ "${1:-}" != "--force" ]; then
     exit 0
 fi
 [ "$(id -u)" = 0 ] || { say "must run as root to install Bazel"; exit 1; }
 
-stamp="$root/etc/kiln-bazel.packages"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$packages" ]; then
     if ! command -v debootstrap >/dev/null 2>&1; then
         say "installing debootstrap"

@@ -37,4 +37,19 @@ suite_bad_input() {
     expect_failure "bad input: missing file" //bad:missing_file "//bad:not_there.bin"
     expect_failure "bad input: invalid push tag" //bad:bad_tag "//bad:bad_tag" "remote_tags" "no spaces allowed"
     expect_failure "bad input: invalid push repository" //bad:bad_repository "//bad:bad_repository" "repository" "127.0.0.1:70000/Kiln/Bad"
+
+    # container_image / container_layer API (issue 3)
+    expect_failure "bad input: data_path with .." //bad:data_path_up "//bad:data_path_up" "data_path" "../elsewhere"
+    expect_failure "bad input: a tar entry escaping the root" //bad:tar_escape "//bad:tar_escape" "tars" "escape.tar" "sub/../../escape.txt"
+    expect_failure "bad input: two tarballs, different contents at one path" //bad:tar_conflict "//bad:tar_conflict" "a.txt" "plain.tar" "conflict.tar"
+    expect_failure "bad input: unknown compression" //bad:unknown_compression "//bad:unknown_compression" "compression" "bzip2"
+    expect_failure "bad input: unknown compression option" //bad:bad_compression_option "//bad:bad_compression_option" "compression_options" "-42"
+    expect_failure "bad input: env name with a space" //bad:bad_env_name "//bad:bad_env_name" "env" "MY VAR"
+    expect_failure "bad input: env name with =" //bad:env_name_with_equals "//bad:env_name_with_equals" "env" "A=B"
+    expect_failure "bad input: creation_time that is no time" //bad:bad_creation_time "//bad:bad_creation_time" "creation_time" "yesterday"
+    expect_failure "bad input: unknown stamp variable" //bad:unknown_stamp_key "//bad:unknown_stamp_key" "labels" "NO_SUCH_KEY"
+    expect_failure "bad input: launcher_args without launcher" //bad:launcher_args_alone "//bad:launcher_args_alone" "launcher_args"
+    expect_failure "bad input: rules_docker tool override" //bad:tool_override "//bad:tool_override" "build_layer"
+    expect_failure "bad input: base lacks the image's platform" //bad:platform_missing_in_base "//bad:platform_missing_in_base" "arm64" "linux/amd64"
+    expect_failure "bad input: base that is no image" //bad:bad_base "//bad:bad_base" "base" "x.txt"
 }

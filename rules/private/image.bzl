@@ -1,16 +1,27 @@
-"""container_image: base + layers + config -> an OCI image layout."""
+"""container_image: base + layers + config -> an OCI image layout (rules_docker's API)."""
 
 load(":launcher.bzl", "write_launcher")
-load(":layer.bzl", "LAYER_ATTRS", "build_layer", "layer_entries")
+load(":layer.bzl", "LAYER_ATTRS", "build_layer", "layer_entries", "layer_mtime")
 load(":providers.bzl", "KilnImageInfo", "KilnLayerInfo", "KilnLayoutInfo")
+load(":pull.bzl", "complete_layout")
+load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
 load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
-load(":utils.bzl", "CPU_CONSTRAINT_ATTRS", "display_label", "platform_string", "target_platform")
+load(":utils.bzl", "CPU_CONSTRAINT_ATTRS", "check_port", "display_label", "expand_make_variables", "platform_string", "target_platform")
 
-def default_tag(ctx):
+TARBALL_FORMATS = ["legacy", "compressed"]
+
+# rules_docker let users swap the Python/Go helpers behind container_image
+# through these attributes. Our tools come from toolchains instead; the
+# attributes exist so BUILD files keep parsing, and setting one is an error
+# that says what to do.
+_TOOL_ATTRS = ["build_layer", "create_image_config", "extract_config", "incremental_load_template", "sha256"]
+
+def default_tag(ctx, name = None):
     """rules_docker's default tag: `<repository>/<package>:<name>`.
 
     Args:
       ctx: the container_image rule context.
+      name: overrides the target name.
 
     Returns:
       The tag as a string.
@@ -19,46 +30,111 @@ def default_tag(ctx):
     if ctx.attr.legacy_repository_naming:
         package = package.replace("/", "_")
     repository = ctx.attr.repository
-    return "%s/%s:%s" % (repository, package, ctx.label.name) if package else "%s:%s" % (repository, ctx.label.name)
+    name = name or ctx.label.name
+    return "%s/%s:%s" % (repository, package, name) if package else "%s:%s" % (repository, name)
 
-def _config(ctx, entrypoint, cmd, null_entrypoint, null_cmd, env, workdir):
-    config = {}
-    if null_entrypoint:
-        config["entrypoint"] = None
-    elif entrypoint:
-        config["entrypoint"] = entrypoint
-    if null_cmd:
-        config["cmd"] = None
-    elif cmd:
-        config["cmd"] = cmd
-    if env:
-        config["env"] = [[k, ctx.expand_make_variables("env", v, {})] for k, v in env.items()]
-    if ctx.attr.labels:
-        config["labels"] = ctx.attr.labels
-    if workdir:
-        config["workdir"] = workdir
-    if ctx.attr.user:
-        config["user"] = ctx.attr.user
-    if ctx.attr.ports:
-        config["ports"] = ctx.attr.ports
-    if ctx.attr.volumes:
-        config["volumes"] = ctx.attr.volumes
-    config["created"] = "1970-01-01T00:00:00Z"
-    return config
+def _check_env_name(label, name):
+    if not name or "=" in name or [c for c in name.elems() if c in " \t\r\n\0"]:
+        fail("%s: env: %r is not a valid environment variable name (non-empty, no `=` or whitespace)" % (label, name))
+
+def _env_pairs(ctx, label, layer_infos, env):
+    """Layers' env (in layer order), then the image's env; make variables expanded."""
+    pairs = []
+    for layer in layer_infos:
+        for k, v in (getattr(layer, "env", None) or {}).items():
+            pairs.append((k, v))
+    for k, v in env.items():
+        pairs.append((expand_make_variables(ctx, k, "%s: env" % label), expand_make_variables(ctx, v, "%s: env[%s]" % (label, k))))
+    for k, _ in pairs:
+        _check_env_name(label, k)
+    return [[k, v] for k, v in pairs]
+
+def _labels(ctx, label):
+    """Splits `labels` into plain values and values read from files (`@file`)."""
+    files_by_string = {}
+    for i, string in enumerate(ctx.attr.label_file_strings):
+        if i >= len(ctx.attr.label_files):
+            fail("%s: label_file_strings: %r has no matching entry in label_files" % (label, string))
+        files = ctx.attr.label_files[i].files.to_list()
+        if len(files) != 1:
+            fail("%s: label_files: %s must be exactly one file, it has %d" % (label, ctx.attr.label_files[i].label, len(files)))
+        files_by_string[string] = files[0]
+    plain = {}
+    from_files = {}
+    for key, value in ctx.attr.labels.items():
+        if value.startswith("@"):
+            f = files_by_string.get(value[1:])
+            if not f:
+                fail("%s: labels: %r = %r reads a file, but %r is not in label_files (the container_image macro adds it)" % (label, key, value, value[1:]))
+            from_files[key] = f
+        else:
+            plain[key] = value
+    return plain, from_files
+
+def _base(label, base):
+    """The spec's `base` object and the Files it reads, for any kind of base.
+
+    Args:
+      label: the target, for errors.
+      base: None, a Target (container_image, image_index, OCI layout directory,
+        filegroup of a layout, docker-save tarball) or a File.
+
+    Returns:
+      (spec dict or None, list of input Files, whether the base is shallow).
+    """
+    if base == None:
+        return None, [], False
+    if type(base) == "File":
+        files = [base]
+    else:
+        if KilnImageInfo in base:
+            info = base[KilnImageInfo]
+            return {"layout": info.layout.path, "listing": info.listing.path}, [info.layout, info.listing], getattr(info, "shallow", False) == True
+        if KilnLayoutInfo in base:
+            info = base[KilnLayoutInfo]
+            return {"layout": info.layout.path}, [info.layout], getattr(info, "shallow", False) == True
+        files = base.files.to_list()
+    if len(files) == 1 and files[0].is_directory:
+        return {"layout": files[0].path}, files, False
+    if len(files) == 1 and (files[0].basename.endswith(".tar") or files[0].basename.endswith(".tar.gz")):
+        return {"docker_tar": files[0].path}, files, False
+    markers = [f for f in files if f.basename == "oci-layout"]
+    if len(markers) == 1:
+        return {"layout": markers[0].dirname}, files, len([f for f in files if f.basename == "kiln-source.json"]) > 0
+    fail("%s: base: %s is not a container_image, an OCI layout (a directory, or files with one `oci-layout`) or a docker-save tarball (.tar)" % (
+        label,
+        base.label if type(base) == "Target" else base.path,
+    ))
 
 def image_implementation(
         ctx,
         name = None,
+        base = None,
         files = None,
         file_map = None,
         empty_files = None,
         empty_dirs = None,
         directory = None,
-        symlinks = None,
         entrypoint = None,
         cmd = None,
+        creation_time = None,
+        symlinks = None,
         env = None,
         layers = None,
+        compression = None,
+        compression_options = None,
+        experimental_tarball_format = None,
+        debs = None,
+        tars = None,
+        architecture = None,
+        operating_system = None,
+        os_version = None,
+        output_executable = None,
+        output_tarball = None,
+        output_config = None,
+        output_config_digest = None,
+        output_digest = None,
+        output_layer = None,
         workdir = None,
         null_cmd = None,
         null_entrypoint = None):
@@ -71,16 +147,32 @@ def image_implementation(
       ctx: the rule context; its rule must have `container.image.attrs`,
         `.outputs` and `.toolchains`.
       name: overrides ctx.label.name as the prefix of declared files.
+      base: a Target or File, overrides ctx.attr.base.
       files: File list, overrides ctx.files.files.
       file_map: dict of image path -> File, added to this rule's own layer.
       empty_files: overrides ctx.attr.empty_files.
       empty_dirs: overrides ctx.attr.empty_dirs.
       directory: overrides ctx.attr.directory.
-      symlinks: overrides ctx.attr.symlinks.
       entrypoint: overrides ctx.attr.entrypoint.
       cmd: overrides ctx.attr.cmd.
+      creation_time: overrides ctx.attr.creation_time.
+      symlinks: overrides ctx.attr.symlinks.
       env: overrides ctx.attr.env.
       layers: target list, overrides ctx.attr.layers.
+      compression: overrides ctx.attr.compression.
+      compression_options: overrides ctx.attr.compression_options.
+      experimental_tarball_format: overrides ctx.attr.experimental_tarball_format.
+      debs: File list, overrides ctx.files.debs.
+      tars: File list, overrides ctx.files.tars.
+      architecture: overrides ctx.attr.architecture.
+      operating_system: overrides ctx.attr.operating_system.
+      os_version: overrides ctx.attr.os_version.
+      output_executable: File, the `bazel run` loader script.
+      output_tarball: File, overrides ctx.outputs.out.
+      output_config: File, overrides ctx.outputs.config.
+      output_config_digest: File, overrides ctx.outputs.config_digest.
+      output_digest: File, overrides ctx.outputs.digest.
+      output_layer: File, overrides ctx.outputs.layer.
       workdir: overrides ctx.attr.workdir.
       null_cmd: overrides ctx.attr.null_cmd.
       null_entrypoint: overrides ctx.attr.null_entrypoint.
@@ -88,15 +180,48 @@ def image_implementation(
     Returns:
       The providers of a container_image target.
     """
+    label = display_label(ctx.label)
+    for attr_name in _TOOL_ATTRS:
+        if getattr(ctx.attr, attr_name, None):
+            fail("%s: %s: rules_kiln's tools come from the kiln toolchains (see docs/toolchains.md); remove this attribute" % (label, attr_name))
+
     name = name or ctx.label.name
     files = files if files != None else ctx.files.files
-    file_map = file_map or {}
+    tars = tars if tars != None else ctx.files.tars
+    debs = debs if debs != None else ctx.files.debs
+    file_map = dict(file_map or {})
     entrypoint = entrypoint if entrypoint != None else ctx.attr.entrypoint
     cmd = cmd if cmd != None else ctx.attr.cmd
     null_cmd = null_cmd if null_cmd != None else ctx.attr.null_cmd
     null_entrypoint = null_entrypoint if null_entrypoint != None else ctx.attr.null_entrypoint
     layers = layers if layers != None else ctx.attr.layers
-    label = display_label(ctx.label)
+    workdir = workdir if workdir != None else ctx.attr.workdir
+    env = env if env != None else ctx.attr.env
+    compression = compression if compression != None else ctx.attr.compression
+    compression_options = compression_options if compression_options != None else ctx.attr.compression_options
+    tarball_format = experimental_tarball_format if experimental_tarball_format != None else ctx.attr.experimental_tarball_format
+    os_version = os_version if os_version != None else ctx.attr.os_version
+    creation_time = creation_time if creation_time != None else ctx.attr.creation_time
+    base = base if base != None else ctx.attr.base
+    output_tarball = output_tarball or ctx.outputs.out
+    output_config = output_config or ctx.outputs.config
+    output_config_digest = output_config_digest or ctx.outputs.config_digest
+    output_digest = output_digest or ctx.outputs.digest
+    output_layer = output_layer or ctx.outputs.layer
+
+    if tarball_format not in TARBALL_FORMATS:
+        fail("%s: experimental_tarball_format: %r is not one of %s" % (label, tarball_format, ", ".join(TARBALL_FORMATS)))
+    for port in ctx.attr.ports:
+        check_port(port, "%s: ports" % label)
+
+    # rules_docker: the launcher lands at /<basename> and prefixes the entrypoint.
+    if ctx.attr.launcher_args and not ctx.file.launcher:
+        fail("%s: launcher_args: only valid with `launcher`" % label)
+    if ctx.file.launcher:
+        launcher_path = "/" + ctx.file.launcher.basename
+        file_map[launcher_path] = ctx.file.launcher
+        entrypoint = [launcher_path] + ctx.attr.launcher_args + entrypoint
+        null_entrypoint = False
 
     layer_infos = [layer[KilnLayerInfo] for layer in layers]
     entries = layer_entries(
@@ -109,129 +234,239 @@ def image_implementation(
         empty_dirs = empty_dirs if empty_dirs != None else ctx.attr.empty_dirs,
         data_path = ctx.attr.data_path,
         file_map = file_map,
+        tars = tars,
+        debs = debs,
+    )
+
+    # This rule's own layer. Always declared, since `<name>-layer.tar` is an
+    # output; it is only added to the image when it holds something (rules_docker
+    # appended an empty layer; Docker itself does not for config-only changes).
+    own_layer = build_layer(
+        ctx,
+        name,
+        entries,
+        files + tars + debs + file_map.values(),
+        compression = compression,
+        compression_options = compression_options,
+        mtime = layer_mtime(label, ctx.attr.mtime, ctx.attr.portable_mtime, ctx.attr.enable_mtime_preservation),
+        tar = output_layer,
     )
     if entries:
-        layer_infos.append(build_layer(ctx, name, entries, files + file_map.values()))
+        layer_infos.append(own_layer)
 
-    os, arch, variant = target_platform(ctx, label)
-    base = ctx.attr.base[KilnImageInfo] if ctx.attr.base else None
-    spec = ctx.actions.declare_file(name + ".image.spec.json")
-    ctx.actions.write(spec, json.encode({
-        "base": {"layout": base.layout.path, "listing": base.listing.path} if base else None,
-        "config": _config(ctx, entrypoint, cmd, null_entrypoint, null_cmd, env if env != None else ctx.attr.env, workdir if workdir != None else ctx.attr.workdir),
+    os, arch, variant = target_platform(ctx, label, architecture, operating_system)
+    base_spec, base_inputs, shallow = _base(label, base)
+    stamp_inputs = stamp_files(ctx)
+    labels, label_files = _labels(ctx, label)
+
+    config = {}
+    if null_entrypoint:
+        config["entrypoint"] = None
+    elif entrypoint:
+        config["entrypoint"] = entrypoint
+    if null_cmd:
+        config["cmd"] = None
+    elif cmd:
+        config["cmd"] = cmd
+    env_pairs = _env_pairs(ctx, label, layer_infos, env)
+    if env_pairs:
+        config["env"] = env_pairs
+    if labels:
+        config["labels"] = labels
+    if label_files:
+        config["label_files"] = {k: f.path for k, f in label_files.items()}
+    if workdir:
+        config["workdir"] = workdir
+    if ctx.attr.user:
+        config["user"] = ctx.attr.user
+    if ctx.attr.ports:
+        config["ports"] = ctx.attr.ports
+    if ctx.attr.volumes:
+        config["volumes"] = ctx.attr.volumes
+    if os_version:
+        config["os_version"] = os_version
+
+    # rules_docker: unset means the epoch, or the build time when stamped.
+    config["created"] = creation_time or ("{BUILD_TIMESTAMP}" if stamp_inputs else "0")
+
+    platform = {"architecture": arch, "os": os}
+    if variant:
+        platform["variant"] = variant
+    spec = {
+        "config": config,
         "layers": [{"blob": layer.blob.path, "descriptor": layer.descriptor.path, "listing": layer.listing.path} for layer in layer_infos],
-        "platform": {"architecture": arch, "os": os, "variant": variant} if variant else {"architecture": arch, "os": os},
+        "platform": platform,
         "ref_name": "latest",
         "target": label,
-    }))
+    }
+    if base_spec:
+        spec["base"] = base_spec
+    if stamp_inputs:
+        spec["stamp"] = [f.path for f in stamp_inputs]
+    spec_file = ctx.actions.declare_file(name + ".image.spec.json")
+    ctx.actions.write(spec_file, json.encode(spec))
 
     layout = ctx.actions.declare_directory(name + ".oci")
-    digest = ctx.outputs.digest
-    config = ctx.outputs.config
     descriptor = ctx.actions.declare_file(name + ".descriptor.json")
     listing = ctx.actions.declare_file(name + ".listing.json")
-    inputs = [spec] + [f for layer in layer_infos for f in (layer.blob, layer.descriptor, layer.listing)]
-    if base:
-        inputs += [base.layout, base.listing]
+    inputs = [spec_file] + base_inputs + stamp_inputs + label_files.values()
+    inputs += [f for layer in layer_infos for f in (layer.blob, layer.descriptor, layer.listing)]
     args = ctx.actions.args()
-    args.add("--spec", spec)
+    args.add("--spec", spec_file)
     args.add("--layout", layout.path)
-    args.add("--config", config)
-    args.add("--digest", digest)
+    args.add("--config", output_config)
+    args.add("--config-digest", output_config_digest)
+    args.add("--digest", output_digest)
     args.add("--descriptor", descriptor)
     args.add("--listing", listing)
     ctx.actions.run(
         executable = kiln_tool(ctx, "image").files_to_run,
         arguments = [args],
         inputs = inputs,
-        outputs = [layout, config, digest, descriptor, listing],
+        outputs = [layout, output_config, output_config_digest, output_digest, descriptor, listing],
         mnemonic = "KilnImage",
         progress_message = "Building image %{label}",
         toolchain = TOOLCHAIN_TYPES["image"],
     )
 
+    # On a pulled (shallow) base, what Docker gets needs the base's layer
+    # bytes: only these actions depend on fetching them.
+    loadable = complete_layout(ctx, name, layout) if shallow else layout
+
     # name.tar: a docker-save tarball, built only when asked for.
     load_tool = kiln_tool(ctx, "load")
-    tag = default_tag(ctx)
+    tag = default_tag(ctx, name)
     tar_args = ctx.actions.args()
-    tar_args.add("--layout", layout.path)
+    tar_args.add("--layout", loadable.path)
     tar_args.add("--tag", tag)
-    tar_args.add("--output", ctx.outputs.out)
+    tar_args.add("--format", tarball_format)
+    tar_args.add("--output", output_tarball)
     ctx.actions.run(
         executable = load_tool.files_to_run,
         arguments = [tar_args],
-        inputs = [layout],
-        outputs = [ctx.outputs.out],
+        inputs = [loadable],
+        outputs = [output_tarball],
         mnemonic = "KilnImageTar",
         progress_message = "Writing docker-save tarball of %{label}",
         toolchain = TOOLCHAIN_TYPES["load"],
     )
 
-    # `bazel run :name` loads the image into the local Docker daemon.
-    loader = ctx.actions.declare_file(name + ".load.sh")
-    write_launcher(ctx, loader, load_tool.tool, [("--layout", layout)], {"--tag": [tag]})
+    # `bazel run :name`: rules_docker's incremental loader; with
+    # legacy_run_behavior = False it then runs the image (`-- --norun` skips that).
+    loader = output_executable or ctx.actions.declare_file(name + ".load.sh")
+    fixed = [("--layout", loadable), ("--incremental", None)]
+    if not ctx.attr.legacy_run_behavior:
+        fixed.append(("--run-flags", ctx.attr.docker_run_flags))
+    write_launcher(ctx, loader, load_tool.tool, fixed, {"--tag": [tag]})
 
     return [
         DefaultInfo(
-            files = depset([layout, digest]),
+            files = depset([layout, output_digest]),
             executable = loader,
-            runfiles = ctx.runfiles(files = [layout, load_tool.tool]),
+            runfiles = ctx.runfiles(files = [loadable, load_tool.tool]),
         ),
         KilnImageInfo(
-            config = config,
+            config = output_config,
             descriptor = descriptor,
-            digest = digest,
+            digest = output_digest,
             layout = layout,
             listing = listing,
             platform = platform_string(os, arch, variant),
+            shallow = shallow,
         ),
-        KilnLayoutInfo(digest = digest, layout = layout),
+        KilnLayoutInfo(digest = output_digest, layout = layout, shallow = shallow),
         OutputGroupInfo(
             layers = depset([layer.blob for layer in layer_infos]),
-            tarball = depset([ctx.outputs.out]),
+            layer_tar = depset([output_layer]),
+            tarball = depset([output_tarball]),
         ),
     ]
 
-IMAGE_ATTRS = dict(LAYER_ATTRS, **dict({
+_IMAGE_OWN_ATTRS = {
     "architecture": attr.string(
         doc = "CPU architecture of the image (`amd64` or `arm64`). Unset: taken from the target platform, which is how image_index builds one image per platform.",
     ),
     "base": attr.label(
-        doc = "The image to build on top of (FROM): another container_image. Unset: an empty base (scratch).",
-        providers = [KilnImageInfo],
+        doc = "The image to build on top of (FROM): a container_image, an image_index (the manifest for this image's platform is used), an OCI image layout (a directory, or a filegroup holding one `oci-layout` file) or a `docker save` tarball (.tar). Unset: an empty base (scratch).",
+        allow_files = True,
     ),
-    "cmd": attr.string_list(doc = "Cmd of the image (exec form). The container_image macro turns a string into `/bin/sh -c`."),
-    "entrypoint": attr.string_list(doc = "Entrypoint of the image (exec form). Unset: inherited from the base."),
-    "env": attr.string_dict(doc = "Environment variables; values support make variables. A base variable with the same name is replaced."),
-    "labels": attr.string_dict(doc = "Labels of the image config."),
+    "cmd": attr.string_list(doc = "Cmd of the image (exec form). The container_image macro turns a string into `/bin/sh -c`. Supports stamp variables."),
+    "creation_time": attr.string(
+        doc = "The image's creation time: seconds since the epoch (integer or fractional) or RFC 3339. Unset: 0 (1970-01-01T00:00:00Z), or `{BUILD_TIMESTAMP}` when stamped. Supports stamp variables.",
+    ),
+    "docker_run_flags": attr.string(
+        doc = "Flags of the `docker run` that `bazel run :name` does after loading, when `legacy_run_behavior` is False (split as a shell would).",
+    ),
+    "entrypoint": attr.string_list(doc = "Entrypoint of the image (exec form). Unset: inherited from the base. Supports stamp variables."),
+    "env": attr.string_dict(doc = "Environment variables. Keys and values support make variables; values support stamp variables and `$VAR`/`${VAR}` references to the base's (and earlier) variables, as Dockerfile ENV does. A base variable with the same name is replaced."),
+    "experimental_tarball_format": attr.string(
+        doc = "Format of `<name>.tar`: `legacy` (uncompressed layers, any docker/podman) or `compressed` (the layers as built, with an OCI index; newer Docker only).",
+        default = "legacy",
+        values = TARBALL_FORMATS,
+    ),
+    "label_file_strings": attr.string_list(doc = "Set by the container_image macro: the label strings of `label_files`, in order, as written after `@` in `labels`."),
+    "label_files": attr.label_list(
+        doc = "Files whose contents are label values (`labels = {\"k\": \"@file\"}`); the container_image macro fills this in.",
+        allow_files = True,
+    ),
+    "labels": attr.string_dict(doc = "Labels of the image config. A value `@label` is replaced by the contents of that file. Values support stamp variables."),
+    "launcher": attr.label(
+        doc = "A static executable placed at `/<basename>` and prepended to the entrypoint.",
+        allow_single_file = True,
+    ),
+    "launcher_args": attr.string_list(doc = "Arguments after `launcher` in the entrypoint. Only valid with `launcher`."),
     "layers": attr.label_list(
-        doc = "container_layer targets, each added as its own layer, in order, before this rule's own layer.",
+        doc = "container_layer targets, each added as its own layer, in order, before this rule's own layer. Their `env` applies before this rule's.",
         providers = [KilnLayerInfo],
     ),
     "legacy_repository_naming": attr.bool(
         doc = "Default tag uses `bazel/<package with / replaced by _>:<name>` instead of `bazel/<package>:<name>`.",
         default = False,
     ),
+    "legacy_run_behavior": attr.bool(
+        doc = "True: `bazel run :name` only loads the image. False: it then runs it with `docker run <docker_run_flags> <tag>`.",
+        default = True,
+    ),
     "null_cmd": attr.bool(doc = "Set Cmd to null (what `cmd = None`, `[]` or `\"\"` does in the macro).", default = False),
     "null_entrypoint": attr.bool(doc = "Set Entrypoint to null (what `entrypoint = None`, `[]` or `\"\"` does in the macro).", default = False),
     "operating_system": attr.string(doc = "Operating system of the image.", default = "linux"),
+    "os_version": attr.string(doc = "OS version of the image config (`os.version`), e.g. for Windows bases."),
     "ports": attr.string_list(doc = "Ports to expose: `80`, `80/tcp` or `53/udp`."),
     "repository": attr.string(
         doc = "Repository of the default tag: `<repository>/<package>:<name>`.",
         default = "bazel",
     ),
-    "user": attr.string(doc = "User (and group) the container runs as, e.g. `65532` or `nonroot:nonroot`."),
+    "user": attr.string(doc = "User (and group) the container runs as, e.g. `65532` or `nonroot:nonroot`. Supports stamp variables."),
     "volumes": attr.string_list(doc = "Volumes (mount points) of the image."),
-    "workdir": attr.string(doc = "Working directory of the container."),
-}, **CPU_CONSTRAINT_ATTRS))
+    "workdir": attr.string(doc = "Working directory of the container. Supports stamp variables."),
+}
+
+def _merge(*dicts):
+    merged = {}
+    for d in dicts:
+        merged.update(d)
+    return merged
+
+IMAGE_ATTRS = _merge(
+    LAYER_ATTRS,
+    STAMP_ATTRS,
+    _IMAGE_OWN_ATTRS,
+    CPU_CONSTRAINT_ATTRS,
+    {
+        name: attr.label(doc = "rules_docker's override of an internal tool. rules_kiln's tools come from toolchains: setting it is an error.", allow_files = True)
+        for name in _TOOL_ATTRS
+    },
+)
 
 IMAGE_OUTPUTS = {
     "config": "%{name}.json",
+    "config_digest": "%{name}.json.sha256",
     "digest": "%{name}.digest",
+    "layer": "%{name}-layer.tar",
     "out": "%{name}.tar",
 }
 
-IMAGE_TOOLCHAINS = [TOOLCHAIN_TYPES["layer"], TOOLCHAIN_TYPES["image"], TOOLCHAIN_TYPES["load"]]
+IMAGE_TOOLCHAINS = [TOOLCHAIN_TYPES["layer"], TOOLCHAIN_TYPES["image"], TOOLCHAIN_TYPES["load"], TOOLCHAIN_TYPES["pull"]]
 
 def _container_image_impl(ctx):
     return image_implementation(ctx)
@@ -258,7 +493,8 @@ def container_image(name, **kwargs):
 
     `entrypoint` and `cmd` accept a list (exec form) or a string (run through
     `/bin/sh -c`); passing None, [] or "" sets the field to null. Leaving them out
-    inherits the base's.
+    inherits the base's. A label value `@file` reads the value from that file.
+    `stamp` accepts True/False as well as 1/0/-1.
 
     Args:
       name: target name.
@@ -271,4 +507,16 @@ def container_image(name, **kwargs):
                 kwargs["null_" + field] = True
             else:
                 kwargs[field] = value
+    stamp = kwargs.get("stamp")
+    if type(stamp) == "bool":
+        kwargs["stamp"] = 1 if stamp else 0
+    labels = kwargs.get("labels") or {}
+    if type(labels) == "dict":
+        file_labels = []
+        for v in labels.values():
+            if v.startswith("@") and v[1:] not in file_labels:
+                file_labels.append(v[1:])
+        if file_labels:
+            kwargs["label_files"] = list(kwargs.get("label_files") or []) + file_labels
+            kwargs["label_file_strings"] = list(kwargs.get("label_file_strings") or []) + file_labels
     container_image_(name = name, **kwargs)

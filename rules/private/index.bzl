@@ -46,7 +46,7 @@ def _image_index_impl(ctx):
     )
     return [
         DefaultInfo(files = depset([layout, digest])),
-        KilnLayoutInfo(digest = digest, layout = layout),
+        KilnLayoutInfo(digest = digest, layout = layout, shallow = len([i for i in images if getattr(i, "shallow", False) == True]) > 0),
     ]
 
 image_index = rule(

@@ -27,12 +27,15 @@ def write_launcher(ctx, output, tool, fixed_args, default_flags):
       ctx: rule context.
       output: the File to write.
       tool: File, the kiln tool binary (must be in runfiles).
-      fixed_args: list of (flag, File-or-string) always passed; Files become runfiles paths.
+      fixed_args: list of (flag, File, string or None) always passed; Files become
+        runfiles paths; None means a flag without a value.
       default_flags: dict flag -> list of strings, dropped when the user passes that flag.
     """
     fixed = []
     for flag, value in fixed_args:
-        if type(value) == "File":
+        if value == None:
+            fixed.append(flag)
+        elif type(value) == "File":
             value = "$runfiles/" + rlocation_path(ctx, value)
             fixed.append("%s \"%s\"" % (flag, value))
         else:

@@ -2,7 +2,7 @@
 
 load(":providers.bzl", "KilnLayerInfo")
 load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
-load(":utils.bzl", "display_label", "parse_mode", "workspace_relative_path")
+load(":utils.bzl", "display_label", "expand_make_variables", "parse_mode", "workspace_relative_path")
 
 def _strip_prefix(path, prefix):
     if not prefix:
@@ -50,7 +50,7 @@ def destination(ctx, file, data_path, directory):
             fail("%s: data_path: %s is not under %r (%s)" % (label, file.path, data_path, "/" + prefix))
     return directory.rstrip("/") + "/" + relative
 
-def layer_entries(ctx, files, directory, mode, symlinks, empty_files, empty_dirs, data_path, file_map = {}):
+def layer_entries(ctx, files, directory, mode, symlinks, empty_files, empty_dirs, data_path, file_map = {}, tars = [], debs = []):
     """Builds the kiln-layer entry list (see docs/internals.md).
 
     Args:
@@ -63,6 +63,8 @@ def layer_entries(ctx, files, directory, mode, symlinks, empty_files, empty_dirs
       empty_dirs: paths of empty directories.
       data_path: data_path attribute.
       file_map: dict image path -> File.
+      tars: tarballs extracted under `directory`.
+      debs: Debian packages whose data member is extracted under `directory`.
 
     Returns:
       A list of entry dicts.
@@ -80,6 +82,10 @@ def layer_entries(ctx, files, directory, mode, symlinks, empty_files, empty_dirs
         })
     for path, f in file_map.items():
         entries.append({"attr": "file_map", "kind": "file", "mode": file_mode, "path": path, "source": f.path})
+    for f in tars:
+        entries.append({"attr": "tars", "kind": "tar", "path": directory or "/", "source": f.path})
+    for f in debs:
+        entries.append({"attr": "debs", "kind": "deb", "path": directory or "/", "source": f.path})
     for link, target in symlinks.items():
         entries.append({"attr": "symlinks", "kind": "symlink", "path": link, "target": target})
     for path in empty_files:
@@ -88,7 +94,47 @@ def layer_entries(ctx, files, directory, mode, symlinks, empty_files, empty_dirs
         entries.append({"attr": "empty_dirs", "kind": "dir", "mode": 493, "path": path})
     return entries
 
-def build_layer(ctx, prefix, entries, inputs, compression = "gzip"):
+# rules_docker's portable_mtime: 2000-01-01T00:00:00Z, which every tar reader
+# and file system accepts.
+PORTABLE_MTIME = 946684800
+
+COMPRESSIONS = ["gzip", "zstd"]
+
+def layer_mtime(label, mtime, portable_mtime, enable_mtime_preservation):
+    """The `mtime` object of a kiln-layer spec.
+
+    Args:
+      label: the target, for errors.
+      mtime: the mtime attribute (-1: unset).
+      portable_mtime: the portable_mtime attribute.
+      enable_mtime_preservation: the enable_mtime_preservation attribute.
+
+    Returns:
+      {"seconds": N, "preserve": bool}.
+    """
+    if mtime != -1 and portable_mtime:
+        fail("%s: mtime: set either `mtime` or `portable_mtime`, not both" % label)
+    if mtime < -1:
+        fail("%s: mtime: %d is not a time (seconds since the epoch, >= 0)" % (label, mtime))
+    seconds = mtime if mtime != -1 else (PORTABLE_MTIME if portable_mtime else 0)
+    return {"preserve": enable_mtime_preservation, "seconds": seconds}
+
+def check_compression(label, compression, compression_options):
+    """Fails on an unknown compression or compressor option.
+
+    Args:
+      label: the target, for errors.
+      compression: the compression attribute.
+      compression_options: the compression_options attribute.
+    """
+    if compression not in COMPRESSIONS:
+        fail("%s: compression: %r is not supported (supported: %s)" % (label, compression, ", ".join(COMPRESSIONS)))
+    levels = ["--fast", "--best"] + ["-%d" % n for n in range(1, 20 if compression == "zstd" else 10)]
+    for option in compression_options:
+        if option not in levels:
+            fail("%s: compression_options: %r is not an option of %s (supported: -1 to -%d, --fast, --best)" % (label, option, compression, 19 if compression == "zstd" else 9))
+
+def build_layer(ctx, prefix, entries, inputs, compression = "gzip", compression_options = [], mtime = None, tar = None, env = {}):
     """Registers the kiln-layer action.
 
     Args:
@@ -96,18 +142,26 @@ def build_layer(ctx, prefix, entries, inputs, compression = "gzip"):
       prefix: prefix of the declared files.
       entries: from `layer_entries`.
       inputs: Files the entries read.
-      compression: only `gzip` for now.
+      compression: `gzip` or `zstd`.
+      compression_options: e.g. ["-9"].
+      mtime: from `layer_mtime`; None: every entry at the epoch.
+      tar: File to receive the uncompressed layer tarball, or None.
+      env: environment variables the layer brings to images (container_layer's env).
 
     Returns:
       KilnLayerInfo of the new layer.
     """
+    label = display_label(ctx.label)
+    check_compression(label, compression, compression_options)
     spec = ctx.actions.declare_file(prefix + "-layer.spec.json")
     ctx.actions.write(spec, json.encode({
         "compression": compression,
+        "compression_options": compression_options,
         "entries": entries,
-        "target": display_label(ctx.label),
+        "mtime": mtime or {"preserve": False, "seconds": 0},
+        "target": label,
     }))
-    blob = ctx.actions.declare_file(prefix + "-layer.tar.gz")
+    blob = ctx.actions.declare_file(prefix + ("-layer.tar.zst" if compression == "zstd" else "-layer.tar.gz"))
     descriptor = ctx.actions.declare_file(prefix + "-layer.json")
     listing = ctx.actions.declare_file(prefix + "-layer.listing.json")
     tool = kiln_tool(ctx, "layer")
@@ -116,27 +170,49 @@ def build_layer(ctx, prefix, entries, inputs, compression = "gzip"):
     args.add("--blob", blob)
     args.add("--descriptor", descriptor)
     args.add("--listing", listing)
+    outputs = [blob, descriptor, listing]
+    if tar:
+        args.add("--tar", tar)
+        outputs.append(tar)
     ctx.actions.run(
         executable = tool.files_to_run,
         arguments = [args],
         inputs = depset([spec] + inputs),
-        outputs = [blob, descriptor, listing],
+        outputs = outputs,
         mnemonic = "KilnLayer",
         progress_message = "Building layer %{label}",
         toolchain = TOOLCHAIN_TYPES["layer"],
     )
-    return KilnLayerInfo(blob = blob, descriptor = descriptor, listing = listing)
+    return KilnLayerInfo(blob = blob, descriptor = descriptor, listing = listing, tar = tar, env = env)
 
 LAYER_ATTRS = {
+    "compression": attr.string(
+        doc = "Compression of this rule's layer blob: `gzip` (as rules_docker) or `zstd`. It does not change layers given in `layers`.",
+        default = "gzip",
+    ),
+    "compression_options": attr.string_list(
+        doc = "Options of the compressor for this rule's layer: `-1` to `-9` for gzip (`-1` to `-19` for zstd), `--fast`, `--best`. Default level: 6 (gzip), 3 (zstd).",
+    ),
     "data_path": attr.string(
         doc = "Root of the files' paths. Unset: each file lands as its basename. `.`: paths relative to this package are kept. `/`: paths relative to the workspace root are kept. `./x` or `x`: relative to x in this package; `/x`: relative to x from the workspace root. `..` is refused.",
     ),
+    "debs": attr.label_list(
+        doc = "Debian packages whose contents (the `data.tar.*` member) are extracted under `directory`. Nothing is installed: no maintainer scripts run.",
+        allow_files = [".deb", ".udeb"],
+    ),
     "directory": attr.string(
-        doc = "Directory in the image under which `files` land.",
+        doc = "Directory in the image under which `files`, `tars` and `debs` land.",
         default = "/",
     ),
     "empty_dirs": attr.string_list(doc = "Empty directories to create (mode 0755)."),
     "empty_files": attr.string_list(doc = "Empty files to create, with `mode`."),
+    "enable_mtime_preservation": attr.bool(
+        doc = "Keep the modification time of `files` (from the file system) and of `tars`/`debs` entries (from the archive) instead of `mtime`. Builds are then only as reproducible as those times.",
+        default = False,
+    ),
+    "env": attr.string_dict(
+        doc = "Environment variables that images using this layer get (container_layer only; applied before the image's own `env`). Values support make variables.",
+    ),
     "files": attr.label_list(
         doc = "Files to add to the layer, placed under `directory` according to `data_path`.",
         allow_files = True,
@@ -145,10 +221,23 @@ LAYER_ATTRS = {
         doc = "Octal mode of the files added by `files` and `empty_files`.",
         default = "0o555",
     ),
+    "mtime": attr.int(
+        doc = "Modification time of every entry, in seconds since the epoch. -1 (default): 0, or 2000-01-01 with `portable_mtime`.",
+        default = -1,
+    ),
+    "portable_mtime": attr.bool(
+        doc = "Set every entry's modification time to 2000-01-01T00:00:00Z (946684800) instead of the epoch.",
+        default = False,
+    ),
     "symlinks": attr.string_dict(doc = "Symlinks to create: {\"/path/to/link\": \"/path/to/target\"}."),
+    "tars": attr.label_list(
+        doc = "Tarballs whose entries are extracted under `directory`: plain, gzip, zstd or xz (detected from their bytes). Entries keep their type, mode and owner; an entry escaping the root with `..` is an error.",
+        allow_files = True,
+    ),
 }
 
 def _container_layer_impl(ctx):
+    label = display_label(ctx.label)
     entries = layer_entries(
         ctx,
         files = ctx.files.files,
@@ -158,17 +247,38 @@ def _container_layer_impl(ctx):
         empty_files = ctx.attr.empty_files,
         empty_dirs = ctx.attr.empty_dirs,
         data_path = ctx.attr.data_path,
+        tars = ctx.files.tars,
+        debs = ctx.files.debs,
     )
-    layer = build_layer(ctx, ctx.label.name, entries, ctx.files.files)
+    layer = build_layer(
+        ctx,
+        ctx.label.name,
+        entries,
+        ctx.files.files + ctx.files.tars + ctx.files.debs,
+        compression = ctx.attr.compression,
+        compression_options = ctx.attr.compression_options,
+        mtime = layer_mtime(label, ctx.attr.mtime, ctx.attr.portable_mtime, ctx.attr.enable_mtime_preservation),
+        tar = ctx.outputs.layer,
+        env = {
+            expand_make_variables(ctx, k, "%s: env" % label): expand_make_variables(ctx, v, "%s: env[%s]" % (label, k))
+            for k, v in ctx.attr.env.items()
+        },
+    )
     return [
         DefaultInfo(files = depset([layer.blob])),
-        OutputGroupInfo(layer_descriptor = depset([layer.descriptor, layer.listing])),
+        OutputGroupInfo(
+            layer_descriptor = depset([layer.descriptor, layer.listing]),
+            layer_tar = depset([ctx.outputs.layer]),
+        ),
         layer,
     ]
 
 container_layer = rule(
     implementation = _container_layer_impl,
-    doc = "One image layer: files, symlinks and directories, written as a deterministic gzip tarball.",
+    doc = """One image layer: files, tarballs, Debian packages, symlinks and directories,
+written as a deterministic compressed tarball (the blob) and, on demand, as the
+uncompressed `<name>-layer.tar`. Use it in container_image's `layers`.""",
     attrs = LAYER_ATTRS,
+    outputs = {"layer": "%{name}-layer.tar"},
     toolchains = [TOOLCHAIN_TYPES["layer"]],
 )

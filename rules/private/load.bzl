@@ -2,21 +2,27 @@
 
 load(":launcher.bzl", "write_launcher")
 load(":providers.bzl", "KilnLayoutInfo")
+load(":pull.bzl", "complete_layout")
+load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
 load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
 load(":utils.bzl", "check_reference", "display_label")
 
 def _image_load_impl(ctx):
     label = display_label(ctx.label)
     tags = ctx.attr.repo_tags or ["bazel/%s:%s" % (ctx.label.package, ctx.label.name) if ctx.label.package else "bazel/%s:latest" % ctx.label.name]
+    stamp = stamp_files(ctx)
     for tag in tags:
-        check_reference(tag, "%s: repo_tags" % label)
+        # A `{KEY}` placeholder is only known once stamped; kiln-load checks the result.
+        if not (stamp and "{" in tag):
+            check_reference(tag, "%s: repo_tags" % label)
     image = ctx.attr.image[KilnLayoutInfo]
+    layout = complete_layout(ctx, ctx.label.name, image.layout) if getattr(image, "shallow", False) == True else image.layout
     tool = kiln_tool(ctx, "load")
     launcher = ctx.actions.declare_file(ctx.label.name + ".load.sh")
-    write_launcher(ctx, launcher, tool.tool, [("--layout", image.layout)], {"--tag": tags})
+    write_launcher(ctx, launcher, tool.tool, [("--layout", layout)] + [("--stamp", f) for f in stamp], {"--tag": tags})
     return [DefaultInfo(
         executable = launcher,
-        runfiles = ctx.runfiles(files = [image.layout, image.digest, tool.tool]),
+        runfiles = ctx.runfiles(files = [layout, image.digest, tool.tool] + stamp),
     )]
 
 image_load = rule(
@@ -25,14 +31,14 @@ image_load = rule(
 
 For an image_index, the image for the machine's own platform is loaded
 (`-- --platform linux/arm64` picks another). `-- --tag REPO:TAG` replaces `repo_tags`.""",
-    attrs = {
+    attrs = dict(STAMP_ATTRS, **{
         "image": attr.label(
             doc = "The container_image or image_index to load.",
             mandatory = True,
             providers = [KilnLayoutInfo],
         ),
-        "repo_tags": attr.string_list(doc = "Tags (`repo:tag`) for the loaded image. Default: `bazel/<package>:<name>`."),
-    },
+        "repo_tags": attr.string_list(doc = "Tags (`repo:tag`) for the loaded image. Default: `bazel/<package>:<name>`. Support stamp variables when stamped."),
+    }),
     executable = True,
-    toolchains = [TOOLCHAIN_TYPES["load"]],
+    toolchains = [TOOLCHAIN_TYPES["load"], TOOLCHAIN_TYPES["pull"]],
 )

@@ -5,7 +5,9 @@ KilnLayerInfo = provider(
     fields = {
         "blob": "File: the compressed layer tarball (the blob pushed to registries).",
         "descriptor": "File: JSON {mediaType, digest, size, diff_id} of the blob.",
+        "env": "dict: environment variables images using this layer get (before their own).",
         "listing": "File: JSON list of the layer's entries {path, kind, target?}.",
+        "tar": "File or None: the uncompressed layer tarball (`<name>-layer.tar`).",
     },
 )
 
@@ -18,6 +20,7 @@ KilnImageInfo = provider(
         "layout": "File (directory): an OCI image layout holding the image and all its blobs.",
         "listing": "File: JSON list of every path in the image (base included).",
         "platform": "string: `os/architecture[/variant]`.",
+        "shallow": "bool: some base layer blobs are absent from `layout` and listed in its kiln-source.json (a pulled base).",
     },
 )
 
@@ -26,5 +29,6 @@ KilnLayoutInfo = provider(
     fields = {
         "digest": "File: `sha256:<hex>` of the layout's top manifest or index.",
         "layout": "File (directory): the OCI image layout.",
+        "shallow": "bool: some blobs are absent from `layout` and listed in its kiln-source.json; kiln-pull fetch-blobs completes it.",
     },
 )

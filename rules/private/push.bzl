@@ -2,15 +2,20 @@
 
 load(":launcher.bzl", "write_launcher")
 load(":providers.bzl", "KilnLayoutInfo")
+load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
 load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
 load(":utils.bzl", "check_repository", "check_tag", "display_label")
 
 def _image_push_impl(ctx):
     label = display_label(ctx.label)
-    if ctx.attr.repository:
+    stamp = stamp_files(ctx)
+
+    # A `{KEY}` placeholder is only known once stamped; kiln-push checks the result.
+    if ctx.attr.repository and not (stamp and "{" in ctx.attr.repository):
         check_repository(ctx.attr.repository, "%s: repository" % label)
     for tag in ctx.attr.remote_tags:
-        check_tag(tag, "%s: remote_tags" % label)
+        if not (stamp and "{" in tag):
+            check_tag(tag, "%s: remote_tags" % label)
     image = ctx.attr.image[KilnLayoutInfo]
     tool = kiln_tool(ctx, "push")
     launcher = ctx.actions.declare_file(ctx.label.name + ".push.sh")
@@ -18,7 +23,7 @@ def _image_push_impl(ctx):
         ctx,
         launcher,
         tool.tool,
-        [("--layout", image.layout)],
+        [("--layout", image.layout)] + [("--stamp", f) for f in stamp],
         {
             "--repository": [ctx.attr.repository] if ctx.attr.repository else [],
             "--tag": ctx.attr.remote_tags,
@@ -26,7 +31,7 @@ def _image_push_impl(ctx):
     )
     return [DefaultInfo(
         executable = launcher,
-        runfiles = ctx.runfiles(files = [image.layout, image.digest, tool.tool]),
+        runfiles = ctx.runfiles(files = [image.layout, image.digest, tool.tool] + stamp),
     )]
 
 image_push = rule(
@@ -36,18 +41,18 @@ image_push = rule(
 Blobs the registry already has are not uploaded again; manifests go up by
 digest, and tags are set only once everything they point at is there.
 `bazel run :push -- --repository HOST/NAME --tag T` overrides the destination.""",
-    attrs = {
+    attrs = dict(STAMP_ATTRS, **{
         "image": attr.label(
             doc = "The container_image or image_index to push.",
             mandatory = True,
             providers = [KilnLayoutInfo],
         ),
         "remote_tags": attr.string_list(
-            doc = "Tags to set after the push.",
+            doc = "Tags to set after the push. Support stamp variables (`{BUILD_EMBED_LABEL}`) when stamped.",
             default = ["latest"],
         ),
-        "repository": attr.string(doc = "Destination `HOST[:PORT]/NAME`; may be given at run time with `--repository` instead."),
-    },
+        "repository": attr.string(doc = "Destination `HOST[:PORT]/NAME`; may be given at run time with `--repository` instead. Supports stamp variables when stamped."),
+    }),
     executable = True,
     toolchains = [TOOLCHAIN_TYPES["push"]],
 )

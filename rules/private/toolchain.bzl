@@ -6,6 +6,7 @@ TOOLCHAIN_TYPES = {
     "index": Label("//rules/toolchains:index_toolchain_type"),
     "layer": Label("//rules/toolchains:layer_toolchain_type"),
     "load": Label("//rules/toolchains:load_toolchain_type"),
+    "pull": Label("//rules/toolchains:pull_toolchain_type"),
     "push": Label("//rules/toolchains:push_toolchain_type"),
 }
 

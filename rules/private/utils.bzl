@@ -68,7 +68,7 @@ def _normalize_arch(arch):
         return ("amd64", "")
     return None
 
-def target_platform(ctx, what):
+def target_platform(ctx, what, architecture = None, operating_system = None):
     """The platform of the image to build.
 
     `architecture` set on the rule wins; otherwise the target platform's CPU
@@ -78,15 +78,18 @@ def target_platform(ctx, what):
       ctx: rule context with `architecture`, `operating_system` and the
         CPU_CONSTRAINT_ATTRS.
       what: prefix of error messages (the target).
+      architecture: overrides ctx.attr.architecture.
+      operating_system: overrides ctx.attr.operating_system.
 
     Returns:
       (os, architecture, variant) in OCI terms; variant may be "".
     """
-    os = ctx.attr.operating_system or "linux"
-    if ctx.attr.architecture:
-        arch = _normalize_arch(ctx.attr.architecture)
+    os = operating_system or ctx.attr.operating_system or "linux"
+    architecture = architecture or ctx.attr.architecture
+    if architecture:
+        arch = _normalize_arch(architecture)
         if arch == None:
-            fail("%s: architecture: %r is not supported (supported: amd64, arm64)" % (what, ctx.attr.architecture))
+            fail("%s: architecture: %r is not supported (supported: amd64, arm64)" % (what, architecture))
         return (os, arch[0], arch[1])
     for cpu, oci in OCI_ARCHITECTURES.items():
         constraint = getattr(ctx.attr, "_cpu_" + cpu)[platform_common.ConstraintValueInfo]
@@ -135,6 +138,55 @@ def check_repository(repository, what):
     for component in path:
         if not component or [c for c in component.elems() if c not in _PATH_CHARS] or component[0] in "._-" or component[-1] in "._-":
             fail("%s: %r is not a valid repository (lowercase letters, digits and `._-` separators, components joined by `/`)" % (what, repository))
+
+def expand_make_variables(ctx, value, what):
+    """Expands `$(NAME)` make variables (ctx.var: --define, TARGET_CPU, ...).
+
+    Unlike ctx.expand_make_variables, `$NAME` and `${NAME}` are left as they
+    are: they are Dockerfile-style references to the image's environment that
+    kiln-image expands. `$$` is a literal `$`, as in Bazel.
+
+    Args:
+      ctx: rule context.
+      value: the string.
+      what: prefix of the error message (target and attribute).
+
+    Returns:
+      The expanded string.
+    """
+    out = []
+    i = 0
+    for _ in range(len(value) + 1):
+        if i >= len(value):
+            break
+        c = value[i]
+        if c == "$" and value[i + 1:i + 2] == "(":
+            end = value.find(")", i)
+            if end < 0:
+                fail("%s: %r: unclosed `$(`" % (what, value))
+            name = value[i + 2:end]
+            if name not in ctx.var:
+                fail("%s: %r: unknown make variable $(%s)" % (what, value, name))
+            out.append(ctx.var[name])
+            i = end + 1
+        elif c == "$" and value[i + 1:i + 2] == "$":
+            out.append("$")
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+def check_port(port, what):
+    """Fails unless `port` is PORT or PORT/PROTO (tcp, udp, sctp), PORT in 1-65535.
+
+    Args:
+      port: the port string.
+      what: prefix of the error message (target and attribute).
+    """
+    number, _, proto = port.partition("/")
+    if not number.isdigit() or int(number) < 1 or int(number) > 65535 or (proto and proto not in ("tcp", "udp", "sctp")) or port.endswith("/"):
+        fail("%s: %r is not a port (`80`, `80/tcp`, `53/udp`; 1-65535)" % (what, port))
 
 def check_reference(reference, what):
     """Fails unless `reference` is REPOSITORY:TAG.

@@ -40,7 +40,7 @@ for svc in "${services[@]}"; do
         cid=$(docker run -d -p 127.0.0.1::8080 "kiln/$svc:dev")
         port=$(docker port "$cid" 8080/tcp | head -1 | sed 's/.*://')
         if wait_http "http://127.0.0.1:$port/healthz" 30; then
-            loaded[$svc]="kiln/$svc:dev (docker run: /healthz $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz"))"
+            loaded[$svc]="kiln/$svc:dev (docker run: /healthz $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz"); /whoami $(curl -s "http://127.0.0.1:$port/whoami" 2>/dev/null || true))"
         else
             loaded[$svc]="kiln/$svc:dev (docker run: /healthz did not answer)"
         fi

@@ -74,6 +74,7 @@ def _kiln_impl(mctx):
                 print("WARNING: kiln.pull %s: %s:%s is pulled by tag, not by digest: builds are not reproducible" % (pull.name, pull.image, pull.tag))
             kiln_pull_repo(
                 name = pull.name,
+                apparent_name = pull.name,
                 image = pull.image,
                 digest = pull.digest,
                 tag = pull.tag,

@@ -23,6 +23,15 @@ suite_load() {
     if [ -n "$port" ] && wait_http "http://127.0.0.1:$port/healthz" 30; then
         expect_eq "load: docker run serves 200 on /healthz" "200" \
             "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz")"
+        # static_base: the service runs as nonroot and Go finds the CA bundle.
+        local whoami
+        whoami=$(curl -s "http://127.0.0.1:$port/whoami")
+        expect_eq "static_base: the service runs as nonroot (65532)" "uid=65532 gid=65532" "$(cut -d' ' -f1,2 <<<"$whoami")"
+        if [ "$(sed -n 's/.*ca_roots=\([0-9]*\).*/\1/p' <<<"$whoami")" -gt 100 ] 2>/dev/null; then
+            pass "static_base: Go's TLS trusts the CA bundle (>100 roots)"
+        else
+            fail "static_base: Go's TLS trusts the CA bundle (>100 roots)" "$whoami"
+        fi
     else
         fail "load: docker run serves 200 on /healthz" "$(docker logs "$cid" 2>&1 | tail -5)"
     fi

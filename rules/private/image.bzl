@@ -330,8 +330,10 @@ def image_implementation(
     )
 
     # On a pulled (shallow) base, what Docker gets needs the base's layer
-    # bytes: only these actions depend on fetching them.
+    # bytes: the tarball action fetches them (only when the .tar is asked for),
+    # the loader at run time, so `bazel build` downloads no base layer.
     loadable = complete_layout(ctx, name, layout) if shallow else layout
+    pull_tool = kiln_tool(ctx, "pull").tool
 
     # name.tar: a docker-save tarball, built only when asked for.
     load_tool = kiln_tool(ctx, "load")
@@ -354,16 +356,16 @@ def image_implementation(
     # `bazel run :name`: rules_docker's incremental loader; with
     # legacy_run_behavior = False it then runs the image (`-- --norun` skips that).
     loader = output_executable or ctx.actions.declare_file(name + ".load.sh")
-    fixed = [("--layout", loadable), ("--incremental", None)]
+    fixed = [("--layout", layout), ("--incremental", None)]
     if not ctx.attr.legacy_run_behavior:
         fixed.append(("--run-flags", ctx.attr.docker_run_flags))
-    write_launcher(ctx, loader, load_tool.tool, fixed, {"--tag": [tag]})
+    write_launcher(ctx, loader, load_tool.tool, fixed, {"--tag": [tag]}, fetch = (pull_tool, layout) if shallow else None)
 
     return [
         DefaultInfo(
             files = depset([layout, output_digest]),
             executable = loader,
-            runfiles = ctx.runfiles(files = [loadable, load_tool.tool]),
+            runfiles = ctx.runfiles(files = [layout, load_tool.tool] + ([pull_tool] if shallow else [])),
         ),
         KilnImageInfo(
             config = output_config,

@@ -17,10 +17,21 @@ for arg in "$@"; do
 done
 defaults=()
 {defaults}
-exec "$tool" "${{fixed[@]}}" "${{defaults[@]}}" "$@"
+{run}
 """
 
-def write_launcher(ctx, output, tool, fixed_args, default_flags):
+# The layout is shallow (a pulled base): fetch its absent layers first, into a
+# directory that lives as long as this run.
+_FETCH_AND_RUN = """work=$(mktemp -d "${{TMPDIR:-/tmp}}/kiln-fetch.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+"$runfiles/{pull}" fetch-blobs --layout "$runfiles/{layout}" --output "$work/layout"
+for i in "${{!fixed[@]}}"; do
+  [[ "${{fixed[$i]}}" == "$runfiles/{layout}" ]] && fixed[$i]="$work/layout"
+done
+"$tool" "${{fixed[@]}}" "${{defaults[@]}}" "$@"
+"""
+
+def write_launcher(ctx, output, tool, fixed_args, default_flags, fetch = None):
     """Writes an executable launcher for `tool`.
 
     Args:
@@ -30,6 +41,8 @@ def write_launcher(ctx, output, tool, fixed_args, default_flags):
       fixed_args: list of (flag, File, string or None) always passed; Files become
         runfiles paths; None means a flag without a value.
       default_flags: dict flag -> list of strings, dropped when the user passes that flag.
+      fetch: None, or (kiln-pull File, shallow layout File): the launcher first
+        completes that layout with `kiln-pull fetch-blobs` (in runfiles too).
     """
     fixed = []
     for flag, value in fixed_args:
@@ -53,6 +66,10 @@ def write_launcher(ctx, output, tool, fixed_args, default_flags):
             tool = rlocation_path(ctx, tool),
             fixed = " ".join(fixed),
             defaults = "\n".join(defaults),
+            run = _FETCH_AND_RUN.format(
+                pull = rlocation_path(ctx, fetch[0]),
+                layout = rlocation_path(ctx, fetch[1]),
+            ) if fetch else 'exec "$tool" "${fixed[@]}" "${defaults[@]}" "$@"',
         ),
         is_executable = True,
     )

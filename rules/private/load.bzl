@@ -2,7 +2,6 @@
 
 load(":launcher.bzl", "write_launcher")
 load(":providers.bzl", "KilnLayoutInfo")
-load(":pull.bzl", "complete_layout")
 load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
 load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
 load(":utils.bzl", "check_reference", "display_label")
@@ -16,13 +15,15 @@ def _image_load_impl(ctx):
         if not (stamp and "{" in tag):
             check_reference(tag, "%s: repo_tags" % label)
     image = ctx.attr.image[KilnLayoutInfo]
-    layout = complete_layout(ctx, ctx.label.name, image.layout) if getattr(image, "shallow", False) == True else image.layout
+    layout = image.layout
+    shallow = getattr(image, "shallow", False) == True
+    pull_tool = kiln_tool(ctx, "pull").tool
     tool = kiln_tool(ctx, "load")
     launcher = ctx.actions.declare_file(ctx.label.name + ".load.sh")
-    write_launcher(ctx, launcher, tool.tool, [("--layout", layout)] + [("--stamp", f) for f in stamp], {"--tag": tags})
+    write_launcher(ctx, launcher, tool.tool, [("--layout", layout)] + [("--stamp", f) for f in stamp], {"--tag": tags}, fetch = (pull_tool, layout) if shallow else None)
     return [DefaultInfo(
         executable = launcher,
-        runfiles = ctx.runfiles(files = [layout, image.digest, tool.tool] + stamp),
+        runfiles = ctx.runfiles(files = [layout, image.digest, tool.tool] + stamp + ([pull_tool] if shallow else [])),
     )]
 
 image_load = rule(

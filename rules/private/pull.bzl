@@ -10,9 +10,9 @@ def _kiln_pull_repo_impl(rctx):
     toolchains_dir = rctx.path(Label("@kiln_toolchains//:mode.txt")).dirname
     tool = toolchains_dir.get_child("bin").get_child(host_platform_key(rctx)).get_child("kiln-pull")
     if not tool.exists:
-        fail("kiln.pull %s: no kiln-pull for this machine in %s" % (rctx.attr.name, toolchains_dir))
+        fail("kiln.pull %s: no kiln-pull for this machine in %s" % (rctx.attr.apparent_name, toolchains_dir))
     if not rctx.attr.digest and not (rctx.attr.tag and rctx.attr.allow_tag):
-        fail("kiln.pull %s: digest: pin %s by digest (`digest = \"sha256:...\"`); a tag alone is only used with `allow_tag = True`" % (rctx.attr.name, rctx.attr.image))
+        fail("kiln.pull %s: digest: pin %s by digest (`digest = \"sha256:...\"`); a tag alone is only used with `allow_tag = True`" % (rctx.attr.apparent_name, rctx.attr.image))
     args = [str(tool), "--image", rctx.attr.image, "--output", "layout"]
     if rctx.attr.digest:
         args += ["--digest", rctx.attr.digest]
@@ -25,7 +25,7 @@ def _kiln_pull_repo_impl(rctx):
     rctx.report_progress("pulling %s (index, manifests and configs only)" % rctx.attr.image)
     result = rctx.execute(args, timeout = 600, quiet = False)
     if result.return_code != 0:
-        fail("kiln.pull %s: %s" % (rctx.attr.name, (result.stderr or result.stdout).strip()))
+        fail("kiln.pull %s: %s" % (rctx.attr.apparent_name, (result.stderr or result.stdout).strip()))
     digest = rctx.attr.digest
     if not digest:
         digest = rctx.read("layout/resolved-digest").strip()
@@ -46,13 +46,14 @@ alias(
     actual = ":{name}",
     visibility = ["//visibility:public"],
 )
-""".format(image = rctx.attr.image, name = rctx.attr.name if rctx.attr.name != "image" else "pulled"))
+""".format(image = rctx.attr.image, name = rctx.attr.apparent_name if rctx.attr.apparent_name != "image" else "pulled"))
 
 kiln_pull_repo = repository_rule(
     implementation = _kiln_pull_repo_impl,
     doc = "A shallow OCI layout of a registry image: its index, the manifests and configs of `platforms`, and kiln-source.json naming the absent layers.",
     attrs = {
         "allow_tag": attr.bool(doc = "Accept a pull by `tag` without `digest` (not reproducible).", default = False),
+        "apparent_name": attr.string(doc = "The name users give the repository (`@<name>` is `@<name>//:<name>`).", mandatory = True),
         "digest": attr.string(doc = "The `sha256:` digest of the image or index."),
         "image": attr.string(doc = "`HOST[:PORT]/REPOSITORY` (Docker Hub names as Docker reads them).", mandatory = True),
         "platforms": attr.string_list(doc = "Platforms to keep, e.g. `linux/amd64`, `linux/arm64/v8`.", default = ["linux/amd64", "linux/arm64"]),

@@ -40,7 +40,9 @@ def service_image(
       binary: a target producing one static binary; it is built once per
         architecture through a platform transition, so its rule must read the
         target platform (e.g. GOARCH from the CPU constraint).
-      base: a container_image to build on (default: empty).
+      base: the image to build on (default: empty): a container_image, or a
+        multi-platform one (static_base, image_index, a `kiln.pull` repository)
+        from which each architecture takes its own manifest.
       repository: registry repository for `:push` (`HOST[:PORT]/NAME`); can be
         given at run time with `-- --repository`.
       remote_tags: tags `:push` sets.

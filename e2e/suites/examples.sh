@@ -65,6 +65,24 @@ suite_examples() {
             "$(TZ=UTC tar -tvzf "$EX_BIN/hello_$arch.oci/blobs/sha256/$blob" --numeric-owner | awk '{print $1, $2, $4, $5, $6}')"
     done
 
+    # static_base: what the services run on, read with GNU tar from the base layer.
+    local base_blob listing
+    base_blob=$(skopeo inspect --raw "oci:$EX_BIN/hello_arm64.oci" | jq -r '.layers[0].digest | sub("sha256:"; "")')
+    listing=$(TZ=UTC tar -tvzf "$EX_BIN/hello_arm64.oci/blobs/sha256/$base_blob" --numeric-owner 2>&1)
+    expect_eq "static_base: /tmp is drwxrwxrwt root" "drwxrwxrwt 0/0" "$(awk '$6 == "tmp/" {print $1, $2}' <<<"$listing")"
+    expect_eq "static_base: /home/nonroot belongs to 65532" "drwx------ 65532/65532" "$(awk '$6 == "home/nonroot/" {print $1, $2}' <<<"$listing")"
+    expect_eq "static_base: /etc/passwd has root and nonroot" "root:x:0:0 nonroot:x:65532:65532" \
+        "$(tar -xOzf "$EX_BIN/hello_arm64.oci/blobs/sha256/$base_blob" etc/passwd | grep -E '^(root|nonroot):' | cut -d: -f1-4 | paste -sd' ')"
+    expect_eq "static_base: /etc/group has nonroot" "nonroot:x:65532:" \
+        "$(tar -xOzf "$EX_BIN/hello_arm64.oci/blobs/sha256/$base_blob" etc/group | grep '^nonroot:')"
+    local path missing=""
+    for path in etc/ssl/certs/ca-certificates.crt usr/share/zoneinfo/UTC etc/services etc/os-release; do
+        grep -q " $path\( \|$\)" <<<"$listing" || missing="$missing $path"
+    done
+    expect_eq "static_base: CA bundle, tzdata, netbase and base-files are in the layer" "" "$missing"
+    expect_eq "static_base: the CA bundle holds the package's certificates" "yes" \
+        "$([ "$(tar -xOzf "$EX_BIN/hello_arm64.oci/blobs/sha256/$base_blob" etc/ssl/certs/ca-certificates.crt | grep -c 'BEGIN CERTIFICATE')" -gt 100 ] && echo yes)"
+
     # The arm64 binary really runs (under qemu-user) and serves /healthz.
     port=$(free_port)
     PORT=$port qemu-aarch64-static "$KILN_WORK/bundle-arm64/rootfs/hello" >"$KILN_WORK/qemu-hello.log" 2>&1 &

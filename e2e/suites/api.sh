@@ -145,10 +145,15 @@ api_outputs() {
     expect_eq "name.json.sha256: sha256 of name.json" "$(sha256sum <"$API_BIN/config.json" | cut -d' ' -f1)" "$(cat "$API_BIN/config.json.sha256")"
     expect_eq "name-layer.tar: the uncompressed layer (its diff_id)" "$(api_config seconds | jq -r '.rootfs.diff_ids[-1]')" \
         "sha256:$(sha256sum <"$API_BIN/seconds-layer.tar" | cut -d' ' -f1)"
-    expect_eq "experimental_tarball_format legacy: uncompressed <id>/layer.tar entries" "yes" \
-        "$(tar -tf "$API_BIN/config.tar" | grep -q '/layer.tar$' && ! tar -tf "$API_BIN/config.tar" | grep -q '^index.json$' && echo yes)"
-    expect_eq "experimental_tarball_format compressed: OCI blobs and index.json" "yes" \
-        "$(tar -tf "$API_BIN/compressed_tarball.tar" | grep -q '^index.json$' && echo yes)"
+    # Listings are read whole first: `tar | grep -q` fails under pipefail when
+    # grep stops reading early.
+    local legacy_listing compressed_listing
+    legacy_listing=$(tar -tf "$API_BIN/config.tar")
+    compressed_listing=$(tar -tf "$API_BIN/compressed_tarball.tar")
+    expect_eq "experimental_tarball_format legacy: uncompressed <id>/layer.tar entries, no index.json" "yes 0" \
+        "$(grep -q '/layer.tar$' <<<"$legacy_listing" && echo yes) $(grep -c '^index.json$' <<<"$legacy_listing")"
+    expect_eq "experimental_tarball_format compressed: OCI blobs and index.json" "yes yes" \
+        "$(grep -q '^index.json$' <<<"$compressed_listing" && echo yes) $(grep -q '^blobs/sha256/' <<<"$compressed_listing" && echo yes)"
     expect_eq "name.tar: skopeo reads the legacy tarball" "$(api_config config | jq -c .rootfs)" \
         "$(skopeo inspect --config "docker-archive:$API_BIN/config.tar" | jq -c .rootfs)"
     expect_eq "repository: default tag <repository>/<package>:<name>" '["registry.example/team/api/naming:named"]' \

@@ -57,7 +57,7 @@ suite_examples() {
         check "$arch: umoci unpack" umoci unpack --rootless --image "$KILN_WORK/layout-$arch:latest" "$bundle"
         want_file=$([ "$arch" = amd64 ] && echo "x86-64" || echo "ARM aarch64")
         check "$arch: /hello is a static $want_file ELF" \
-            bash -c "file '$bundle/rootfs/hello' | grep -q 'ELF 64-bit.*$want_file.*statically linked'"
+            bash -c "file '$bundle/rootfs/hello' | grep 'ELF 64-bit.*$want_file.*statically linked' >/dev/null"
         # GNU tar's own listing: explicit mode, owner 0/0, mtime at the epoch.
         local blob
         blob=$(skopeo inspect --raw "oci:$EX_BIN/hello_$arch.oci" | jq -r '.layers[-1].digest | sub("sha256:"; "")')

@@ -38,7 +38,7 @@ for svc in "${services[@]}"; do
         log "load $svc into Docker"
         bazel run "//build/$svc:load" -- --tag "kiln/$svc:dev"
         cid=$(docker run -d -p 127.0.0.1::8080 "kiln/$svc:dev")
-        port=$(docker port "$cid" 8080/tcp | head -1 | sed 's/.*://')
+        port=$(docker port "$cid" 8080/tcp | sed -n '1s/.*://p')
         if wait_http "http://127.0.0.1:$port/healthz" 30; then
             loaded[$svc]="kiln/$svc:dev (docker run: /healthz $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz"); /whoami $(curl -s "http://127.0.0.1:$port/whoami" 2>/dev/null || true))"
         else

@@ -19,7 +19,7 @@ suite_load() {
     expect_eq "load: docker's image ID is the built config digest" "$config_digest" "$(docker image inspect "$tag" --format '{{.Id}}')"
 
     cid=$(docker run -d -p 127.0.0.1::8080 "$tag")
-    port=$(docker port "$cid" 8080/tcp | head -1 | sed 's/.*://')
+    port=$(docker port "$cid" 8080/tcp | sed -n '1s/.*://p')
     if [ -n "$port" ] && wait_http "http://127.0.0.1:$port/healthz" 30; then
         expect_eq "load: docker run serves 200 on /healthz" "200" \
             "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz")"

@@ -181,7 +181,7 @@ suite_pull() {
         if pull_bazel run //:load >"$KILN_WORK/pull-load.log" 2>&1; then
             local cid port whoami
             cid=$(docker run -d -p 127.0.0.1::8080 kiln-e2e/pulled:dev)
-            port=$(docker port "$cid" 8080/tcp | head -1 | sed 's/.*://')
+            port=$(docker port "$cid" 8080/tcp | sed -n '1s/.*://p')
             if wait_http "http://127.0.0.1:$port/whoami" 30; then
                 whoami=$(curl -s "http://127.0.0.1:$port/whoami")
                 expect_eq "load: the service on the pulled base runs as nonroot" "uid=65532" "$(cut -d' ' -f1 <<<"$whoami")"

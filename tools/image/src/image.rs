@@ -12,7 +12,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use kiln_oci::atomic::AtomicFile;
-use kiln_oci::docker_archive::{self, TarFile};
+use kiln_oci::compression::{read_up_to, Compression, MAGIC_LEN};
+use kiln_oci::docker_archive::TarFile;
 use kiln_oci::media_types::{self, ANNOTATION_REF_NAME};
 use kiln_oci::select::{self, BlobStore};
 use kiln_oci::{
@@ -292,22 +293,21 @@ fn import_docker_layer(
     expected_diff_id: &Digest,
 ) -> anyhow::Result<Descriptor> {
     let (mut reader, _) = tar.open_member(name)?;
-    let mut head = [0u8; 6];
-    let n = docker_archive::read_up_to(&mut reader, &mut head)?;
-    let compression = docker_archive::compression_of(&head[..n]);
+    let mut head = [0u8; MAGIC_LEN];
+    let n = read_up_to(&mut reader, &mut head)?;
+    let compression = Compression::detect(&head[..n]);
     let mut reader = io::Cursor::new(head[..n].to_vec()).chain(reader);
     let (media_type, digest, size, diff_id) = match compression {
-        None => {
+        Compression::None => {
             let (digest, size, ()) = writer.add_blob_stream(|w| {
                 io::copy(&mut reader, w)?;
                 Ok(())
             })?;
             (media_types::OCI_LAYER_TAR, digest.clone(), size, digest)
         }
-        Some("gzip") => {
+        Compression::Gzip => {
             let (digest, size, diff_id) = writer.add_blob_stream(|w| {
-                let mut gunzip =
-                    flate2::write::MultiGzDecoder::new(HashingWriter::new(io::sink()));
+                let mut gunzip = flate2::write::MultiGzDecoder::new(HashingWriter::new(io::sink()));
                 io::copy(&mut reader, &mut Tee(w, &mut gunzip))?;
                 let (_, diff_id, _) = gunzip
                     .finish()
@@ -317,8 +317,9 @@ fn import_docker_layer(
             })?;
             (media_types::OCI_LAYER_TAR_GZIP, digest, size, diff_id)
         }
-        Some(other) => bail!(
-            "it is {other}-compressed; only uncompressed and gzip layers are supported in a docker_tar"
+        other => bail!(
+            "it is {}-compressed; only uncompressed and gzip layers are supported in a docker_tar",
+            other.name()
         ),
     };
     if &diff_id != expected_diff_id {

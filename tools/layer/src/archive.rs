@@ -21,6 +21,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use tar::EntryType;
 
+use kiln_oci::compression::{read_up_to, Compression, MAGIC_LEN};
 use kiln_oci::tar_writer::{normalize_path, read_at, Content, Meta, PathError, Segment, Tree};
 
 /// An archive entry of the spec.
@@ -92,28 +93,6 @@ fn open(path: &Path) -> anyhow::Result<(Arc<File>, u64)> {
     Ok((Arc::new(file), meta.len()))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Plain,
-    Gzip,
-    Zstd,
-    Xz,
-    Bzip2,
-}
-
-/// The compression of a stream, from its first bytes (never a file name).
-fn detect(magic: &[u8]) -> Format {
-    match magic {
-        [0x1f, 0x8b, ..] => Format::Gzip,
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => Format::Zstd,
-        // A zstd skippable frame (pzstd and seekable zstd start with one).
-        [0x50..=0x5f, 0x2a, 0x4d, 0x18, ..] => Format::Zstd,
-        [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => Format::Xz,
-        [b'B', b'Z', b'h', ..] => Format::Bzip2,
-        _ => Format::Plain,
-    }
-}
-
 /// Adds the entries of the (possibly compressed) tar stream in `seg`;
 /// `archive` names it in messages.
 fn add_archive(
@@ -128,12 +107,12 @@ fn add_archive(
 
 /// The plain tar stream in `seg`: itself, or its decompressed spool.
 fn plain_tar(target: &str, attr: &str, archive: &str, seg: Segment) -> anyhow::Result<Segment> {
-    let mut magic = [0u8; 6];
+    let mut magic = [0u8; MAGIC_LEN];
     let n = read_up_to(&mut seg.reader(), &mut magic)
         .with_context(|| format!("{target}: {attr}: {archive}: reading"))?;
-    Ok(match detect(&magic[..n]) {
-        Format::Plain => seg,
-        Format::Bzip2 => bail!(
+    Ok(match Compression::detect(&magic[..n]) {
+        Compression::None => seg,
+        Compression::Bzip2 => bail!(
             "{target}: {attr}: {archive}: bzip2 compression is not supported \
              (plain, gzip, zstd and xz are)"
         ),
@@ -181,11 +160,11 @@ pub fn expand_sparse(
 
 /// Decompresses `seg` into an anonymous temporary file (see the module
 /// comment for why) and returns the plain tar as a segment of it.
-fn spool(format: Format, seg: Segment) -> anyhow::Result<Segment> {
+fn spool(format: Compression, seg: Segment) -> anyhow::Result<Segment> {
     let input = BufReader::with_capacity(256 * 1024, seg.reader());
     let mut decoder: Box<dyn Read> = match format {
-        Format::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
-        Format::Zstd => {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Compression::Zstd => {
             let mut z = zstd::stream::read::Decoder::with_buffer(input)?;
             // Accept frames made with `zstd --long` (windows up to 2 GiB;
             // 1 GiB, zstd's limit, on 32-bit hosts).
@@ -196,8 +175,8 @@ fn spool(format: Format, seg: Segment) -> anyhow::Result<Segment> {
             })?;
             Box::new(z)
         }
-        Format::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(input)),
-        Format::Plain | Format::Bzip2 => unreachable!("not a compressed format"),
+        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(input)),
+        Compression::None | Compression::Bzip2 => unreachable!("not a compressed format"),
     };
     let file = tempfile::tempfile().context("creating a temporary file")?;
     let mut out = BufWriter::with_capacity(256 * 1024, file);
@@ -207,19 +186,6 @@ fn spool(format: Format, seg: Segment) -> anyhow::Result<Segment> {
         .map_err(|e| e.into_error())
         .context("writing the temporary file")?;
     Ok(Segment::new(Arc::new(file), 0, len))
-}
-
-pub fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Where an archive entry lands: `prefix` joined with the normalised name;
@@ -462,17 +428,6 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn detects_formats_from_bytes() {
-        assert_eq!(detect(&[0x1f, 0x8b, 8, 0, 0, 0]), Format::Gzip);
-        assert_eq!(detect(&[0x28, 0xb5, 0x2f, 0xfd, 0, 0]), Format::Zstd);
-        assert_eq!(detect(&[0x50, 0x2a, 0x4d, 0x18, 0, 0]), Format::Zstd);
-        assert_eq!(detect(b"\xfd7zXZ\0"), Format::Xz);
-        assert_eq!(detect(b"BZh91A"), Format::Bzip2);
-        assert_eq!(detect(b"hello/"), Format::Plain);
-        assert_eq!(detect(b""), Format::Plain);
-    }
 
     #[test]
     fn entry_paths() {

@@ -17,6 +17,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail};
 use tar::EntryType;
 
+use kiln_oci::compression::read_up_to;
 use kiln_oci::tar_writer::{normalize_path, Segment};
 
 use crate::archive;
@@ -250,8 +251,8 @@ fn same_bytes(a: &Segment, b: &Segment) -> io::Result<bool> {
     let (mut ra, mut rb) = (a.reader(), b.reader());
     let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
     loop {
-        let na = archive::read_up_to(&mut ra, &mut ba)?;
-        let nb = archive::read_up_to(&mut rb, &mut bb)?;
+        let na = read_up_to(&mut ra, &mut ba)?;
+        let nb = read_up_to(&mut rb, &mut bb)?;
         if ba[..na] != bb[..nb] {
             return Ok(false);
         }

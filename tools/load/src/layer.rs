@@ -6,6 +6,7 @@ use std::io::{self, BufReader, Read};
 use std::path::Path;
 
 use anyhow::{bail, Context};
+use kiln_oci::compression::{read_up_to, Compression as Detected, MAGIC_LEN};
 use kiln_oci::{Digest, HashingWriter};
 
 /// How a layer blob is compressed, told by its first bytes (not its media
@@ -17,36 +18,20 @@ pub enum Compression {
     Zstd,
 }
 
-const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
-const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
-const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0x00];
-const BZIP2_MAGIC: &[u8] = b"BZh";
-
 /// Reads the first bytes of `path` to tell its compression.
 pub fn detect(path: &Path) -> anyhow::Result<Compression> {
     let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut head = [0u8; 6];
-    let mut n = 0;
-    while n < head.len() {
-        match file.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        }
-    }
-    let head = &head[..n];
-    if head.starts_with(GZIP_MAGIC) {
-        Ok(Compression::Gzip)
-    } else if head.starts_with(ZSTD_MAGIC) {
-        Ok(Compression::Zstd)
-    } else if head.starts_with(XZ_MAGIC) || head.starts_with(BZIP2_MAGIC) {
-        bail!(
+    let mut head = [0u8; MAGIC_LEN];
+    let n =
+        read_up_to(&mut file, &mut head).with_context(|| format!("reading {}", path.display()))?;
+    match Detected::detect(&head[..n]) {
+        Detected::Gzip => Ok(Compression::Gzip),
+        Detected::Zstd => Ok(Compression::Zstd),
+        Detected::Xz | Detected::Bzip2 => bail!(
             "{} is xz or bzip2 compressed; only gzip, zstd and uncompressed layers can be loaded",
             path.display()
-        )
-    } else {
-        Ok(Compression::None)
+        ),
+        Detected::None => Ok(Compression::None),
     }
 }
 

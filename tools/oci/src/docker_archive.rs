@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
+use crate::compression::{read_up_to, Compression, MAGIC_LEN};
 use crate::digest::{sha256_bytes, Digest};
 use crate::model::{Descriptor, ImageIndex};
 use crate::select::BlobStore;
@@ -93,14 +94,14 @@ impl TarFile {
     pub fn open(path: impl AsRef<Path>, scratch_dir: &Path) -> anyhow::Result<TarFile> {
         let path = path.as_ref().to_path_buf();
         let mut file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let mut magic = [0u8; 6];
+        let mut magic = [0u8; MAGIC_LEN];
         let n = read_up_to(&mut file, &mut magic)
             .with_context(|| format!("reading {}", path.display()))?;
         file.seek(SeekFrom::Start(0))
             .with_context(|| format!("reading {}", path.display()))?;
-        let (data, scratch) = match compression_of(&magic[..n]) {
-            None => (path.clone(), None),
-            Some("gzip") => {
+        let (data, scratch) = match Compression::detect(&magic[..n]) {
+            Compression::None => (path.clone(), None),
+            Compression::Gzip => {
                 let mut tmp = tempfile::Builder::new()
                     .prefix(".kiln-base-tar")
                     .tempfile_in(scratch_dir)
@@ -116,9 +117,10 @@ impl TarFile {
                 let tmp_path = tmp.into_temp_path();
                 (tmp_path.to_path_buf(), Some(tmp_path))
             }
-            Some(kind) => bail!(
-                "{} is a {kind}-compressed file; a docker save tarball must be a plain or gzip-compressed tar",
-                path.display()
+            kind => bail!(
+                "{} is a {}-compressed file; a docker save tarball must be a plain or gzip-compressed tar",
+                path.display(),
+                kind.name()
             ),
         };
         let file = File::open(&data).with_context(|| format!("opening {}", data.display()))?;
@@ -284,35 +286,6 @@ impl BlobStore for TarFile {
 
     fn describe(&self) -> String {
         self.path.display().to_string()
-    }
-}
-
-/// Reads until `buf` is full or the input ends; returns the count.
-pub fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match reader.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
-/// The compression whose magic bytes `head` starts with, if any.
-pub fn compression_of(head: &[u8]) -> Option<&'static str> {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Some("gzip")
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Some("zstd")
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        Some("xz")
-    } else if head.starts_with(b"BZh") {
-        Some("bzip2")
-    } else {
-        None
     }
 }
 

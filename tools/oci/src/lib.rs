@@ -5,6 +5,8 @@
 
 pub mod atomic;
 pub mod canonical;
+// Compression told from magic bytes, shared by every tool that reads archives.
+pub mod compression;
 pub mod digest;
 // Reading `docker save` tarballs (base images given as a tar).
 pub mod docker_archive;

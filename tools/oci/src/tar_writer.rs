@@ -771,8 +771,8 @@ fn same_bytes(a: &Content, b: &Content) -> Result<bool, (PathBuf, io::Error)> {
     let mut ba = vec![0u8; 64 * 1024];
     let mut bb = vec![0u8; 64 * 1024];
     loop {
-        let na = read_full(&mut ra, &mut ba).map_err(|e| (source_of(a), e))?;
-        let nb = read_full(&mut rb, &mut bb).map_err(|e| (source_of(b), e))?;
+        let na = crate::compression::read_up_to(&mut ra, &mut ba).map_err(|e| (source_of(a), e))?;
+        let nb = crate::compression::read_up_to(&mut rb, &mut bb).map_err(|e| (source_of(b), e))?;
         if na != nb || ba[..na] != bb[..nb] {
             return Ok(false);
         }
@@ -780,19 +780,6 @@ fn same_bytes(a: &Content, b: &Content) -> Result<bool, (PathBuf, io::Error)> {
             return Ok(true);
         }
     }
-}
-
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// A normalised header: the given type, mode and size, everything else zero.

@@ -562,14 +562,9 @@ pub fn run(spec_path: &Path, out: &Outputs) -> anyhow::Result<()> {
     // A shallow base makes a shallow image: the base layers it lacks are
     // listed with their source, and only those (one of our layers may have
     // the same bytes).
-    absent
-        .blobs
-        .retain(|digest, _| !writer.blob_path(digest).exists());
-    if !absent.is_empty() {
-        absent
-            .write_to(writer.path())
-            .with_context(|| format!("{target}: --layout"))?;
-    }
+    writer
+        .write_absent(absent)
+        .with_context(|| format!("{target}: --layout"))?;
     let manifest = ImageManifest::new(
         Descriptor::new(
             media_types::OCI_IMAGE_CONFIG,

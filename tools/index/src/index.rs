@@ -137,14 +137,9 @@ pub fn run(spec_path: &Path, layout_out: &Path, digest_out: &Path) -> anyhow::Re
         children.push(child);
     }
     // A blob absent from one input but present in another is copied.
-    absent
-        .blobs
-        .retain(|digest, _| !writer.blob_path(digest).exists());
-    if !absent.is_empty() {
-        absent
-            .write_to(writer.path())
-            .with_context(|| format!("{target}: --layout"))?;
-    }
+    writer
+        .write_absent(absent)
+        .with_context(|| format!("{target}: --layout"))?;
     let mut entry = writer.add_json(media_types::OCI_IMAGE_INDEX, &ImageIndex::new(children))?;
     if let Some(name) = spec.ref_name.as_deref().filter(|n| !n.is_empty()) {
         entry.annotations = Some(BTreeMap::from([(

@@ -15,6 +15,7 @@ use crate::digest::{sha256_bytes, Digest, HashingWriter};
 use crate::media_types;
 use crate::model::{Descriptor, ImageIndex, ImageManifest, Platform};
 use crate::select::{self, BlobStore, Selected};
+use crate::source::Sources;
 
 /// An existing OCI image layout directory.
 #[derive(Clone, Debug)]
@@ -201,6 +202,19 @@ impl LayoutWriter {
 
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         blob_path_in(self.tmp.path(), digest)
+    }
+
+    /// Records the blobs this layout references but lacks (a shallow layout):
+    /// those of `absent` it does hold after all are dropped, and
+    /// `kiln-source.json` is written only when some remain.
+    pub fn write_absent(&self, mut absent: Sources) -> anyhow::Result<()> {
+        absent
+            .blobs
+            .retain(|digest, _| !self.blob_path(digest).exists());
+        if absent.is_empty() {
+            return Ok(());
+        }
+        absent.write_to(self.path())
     }
 
     /// Stores `bytes` as a blob and returns its digest.

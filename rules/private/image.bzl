@@ -183,7 +183,7 @@ def image_implementation(
     label = display_label(ctx.label)
     for attr_name in _TOOL_ATTRS:
         if getattr(ctx.attr, attr_name, None):
-            fail("%s: %s: rules_kiln's tools come from the kiln toolchains (see docs/toolchains.md); remove this attribute" % (label, attr_name))
+            fail("%s: %s: rules_kiln's tools come from the kiln toolchains (`kiln.toolchains`, see docs/rules.md); remove this attribute" % (label, attr_name))
 
     name = name or ctx.label.name
     files = files if files != None else ctx.files.files

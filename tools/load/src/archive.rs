@@ -11,13 +11,11 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use kiln_oci::media_types;
 use kiln_oci::reference::TaggedName;
-use kiln_oci::tar_writer::{
-    append_bytes, append_dir, append_file, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE,
-};
+use kiln_oci::tar_writer::{append_bytes, append_dir, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
 use kiln_oci::{canonical, Descriptor, Digest, ImageIndex, ImageManifest, Layout};
 use tar::Builder;
 
-use crate::layer::HashingReader;
+use crate::layer::append_hashed;
 
 /// containerd's annotation for an image's full name.
 pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
@@ -148,16 +146,10 @@ impl Archive {
         for blob in &self.blobs {
             let file = File::open(&blob.path)
                 .with_context(|| format!("opening blob {}", blob.path.display()))?;
-            let mut reader = HashingReader::new(file);
-            append_file(
-                &mut b,
-                &blob_name(&blob.digest),
-                DEFAULT_FILE_MODE,
-                blob.size,
-                &mut reader,
-            )
-            .with_context(|| format!("copying blob {} into the tarball", blob.path.display()))?;
-            let (actual, _) = reader.finish();
+            let actual = append_hashed(&mut b, &blob_name(&blob.digest), blob.size, file)
+                .with_context(|| {
+                    format!("copying blob {} into the tarball", blob.path.display())
+                })?;
             if actual != blob.digest {
                 bail!(
                     "blob {} is corrupt: its content has digest {actual}",

@@ -63,7 +63,7 @@ pub fn measure(path: &Path, compression: Compression) -> anyhow::Result<(Digest,
 }
 
 /// Hashes what is read through it.
-pub struct HashingReader<R> {
+struct HashingReader<R> {
     inner: R,
     hash: HashingWriter<io::Sink>,
 }
@@ -81,6 +81,25 @@ impl<R: Read> HashingReader<R> {
         let (_, digest, count) = self.hash.finish();
         (digest, count)
     }
+}
+
+/// Appends `reader` to the tarball as a `size`-byte file (mode 0644) and
+/// returns the sha256 of what was copied, for the caller to check.
+pub fn append_hashed<W: io::Write>(
+    b: &mut tar::Builder<W>,
+    name: &str,
+    size: u64,
+    reader: impl Read,
+) -> io::Result<Digest> {
+    let mut reader = HashingReader::new(reader);
+    kiln_oci::tar_writer::append_file(
+        b,
+        name,
+        kiln_oci::tar_writer::DEFAULT_FILE_MODE,
+        size,
+        &mut reader,
+    )?;
+    Ok(reader.finish().0)
 }
 
 impl<R: Read> Read for HashingReader<R> {

@@ -13,13 +13,11 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context};
 use kiln_oci::reference::TaggedName;
-use kiln_oci::tar_writer::{
-    append_bytes, append_dir, append_file, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE,
-};
+use kiln_oci::tar_writer::{append_bytes, append_dir, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
 use kiln_oci::{canonical, sha256_bytes, Descriptor, Digest, ImageManifest, Layout};
 use tar::Builder;
 
-use crate::layer::{self, Compression, HashingReader};
+use crate::layer::{self, append_hashed, Compression};
 
 /// An image manifest with its config, as read from a layout.
 #[derive(Debug)]
@@ -220,16 +218,13 @@ impl LegacyArchive {
         for l in &self.layers {
             append_dir(&mut b, &layer_dir(&l.diff_id), DEFAULT_DIR_MODE)
                 .context("writing the tarball")?;
-            let mut reader = HashingReader::new(layer::open(&l.blob, l.compression)?);
-            append_file(
+            let actual = append_hashed(
                 &mut b,
                 &layer_tar(&l.diff_id),
-                DEFAULT_FILE_MODE,
                 l.size,
-                &mut reader,
+                layer::open(&l.blob, l.compression)?,
             )
             .with_context(|| format!("copying layer {} into the tarball", l.blob.display()))?;
-            let (actual, _) = reader.finish();
             if actual != l.diff_id {
                 bail!(
                     "layer {} changed while being loaded: its content now has diff_id {actual}, \

@@ -6,7 +6,7 @@
 #
 # Installs what is missing first (e2e/setup/deps.sh). Results are checked with
 # tools we did not write: skopeo, umoci, crane, docker, sha256sum, gzip, file.
-# Prints "N passed, N failed" and exits non-zero when anything failed.
+# Prints "N passed, N failed, N skipped" and exits non-zero when anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=e2e/lib/common.sh
@@ -24,7 +24,7 @@ trap cleanup EXIT
 log "setup: installing what is missing"
 if ! e2e/setup/deps.sh; then
     echo "setup failed: the tests cannot run"
-    echo "0 passed, 1 failed"
+    echo "0 passed, 1 failed, 0 skipped"
     exit 1
 fi
 

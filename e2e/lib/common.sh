@@ -7,7 +7,9 @@ mkdir -p "$KILN_WORK"
 
 passed=0
 failed=0
+skipped=0
 failures=()
+skips=()
 
 log() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 
@@ -17,6 +19,13 @@ fail() {
     printf 'FAIL %s\n' "$1"
     [ -n "${2:-}" ] && printf '     %s\n' "$2" | head -40
     return 0
+}
+
+# skip NAME REASON: a check that could not run. Counted and printed, never a pass;
+# CI (CI=true) has every tool, so there a skip fails the run (see summary).
+skip() {
+    skipped=$((skipped + 1)); skips+=("$1: $2")
+    printf 'SKIP %s\n     %s\n' "$1" "$2"
 }
 
 # check NAME CMD...: runs CMD, PASS when it exits 0, FAIL (with its output) otherwise.
@@ -36,8 +45,15 @@ summary() {
     if [ "$failed" -gt 0 ]; then
         printf 'failed: %s\n' "${failures[@]}"
     fi
-    echo "$passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
+    if [ "$skipped" -gt 0 ]; then
+        printf 'skipped: %s\n' "${skips[@]}"
+    fi
+    echo "$passed passed, $failed failed, $skipped skipped"
+    [ "$failed" -eq 0 ] || return 1
+    if [ "$skipped" -gt 0 ] && [ "${CI:-}" = true ]; then
+        echo "CI has every tool: a skipped check is a failure here"
+        return 1
+    fi
 }
 
 free_port() {

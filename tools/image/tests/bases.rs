@@ -335,7 +335,7 @@ fn oci_layout_with_two_platforms() {
     assert!(
         e.starts_with("kiln-image: //t:img: base: ")
             && e.trim_end().ends_with(
-                "no image for platform linux/s390x; the layout has: linux/amd64, linux/arm64"
+                "no image for platform linux/s390x; there are images for: linux/amd64, linux/arm64"
             ),
         "{e}"
     );
@@ -398,7 +398,7 @@ fn nested_index_and_oci_layout_in_a_tar() {
     );
     assert!(
         e.trim_end().ends_with(
-            "no image for platform linux/arm/v7; the layout has: linux/amd64, linux/arm64/v8"
+            "no image for platform linux/arm/v7; there are images for: linux/amd64, linux/arm64/v8"
         ),
         "{e}"
     );

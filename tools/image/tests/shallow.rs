@@ -315,7 +315,7 @@ fn a_platform_that_was_not_pulled_is_a_clear_error() {
     // A platform the image does not have at all is another error.
     let err = fails(d, "ppc", run(d, "ppc", "shallow", "linux/ppc64le", &l));
     assert!(
-        err.contains("no image for platform linux/ppc64le; the layout has: linux/amd64, linux/arm64/v8, linux/s390x"),
+        err.contains("no image for platform linux/ppc64le; there are images for: linux/amd64, linux/arm64/v8, linux/s390x"),
         "{err}"
     );
     // The manifest there but not its config: not pulled either.

@@ -7,7 +7,6 @@ mod archive;
 mod engine;
 mod layer;
 mod legacy;
-mod platform;
 mod shell;
 
 use std::ffi::OsStr;
@@ -20,6 +19,7 @@ use clap::{Parser, ValueEnum};
 use kiln_oci::atomic::AtomicFile;
 use kiln_oci::media_types;
 use kiln_oci::reference::TaggedName;
+use kiln_oci::select;
 use kiln_oci::{Descriptor, Layout, Platform, Stamp};
 
 use crate::archive::Archive;
@@ -300,7 +300,7 @@ fn choose_image(layout: &Layout, explicit: Option<&Platform>) -> anyhow::Result<
         // A single image is loaded as is; only an explicit --platform that
         // contradicts the platform recorded for it is an error.
         if let (Some(want), Some(have)) = (explicit, &top.platform) {
-            if platform::pick(std::slice::from_ref(&top), want).is_err() {
+            if select::pick_entry(std::slice::from_ref(&top), want).is_err() {
                 bail!("--platform {want}: the layout holds a single image for {have}");
             }
         }
@@ -314,8 +314,8 @@ fn choose_image(layout: &Layout, explicit: Option<&Platform>) -> anyhow::Result<
         );
     }
     let index = layout.read_index(&top)?;
-    let want = explicit.cloned().unwrap_or_else(platform::host_platform);
-    match platform::pick(&index.manifests, &want) {
+    let want = explicit.cloned().unwrap_or_else(select::host_platform);
+    match select::pick_entry(&index.manifests, &want) {
         Ok(d) => Ok(d.clone()),
         Err(e) if explicit.is_some() => Err(e).context("--platform"),
         Err(e) => Err(e).context(format!(

@@ -418,7 +418,7 @@ fn wrong_platform_and_names_fail_before_running_the_cli() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(
-            "--platform: the index has no image for platform linux/arm64; it has: linux/s390x, linux/amd64"
+            "--platform: no image for platform linux/arm64; there are images for: linux/s390x, linux/amd64"
         ),
         "{stderr}"
     );

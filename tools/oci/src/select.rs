@@ -39,8 +39,8 @@ pub struct Selected {
 }
 
 /// `(os, architecture, variant)` with the spellings that mean the same image
-/// made equal: `arm64` and `arm64/v8` (images are published both ways), and
-/// `amd64` and `amd64/v1`.
+/// made equal: `arm64` and `arm64/v8` (images are published both ways),
+/// `amd64` and `amd64/v1`, and an empty variant and none.
 fn normalized(p: &Platform) -> (&str, &str, Option<&str>) {
     let variant = match (p.architecture.as_str(), p.variant.as_deref()) {
         ("arm64", Some("v8")) | ("amd64", Some("v1")) => None,
@@ -50,10 +50,136 @@ fn normalized(p: &Platform) -> (&str, &str, Option<&str>) {
     (p.os.as_str(), p.architecture.as_str(), variant)
 }
 
-/// True when `have` is an image for `want` (same os, architecture and
-/// variant, `arm64` matching `arm64/v8`).
+/// True when `have` is an image for `want`: the same os, architecture and
+/// variant, with `arm64` = `arm64/v8`, `amd64` = `amd64/v1`.
 pub fn platform_matches(want: &Platform, have: &Platform) -> bool {
     normalized(want) == normalized(have)
+}
+
+/// True for the `unknown/unknown` entries of an index (build attestations,
+/// signatures): an `unknown` os or architecture is never an image to run,
+/// so it is never chosen nor offered in messages.
+pub fn is_attestation(p: &Platform) -> bool {
+    p.os == "unknown" || p.architecture == "unknown"
+}
+
+/// The platform images are built, pulled and loaded for by default: Linux on
+/// this machine's CPU. The OS is always `linux`, because Docker Desktop and
+/// podman machine on macOS and Windows run Linux containers in a VM.
+pub fn host_platform() -> Platform {
+    Platform {
+        os: "linux".to_string(),
+        architecture: oci_arch(std::env::consts::ARCH).to_string(),
+        variant: None,
+    }
+}
+
+/// Rust's names for CPU architectures mapped to Go's, which OCI uses.
+pub fn oci_arch(rust_arch: &str) -> &str {
+    let little = cfg!(target_endian = "little");
+    match rust_arch {
+        "x86_64" => "amd64",
+        "x86" => "386",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        "powerpc64" if little => "ppc64le",
+        "powerpc64" => "ppc64",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        "loongarch64" => "loong64",
+        "mips64" if little => "mips64le",
+        "mips64" => "mips64",
+        "mips" if little => "mipsle",
+        other => other,
+    }
+}
+
+/// Why no image was picked for a platform. The message lists what there is;
+/// the caller says where (which layout, index or flag).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PickError {
+    #[error("no image for platform {wanted}; {}", offered(.available))]
+    Missing {
+        wanted: Platform,
+        available: Vec<String>,
+    },
+    #[error(
+        "platform {wanted} matches several images ({}); give the variant too",
+        .candidates.join(", ")
+    )]
+    Ambiguous {
+        wanted: Platform,
+        candidates: Vec<String>,
+    },
+}
+
+fn offered(available: &[String]) -> String {
+    if available.is_empty() {
+        "there is no image with a known platform".to_string()
+    } else {
+        format!("there are images for: {}", available.join(", "))
+    }
+}
+
+/// The one platform-matching rule of the tools (kiln-image's bases,
+/// kiln-pull, kiln-load): among `candidates` (each an item and its
+/// platform, in index order),
+/// 1. the first whose platform matches `wanted` ([`platform_matches`]; the
+///    OCI image-index spec: "the first matching entry SHOULD be used");
+/// 2. else, when `wanted` has no variant, the only one with its os and
+///    architecture (several are [`PickError::Ambiguous`]);
+/// 3. else [`PickError::Missing`], listing the platforms there are.
+///
+/// Attestations ([`is_attestation`]) are never chosen nor listed.
+pub fn pick<'a, T>(candidates: &'a [(T, Platform)], wanted: &Platform) -> Result<&'a T, PickError> {
+    let images: Vec<&(T, Platform)> = candidates
+        .iter()
+        .filter(|(_, p)| !is_attestation(p))
+        .collect();
+    if let Some((item, _)) = images.iter().find(|(_, p)| platform_matches(wanted, p)) {
+        return Ok(item);
+    }
+    if wanted.variant.is_none() {
+        let same_arch: Vec<&&(T, Platform)> = images
+            .iter()
+            .filter(|(_, p)| p.os == wanted.os && p.architecture == wanted.architecture)
+            .collect();
+        match same_arch.as_slice() {
+            [(item, _)] => return Ok(item),
+            [] => {}
+            several => {
+                return Err(PickError::Ambiguous {
+                    wanted: wanted.clone(),
+                    candidates: several.iter().map(|(_, p)| p.to_string()).collect(),
+                })
+            }
+        }
+    }
+    let mut available: Vec<String> = Vec::new();
+    for (_, p) in &images {
+        let s = p.to_string();
+        if !available.contains(&s) {
+            available.push(s);
+        }
+    }
+    Err(PickError::Missing {
+        wanted: wanted.clone(),
+        available,
+    })
+}
+
+/// [`pick`] among the image manifests of an index's `entries` that carry a
+/// platform (nested indexes are not followed: see [`select_manifest`]).
+pub fn pick_entry<'a>(
+    entries: &'a [Descriptor],
+    wanted: &Platform,
+) -> Result<&'a Descriptor, PickError> {
+    let images: Vec<(&Descriptor, Platform)> = entries
+        .iter()
+        .filter(|d| media_types::is_manifest(&d.media_type))
+        .filter_map(|d| d.platform.clone().map(|p| (d, p)))
+        .collect();
+    pick(&images, wanted).copied()
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(
@@ -135,12 +261,7 @@ fn platform_from_config(
 ///   (layouts written by kiln-image, single-platform pulls).
 /// - Otherwise every image manifest reachable through the entries (nested
 ///   indexes followed) is a candidate; its platform is the descriptor's, or
-///   when the descriptor has none, its config's. The first candidate whose
-///   platform matches is chosen (the OCI image-index spec: "the first
-///   matching entry SHOULD be used"). When `want` has no variant and nothing
-///   matches exactly, the only candidate with the same os/architecture is
-///   chosen; several are an error asking for the variant.
-/// - No match is an error listing the platforms the layout has.
+///   when the descriptor has none, its config's; [`pick`] chooses.
 pub fn select_manifest(
     store: &dyn BlobStore,
     index_json: &ImageIndex,
@@ -167,69 +288,18 @@ pub fn select_manifest(
         }
     }
 
-    let chosen = candidates
+    let platformed: Vec<(&Descriptor, Platform)> = candidates
         .iter()
-        .find(|c| {
-            c.platform
-                .as_ref()
-                .is_some_and(|p| platform_matches(want, p))
-        })
-        .or_else(|| {
-            if want.variant.is_some() {
-                return None;
-            }
-            let mut same_arch = candidates.iter().filter(|c| {
-                c.platform
-                    .as_ref()
-                    .is_some_and(|p| p.os == want.os && p.architecture == want.architecture)
-            });
-            match (same_arch.next(), same_arch.next()) {
-                (Some(only), None) => Some(only),
-                _ => None,
-            }
-        });
-    let Some(chosen) = chosen else {
-        let mut available: Vec<String> = Vec::new();
-        for p in candidates.iter().filter_map(|c| c.platform.as_ref()) {
-            let s = p.to_string();
-            if !available.contains(&s) {
-                available.push(s);
-            }
-        }
-        let ambiguous: Vec<&String> = available
-            .iter()
-            .filter(|s| s.starts_with(&format!("{}/{}/", want.os, want.architecture)))
-            .collect();
-        if want.variant.is_none() && ambiguous.len() > 1 {
-            bail!(
-                "{}: platform {want} matches several images ({}); give the variant too",
-                store.describe(),
-                ambiguous
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        if available.is_empty() {
-            bail!(
-                "{}: no image for platform {want}: the layout has no image with a known platform",
-                store.describe()
-            );
-        }
-        bail!(
-            "{}: no image for platform {want}; the layout has: {}",
-            store.describe(),
-            available.join(", ")
-        );
-    };
-    let manifest = read_json(store, &chosen.descriptor, "image manifest")?;
+        .filter_map(|c| c.platform.clone().map(|p| (&c.descriptor, p)))
+        .collect();
+    let chosen =
+        pick(&platformed, want).map_err(|e| anyhow::anyhow!("{}: {e}", store.describe()))?;
+    let manifest = read_json(store, chosen, "image manifest")?;
     Ok(Selected {
-        descriptor: chosen.descriptor.clone(),
+        descriptor: (*chosen).clone(),
         manifest,
     })
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +363,66 @@ mod tests {
         assert!(!platform_matches(&p("linux/arm/v7"), &p("linux/arm/v6")));
         assert!(!platform_matches(&p("linux/amd64"), &p("windows/amd64")));
         assert!(!platform_matches(&p("linux/arm64/v9"), &p("linux/arm64")));
+        assert!(!platform_matches(&p("linux/amd64"), &p("linux/amd64/v2")));
+    }
+
+    fn item(platform: &str) -> (String, Platform) {
+        (platform.to_string(), p(platform))
+    }
+
+    #[test]
+    fn picking() {
+        let all = [
+            item("linux/amd64/v1"),
+            item("linux/arm64/v8"),
+            item("linux/arm/v6"),
+            item("linux/arm/v7"),
+            item("unknown/unknown"),
+            item("linux/unknown"),
+        ];
+        let got = |want: &str| pick(&all, &p(want)).map(String::as_str);
+        assert_eq!(got("linux/amd64"), Ok("linux/amd64/v1"));
+        assert_eq!(got("linux/amd64/v1"), Ok("linux/amd64/v1"));
+        assert_eq!(got("linux/arm64"), Ok("linux/arm64/v8"));
+        assert_eq!(got("linux/arm/v7"), Ok("linux/arm/v7"));
+        assert_eq!(
+            got("linux/arm").unwrap_err().to_string(),
+            "platform linux/arm matches several images (linux/arm/v6, linux/arm/v7); give the variant too"
+        );
+        // Attestations are neither chosen nor offered.
+        assert_eq!(
+            got("unknown/unknown").unwrap_err().to_string(),
+            "no image for platform unknown/unknown; there are images for: \
+             linux/amd64/v1, linux/arm64/v8, linux/arm/v6, linux/arm/v7"
+        );
+        assert!(got("linux/unknown").is_err());
+        // A variant asked for is never replaced by another.
+        assert!(got("linux/arm/v5").is_err());
+        // Without a variant, the only one with that os/architecture.
+        let one = [item("linux/amd64/v3")];
+        assert_eq!(pick(&one, &p("linux/amd64")), Ok(&one[0].0));
+        assert!(pick(&one, &p("linux/amd64/v2")).is_err());
+        let none: [(String, Platform); 1] = [item("unknown/unknown")];
+        assert_eq!(
+            pick(&none, &p("linux/amd64")).unwrap_err().to_string(),
+            "no image for platform linux/amd64; there is no image with a known platform"
+        );
+    }
+
+    #[test]
+    fn arch_names() {
+        assert_eq!(oci_arch("x86_64"), "amd64");
+        assert_eq!(oci_arch("aarch64"), "arm64");
+        assert_eq!(oci_arch("x86"), "386");
+        assert_eq!(oci_arch("loongarch64"), "loong64");
+        assert_eq!(oci_arch("sparc64"), "sparc64");
+        let host = host_platform();
+        assert_eq!(host.os, "linux");
+        assert_eq!(host.variant, None);
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(host.to_string(), "linux/amd64");
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(host.to_string(), "linux/arm64");
     }
 
     #[test]
@@ -318,7 +448,7 @@ mod tests {
         let err = select_manifest(&m, &top, &p("linux/s390x")).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "mem: no image for platform linux/s390x; the layout has: linux/amd64, unknown/unknown, linux/arm64/v8, linux/arm64"
+            "mem: no image for platform linux/s390x; there are images for: linux/amd64, linux/arm64/v8, linux/arm64"
         );
     }
 
@@ -350,7 +480,7 @@ mod tests {
         let err = select_manifest(&m, &top, &p("linux/arm/v5")).unwrap_err();
         assert!(
             err.to_string()
-                .ends_with("the layout has: linux/amd64, linux/arm/v7, linux/arm/v6"),
+                .ends_with("there are images for: linux/amd64, linux/arm/v7, linux/arm/v6"),
             "{err}"
         );
     }
@@ -408,7 +538,7 @@ mod tests {
         let err = select_manifest(&store, &top, &p("linux/s390x")).unwrap_err();
         assert!(
             err.to_string().ends_with(
-                "no image for platform linux/s390x; the layout has: linux/amd64, linux/arm64/v8"
+                "no image for platform linux/s390x; there are images for: linux/amd64, linux/arm64/v8"
             ),
             "{err}"
         );

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
-use kiln_oci::select::platform_matches;
+use kiln_oci::select;
 use kiln_oci::{media_types, Descriptor, ImageIndex, ImageManifest, LayoutWriter, Platform};
 use kiln_registry::{Client, ImageRef, RepoRef, SourceBlob, Sources, Target, SOURCE_FILE};
 
@@ -110,47 +110,23 @@ pub async fn pull(client: Client, args: PullArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The index entries for `wanted`, in the order asked, each once. A
-/// platform matches an entry with the same os, architecture and variant
-/// (`arm64` = `arm64/v8`); asked without a variant, it matches the only
-/// entry with its os and architecture. Entries that are not image
-/// manifests or have no platform (attestations: `unknown/unknown`) are
-/// never chosen.
+/// The index entries for `wanted`, in the order asked, each once, as
+/// `kiln_oci::select::pick_entry` matches platforms (the same rule as
+/// kiln-image's and kiln-load's). Nested indexes are not followed.
 fn choose(index: &ImageIndex, wanted: &[Platform]) -> anyhow::Result<Vec<Descriptor>> {
-    let images: Vec<(&Descriptor, &Platform)> = index
-        .manifests
-        .iter()
-        .filter(|d| media_types::is_manifest(&d.media_type))
-        .filter_map(|d| d.platform.as_ref().map(|p| (d, p)))
-        .filter(|(_, p)| p.os != "unknown" && p.architecture != "unknown")
-        .collect();
     let mut chosen: Vec<Descriptor> = Vec::new();
     for want in wanted {
-        let found = match images.iter().find(|(_, p)| platform_matches(want, p)) {
-            Some((d, _)) => *d,
-            None => {
-                let same_arch: Vec<_> = images
-                    .iter()
-                    .filter(|(_, p)| want.variant.is_none() && same_os_arch(want, p))
-                    .collect();
-                match same_arch.as_slice() {
-                    [(d, _)] => *d,
-                    [] => bail!(
-                        "it has no image for {want}; it has {}",
-                        describe_platforms(index)
-                    ),
-                    several => bail!(
-                        "{want} is ambiguous: it has {}; ask for one with its variant",
-                        list(
-                            &several
-                                .iter()
-                                .map(|(_, p)| (*p).clone())
-                                .collect::<Vec<_>>()
-                        )
-                    ),
-                }
+        let found = select::pick_entry(&index.manifests, want).map_err(|e| {
+            let nested = index
+                .manifests
+                .iter()
+                .any(|d| media_types::is_index(&d.media_type));
+            if nested {
+                anyhow!("{e} (nested indexes are not followed)")
+            } else {
+                anyhow!(e)
             }
-        };
+        })?;
         if !chosen.iter().any(|c| c.digest == found.digest) {
             chosen.push(found.clone());
         }
@@ -158,13 +134,9 @@ fn choose(index: &ImageIndex, wanted: &[Platform]) -> anyhow::Result<Vec<Descrip
     Ok(chosen)
 }
 
-fn same_os_arch(a: &Platform, b: &Platform) -> bool {
-    a.os == b.os && a.architecture == b.architecture
-}
-
 /// `want` names `have`: as in `choose`, for a single manifest.
 fn same_platform(want: &Platform, have: &Platform) -> bool {
-    platform_matches(want, have) || (want.variant.is_none() && same_os_arch(want, have))
+    select::pick(&[((), have.clone())], want).is_ok()
 }
 
 fn list(platforms: &[Platform]) -> String {
@@ -173,29 +145,6 @@ fn list(platforms: &[Platform]) -> String {
         .map(Platform::to_string)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// What an index offers, for the "no image for" error.
-fn describe_platforms(index: &ImageIndex) -> String {
-    let mut have: Vec<String> = index
-        .manifests
-        .iter()
-        .filter(|d| media_types::is_manifest(&d.media_type))
-        .filter_map(|d| d.platform.as_ref().map(Platform::to_string))
-        .filter(|p| p != "unknown/unknown")
-        .collect();
-    if index
-        .manifests
-        .iter()
-        .any(|d| media_types::is_index(&d.media_type))
-    {
-        have.push("nested indexes (not followed)".to_string());
-    }
-    if have.is_empty() {
-        "no platform-specific image manifests".to_string()
-    } else {
-        have.join(", ")
-    }
 }
 
 /// Fetches the image manifest `desc` points at and its config into the
@@ -341,10 +290,10 @@ mod tests {
         );
         assert_eq!(pick(&idx, &["linux/arm/v7"]).unwrap(), ["linux/arm/v7"]);
         let err = pick(&idx, &["linux/arm"]).unwrap_err().to_string();
-        assert!(err.contains("ambiguous"), "{err}");
+        assert!(err.contains("give the variant"), "{err}");
         let err = pick(&idx, &["linux/s390x"]).unwrap_err().to_string();
         assert!(
-            err.contains("no image for linux/s390x; it has linux/amd64, linux/arm64/v8, linux/arm/v6, linux/arm/v7"),
+            err.contains("no image for platform linux/s390x; there are images for: linux/amd64, linux/arm64/v8, linux/arm/v6, linux/arm/v7"),
             "{err}"
         );
         assert!(!err.contains("unknown"), "{err}");

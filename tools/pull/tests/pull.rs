@@ -503,8 +503,8 @@ fn missing_platform_is_an_error_listing_what_the_index_has() {
     assert_eq!(
         err,
         format!(
-            "kiln-pull: {image}: image index {digest}: it has no image for linux/ppc64le; \
-             it has linux/amd64, linux/arm64/v8\n"
+            "kiln-pull: {image}: image index {digest}: no image for platform linux/ppc64le; \
+             there are images for: linux/amd64, linux/arm64/v8\n"
         )
     );
     assert!(!out.exists());

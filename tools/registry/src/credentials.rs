@@ -252,10 +252,7 @@ impl DockerConfig {
 }
 
 fn is_docker_hub(registry: &str) -> bool {
-    matches!(
-        registry,
-        "registry-1.docker.io" | "index.docker.io" | "docker.io"
-    )
+    kiln_oci::reference::is_docker_hub_alias(registry)
 }
 
 /// The host a config key names: Docker writes keys as `host[:port]`, or as

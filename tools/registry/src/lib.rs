@@ -19,12 +19,13 @@ mod auth;
 mod client;
 pub mod credentials;
 mod error;
-pub mod reference;
 pub mod source;
 mod verify;
 
 pub use auth::Challenge;
 pub use client::{Client, ClientOptions, Manifest, Transfer, MAX_MANIFEST_SIZE};
 pub use credentials::{Credentials, DockerConfig, Lookup, Secret};
-pub use reference::{ImageRef, NameError, RepoRef, Target, DOCKER_HUB_REGISTRY};
+// The reference grammar is kiln_oci's, re-exported for the tools.
+pub use kiln_oci::reference;
+pub use kiln_oci::reference::{ImageRef, NameError, RepoRef, Target, DOCKER_HUB_REGISTRY};
 pub use source::{repo_of, Location, SourceBlob, Sources, SOURCE_FILE};

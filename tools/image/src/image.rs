@@ -18,7 +18,7 @@ use kiln_oci::media_types::{self, ANNOTATION_REF_NAME};
 use kiln_oci::select::{self, BlobStore};
 use kiln_oci::{
     canonical, Descriptor, Digest, HashingWriter, ImageIndex, ImageManifest, LayerDescriptor,
-    Layout, LayoutWriter, ListingEntry, Platform, SourceBlob, Sources, Stamp, SOURCE_FILE,
+    Layout, LayoutWriter, ListingEntry, Located, Platform, SourceBlob, Sources, Stamp,
 };
 
 use crate::config::{self, ConfigSpec, ImageConfig};
@@ -368,33 +368,16 @@ fn import_base(
             sources: Some(sources),
         } => {
             for d in descs {
-                if layout.blob_path(&d.digest).exists() {
-                    writer.add_blob_from(layout, &d.digest)?;
-                    continue;
+                match layout.locate(Some(sources), d)? {
+                    Located::Present(_) => writer.add_blob_from(layout, &d.digest)?,
+                    Located::Absent(listed) => absent.add(
+                        d.digest.clone(),
+                        SourceBlob {
+                            media_type: d.media_type.clone(),
+                            ..listed.clone()
+                        },
+                    )?,
                 }
-                let Some(listed) = sources.get(&d.digest) else {
-                    bail!(
-                        "{}: layer blob {} is neither in the layout nor listed in its {SOURCE_FILE}",
-                        layout.dir().display(),
-                        d.digest
-                    );
-                };
-                if listed.size != d.size {
-                    bail!(
-                        "{}: layer blob {} has {} bytes according to {SOURCE_FILE}, but the manifest says {}",
-                        layout.dir().display(),
-                        d.digest,
-                        listed.size,
-                        d.size
-                    );
-                }
-                absent.add(
-                    d.digest.clone(),
-                    SourceBlob {
-                        media_type: d.media_type.clone(),
-                        ..listed.clone()
-                    },
-                )?;
             }
             Ok(descs.clone())
         }

@@ -346,7 +346,7 @@ fn a_base_blob_neither_present_nor_listed_is_named() {
     assert_eq!(
         err,
         format!(
-            "kiln-image: //t:img: base: shallow: layer blob {} is neither in the layout \
+            "kiln-image: //t:img: base: shallow: blob {} is neither in the layout \
              nor listed in its {SOURCE_FILE}\n",
             own.digest
         )

@@ -9,8 +9,7 @@ use serde::Deserialize;
 
 use kiln_oci::media_types::{self, ANNOTATION_REF_NAME};
 use kiln_oci::{
-    atomic, Descriptor, ImageIndex, ImageManifest, Layout, LayoutWriter, Platform, Sources,
-    SOURCE_FILE,
+    atomic, Descriptor, ImageIndex, ImageManifest, Layout, LayoutWriter, Located, Platform, Sources,
 };
 
 #[derive(Debug, Deserialize)]
@@ -105,24 +104,20 @@ pub fn run(spec_path: &Path, layout_out: &Path, digest_out: &Path) -> anyhow::Re
     // The blobs of shallow inputs that no input holds, with their sources.
     let mut absent = Sources::default();
     for img in &images {
-        let blobs = std::iter::once(&img.top.digest)
-            .chain(std::iter::once(&img.manifest.config.digest))
-            .chain(img.manifest.layers.iter().map(|l| &l.digest));
-        for digest in blobs {
-            let listed = img.sources.as_ref().and_then(|s| s.get(digest));
-            match listed {
-                Some(listed) if !img.layout.blob_path(digest).exists() => absent
-                    .add(digest.clone(), listed.clone())
+        let blobs = std::iter::once(&img.top)
+            .chain(std::iter::once(&img.manifest.config))
+            .chain(img.manifest.layers.iter());
+        for desc in blobs {
+            let located = img
+                .layout
+                .locate(img.sources.as_ref(), desc)
+                .with_context(|| format!("{target}: images"))?;
+            match located {
+                Located::Absent(listed) => absent
+                    .add(desc.digest.clone(), listed.clone())
                     .with_context(|| format!("{target}: images"))?,
-                None if img.sources.is_some() && !img.layout.blob_path(digest).exists() => {
-                    bail!(
-                        "{target}: images: {}: blob {digest} is neither in the layout nor \
-                         listed in its {SOURCE_FILE}",
-                        img.layout.dir().display()
-                    )
-                }
-                _ => writer
-                    .add_blob_from(&img.layout, digest)
+                Located::Present(_) => writer
+                    .add_blob_from(&img.layout, &desc.digest)
                     .with_context(|| format!("{target}: images"))?,
             }
         }

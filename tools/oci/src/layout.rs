@@ -15,7 +15,17 @@ use crate::digest::{sha256_bytes, Digest, HashingWriter};
 use crate::media_types;
 use crate::model::{Descriptor, ImageIndex, ImageManifest, Platform};
 use crate::select::{self, BlobStore, Selected};
-use crate::source::Sources;
+use crate::source::{SourceBlob, Sources, SOURCE_FILE};
+
+/// Where a blob a layout's manifest names is: the shallow-blob decision.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Located<'s> {
+    /// In the layout: a regular file of the descriptor's size.
+    Present(PathBuf),
+    /// Absent by design: listed in the layout's `kiln-source.json` with
+    /// this source, of the descriptor's size.
+    Absent(&'s SourceBlob),
+}
 
 /// An existing OCI image layout directory.
 #[derive(Clone, Debug)]
@@ -79,6 +89,58 @@ impl Layout {
 
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         blob_path_in(&self.dir, digest)
+    }
+
+    /// The shallow-blob decision, the same for every tool: a blob that is
+    /// present is used (linked, uploaded); one that is absent but listed in
+    /// `sources` (the layout's `kiln-source.json`) stays absent and is
+    /// carried on; anything else is an error. Sizes are checked against
+    /// `desc` (only sizes: hashing every layer up front would read it twice;
+    /// whoever reads the bytes verifies the digest).
+    pub fn locate<'s>(
+        &self,
+        sources: Option<&'s Sources>,
+        desc: &Descriptor,
+    ) -> anyhow::Result<Located<'s>> {
+        let path = self.blob_path(&desc.digest);
+        let listed = sources.and_then(|s| s.get(&desc.digest));
+        match (fs::metadata(&path), listed) {
+            (Ok(meta), _) => {
+                if !meta.is_file() {
+                    bail!("blob {}: {} is not a file", desc.digest, path.display());
+                }
+                if meta.len() != desc.size {
+                    bail!(
+                        "{}: blob {} has {} bytes but its descriptor says {}",
+                        self.dir.display(),
+                        desc.digest,
+                        meta.len(),
+                        desc.size
+                    );
+                }
+                Ok(Located::Present(path))
+            }
+            (Err(e), Some(listed)) if e.kind() == io::ErrorKind::NotFound => {
+                if listed.size != desc.size {
+                    bail!(
+                        "{}: blob {} has {} bytes according to {SOURCE_FILE} but its \
+                         descriptor says {}",
+                        self.dir.display(),
+                        desc.digest,
+                        listed.size,
+                        desc.size
+                    );
+                }
+                Ok(Located::Absent(listed))
+            }
+            (Err(e), None) if e.kind() == io::ErrorKind::NotFound && sources.is_some() => bail!(
+                "{}: blob {} is neither in the layout nor listed in its {SOURCE_FILE}",
+                self.dir.display(),
+                desc.digest
+            ),
+            (Err(e), _) => Err(e)
+                .with_context(|| format!("blob {} is missing: {}", desc.digest, path.display())),
+        }
     }
 
     /// Reads a whole blob, verifying its digest. Meant for JSON documents;
@@ -352,6 +414,49 @@ impl LayoutWriter {
 mod tests {
     use super::*;
     use crate::model::Platform;
+
+    #[test]
+    fn the_shallow_blob_decision() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = LayoutWriter::new(dir.path().join("l")).unwrap();
+        let here = w.add_blob_bytes(b"here").unwrap();
+        w.finish(vec![]).unwrap();
+        let layout = Layout::open(dir.path().join("l")).unwrap();
+        let desc =
+            |d: &Digest, size| Descriptor::new(media_types::OCI_LAYER_TAR_GZIP, d.clone(), size);
+        let away = sha256_bytes(b"away");
+        let listed = SourceBlob {
+            media_type: media_types::OCI_LAYER_TAR_GZIP.into(),
+            size: 4,
+            registry: "registry.example".into(),
+            repository: "base".into(),
+        };
+        let mut sources = Sources::default();
+        sources.add(away.clone(), listed.clone()).unwrap();
+        let some = Some(&sources);
+
+        // Present: linked, in a complete layout as in a shallow one.
+        for s in [None, some] {
+            assert_eq!(
+                layout.locate(s, &desc(&here, 4)).unwrap(),
+                Located::Present(layout.blob_path(&here))
+            );
+        }
+        // Listed: absent.
+        assert_eq!(
+            layout.locate(some, &desc(&away, 4)).unwrap(),
+            Located::Absent(&listed)
+        );
+        // Otherwise an error, and sizes must agree.
+        let err = |s, d: &Descriptor| layout.locate(s, d).unwrap_err().to_string();
+        let nowhere = sha256_bytes(b"nowhere");
+        assert!(err(some, &desc(&nowhere, 1))
+            .ends_with("is neither in the layout nor listed in its kiln-source.json"));
+        assert!(err(None, &desc(&away, 4)).starts_with(&format!("blob {away} is missing: ")));
+        assert!(err(some, &desc(&away, 5))
+            .ends_with("4 bytes according to kiln-source.json but its descriptor says 5"));
+        assert!(err(None, &desc(&here, 5)).ends_with("4 bytes but its descriptor says 5"));
+    }
 
     fn write_image(dest: &Path) -> (Descriptor, Vec<u8>) {
         let w = LayoutWriter::new(dest).unwrap();

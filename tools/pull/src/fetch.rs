@@ -1,13 +1,14 @@
 //! `kiln-pull fetch-blobs --layout DIR --output OUT`: a complete OCI layout
 //! from a shallow one, for the build actions that need the layer bytes.
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
 use futures_util::{StreamExt, TryStreamExt};
-use kiln_oci::{media_types, Descriptor, Digest, ImageIndex, Layout, LayoutWriter};
-use kiln_registry::{repo_of, Client, Sources, SOURCE_FILE};
+use kiln_oci::{media_types, Descriptor, Digest, ImageIndex, Layout, LayoutWriter, Located};
+use kiln_registry::{repo_of, Client, SourceBlob, Sources, SOURCE_FILE};
 
 /// Blobs downloaded at once.
 const CONCURRENCY: usize = 4;
@@ -49,21 +50,21 @@ pub async fn fetch_blobs(
     }
 
     // Each blob from its own source: a layout may mix several (an index of
-    // images on different bases).
-    let missing = sources
-        .blobs
-        .iter()
-        .filter(|(digest, _)| !writer.blob_path(digest).exists())
+    // images on different bases). Decided before anything is downloaded.
+    let index: ImageIndex = serde_json::from_value(index_json.clone())
+        .with_context(|| format!("parsing {}", index_json_path.display()))?;
+    let missing = absent_blobs(&layout, &sources, &index)?
+        .into_iter()
         .map(|(digest, blob)| Ok((digest, blob.size, repo_of(blob)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let count = missing.len();
     let bytes: u64 = futures_util::stream::iter(missing)
         .map(|(digest, size, repo)| {
-            let dest = writer.blob_path(digest);
+            let dest = writer.blob_path(&digest);
             let client = &client;
             async move {
                 client
-                    .fetch_blob_to_file(&repo, digest, Some(size), &dest)
+                    .fetch_blob_to_file(&repo, &digest, Some(size), &dest)
                     .await
             }
         })
@@ -71,9 +72,6 @@ pub async fn fetch_blobs(
         .try_fold(0u64, |total, n| async move { Ok(total + n) })
         .await?;
 
-    let index: ImageIndex = serde_json::from_value(index_json.clone())
-        .with_context(|| format!("parsing {}", index_json_path.display()))?;
-    check_complete(writer.path(), &index).context("the fetched layout is incomplete")?;
     writer
         .finish_with(&index_json)
         .with_context(|| format!("writing the layout {}", output.display()))?;
@@ -92,11 +90,16 @@ pub async fn fetch_blobs(
     Ok(())
 }
 
-/// Every blob that the manifests in the layout need is there. An index's
-/// manifests that are absent are the platforms not pulled; at least one
-/// must be present.
-fn check_complete(dir: &Path, index_json: &ImageIndex) -> anyhow::Result<()> {
-    let layout = Layout::open(dir)?;
+/// The blobs the layout's images need that it does not hold, each with its
+/// source (`Layout::locate` decides; a blob neither present nor listed is an
+/// error). An index's manifests that are absent are the platforms not
+/// pulled; at least one must be present.
+fn absent_blobs<'s>(
+    layout: &Layout,
+    sources: &'s Sources,
+    index_json: &ImageIndex,
+) -> anyhow::Result<BTreeMap<Digest, &'s SourceBlob>> {
+    let mut absent = BTreeMap::new();
     for top in &index_json.manifests {
         if media_types::is_index(&top.media_type) {
             let index = layout.read_index(top)?;
@@ -105,7 +108,7 @@ fn check_complete(dir: &Path, index_json: &ImageIndex) -> anyhow::Result<()> {
                 if media_types::is_manifest(&child.media_type)
                     && layout.blob_path(&child.digest).exists()
                 {
-                    check_image(&layout, child)?;
+                    image_blobs(layout, sources, child, &mut absent)?;
                     present += 1;
                 }
             }
@@ -113,30 +116,25 @@ fn check_complete(dir: &Path, index_json: &ImageIndex) -> anyhow::Result<()> {
                 bail!("image index {} has none of its manifests", top.digest);
             }
         } else {
-            check_image(&layout, top)?;
+            image_blobs(layout, sources, top, &mut absent)?;
         }
     }
-    Ok(())
+    Ok(absent)
 }
 
-fn check_image(layout: &Layout, desc: &Descriptor) -> anyhow::Result<()> {
+fn image_blobs<'s>(
+    layout: &Layout,
+    sources: &'s Sources,
+    desc: &Descriptor,
+    absent: &mut BTreeMap<Digest, &'s SourceBlob>,
+) -> anyhow::Result<()> {
     let manifest = layout.read_manifest(desc)?;
     for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
-        let path = layout.blob_path(&blob.digest);
-        let size = fs::metadata(&path).map(|m| m.len()).map_err(|_| {
-            anyhow!(
-                "blob {} of image manifest {} is neither in the layout nor in {SOURCE_FILE}",
-                blob.digest,
-                desc.digest
-            )
-        })?;
-        if size != blob.size {
-            bail!(
-                "blob {} of image manifest {} has {size} bytes, its descriptor says {}",
-                blob.digest,
-                desc.digest,
-                blob.size
-            );
+        let located = layout
+            .locate(Some(sources), blob)
+            .with_context(|| format!("image manifest {}", desc.digest))?;
+        if let Located::Absent(listed) = located {
+            absent.insert(blob.digest.clone(), listed);
         }
     }
     Ok(())

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use kiln_oci::media_types;
-use kiln_oci::{Descriptor, Digest, Layout, Sources, SOURCE_FILE};
+use kiln_oci::{Descriptor, Digest, Layout, Located, Sources, SOURCE_FILE};
 use kiln_registry::{repo_of, RepoRef};
 
 /// A config or layer blob.
@@ -132,51 +132,10 @@ impl Walk<'_> {
         if !self.seen_blobs.insert(desc.digest.clone()) {
             return Ok(());
         }
-        let path = self.layout.blob_path(&desc.digest);
-        let listed = self.sources.as_ref().and_then(|s| s.get(&desc.digest));
-        let source = match (std::fs::metadata(&path), listed) {
-            // Only the size is checked here: hashing every layer up front
-            // would read it twice, and the registry verifies the digest on
-            // upload.
-            (Ok(meta), _) => {
-                if !meta.is_file() {
-                    bail!("blob {}: {} is not a file", desc.digest, path.display());
-                }
-                if meta.len() != desc.size {
-                    bail!(
-                        "blob {} is {} bytes but its descriptor says {}",
-                        desc.digest,
-                        meta.len(),
-                        desc.size
-                    );
-                }
-                BlobSource::Local(path)
-            }
-            (Err(e), Some(listed)) if e.kind() == std::io::ErrorKind::NotFound => {
-                if listed.size != desc.size {
-                    bail!(
-                        "blob {} is {} bytes according to {SOURCE_FILE} but its descriptor says {}",
-                        desc.digest,
-                        listed.size,
-                        desc.size
-                    );
-                }
-                BlobSource::Remote(repo_of(listed)?)
-            }
-            (Err(e), _) => {
-                let listed = if self.sources.is_some() {
-                    format!(" (and {SOURCE_FILE} does not list it)")
-                } else {
-                    String::new()
-                };
-                return Err(e).with_context(|| {
-                    format!(
-                        "blob {} is missing: {}{listed}",
-                        desc.digest,
-                        path.display()
-                    )
-                });
-            }
+        // The registry verifies the digest on upload.
+        let source = match self.layout.locate(self.sources.as_ref(), desc)? {
+            Located::Present(path) => BlobSource::Local(path),
+            Located::Absent(listed) => BlobSource::Remote(repo_of(listed)?),
         };
         self.blobs.push(Blob {
             digest: desc.digest.clone(),
@@ -294,8 +253,9 @@ mod tests {
         std::fs::write(dir.path().join("l").join(SOURCE_FILE), br#"{"blobs":{}}"#).unwrap();
         let err = format!("{:#}", Plan::from_layout(&layout).unwrap_err());
         assert!(
-            err.starts_with(&format!("blob {absent} is missing: "))
-                && err.contains("(and kiln-source.json does not list it)"),
+            err.ends_with(&format!(
+                "blob {absent} is neither in the layout nor listed in its {SOURCE_FILE}"
+            )),
             "{err}"
         );
     }

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use kiln_oci::compression::{read_up_to, Compression as Detected, MAGIC_LEN};
+use kiln_oci::digest::HashingReader;
 use kiln_oci::{Digest, HashingWriter};
 
 /// How a layer blob is compressed, told by its first bytes (not its media
@@ -62,27 +63,6 @@ pub fn measure(path: &Path, compression: Compression) -> anyhow::Result<(Digest,
     Ok((digest, size))
 }
 
-/// Hashes what is read through it.
-struct HashingReader<R> {
-    inner: R,
-    hash: HashingWriter<io::Sink>,
-}
-
-impl<R: Read> HashingReader<R> {
-    pub fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hash: HashingWriter::new(io::sink()),
-        }
-    }
-
-    /// The digest and count of the bytes read so far.
-    pub fn finish(self) -> (Digest, u64) {
-        let (_, digest, count) = self.hash.finish();
-        (digest, count)
-    }
-}
-
 /// Appends `reader` to the tarball as a `size`-byte file (mode 0644) and
 /// returns the sha256 of what was copied, for the caller to check.
 pub fn append_hashed<W: io::Write>(
@@ -99,15 +79,7 @@ pub fn append_hashed<W: io::Write>(
         size,
         &mut reader,
     )?;
-    Ok(reader.finish().0)
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        io::Write::write_all(&mut self.hash, &buf[..n])?;
-        Ok(n)
-    }
+    Ok(reader.finish().1)
 }
 
 #[cfg(test)]

@@ -102,32 +102,59 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
+/// A running sha256 and byte count: the one hashing state behind
+/// [`HashingWriter`], [`HashingReader`] and [`Verifier`].
+#[derive(Clone, Default)]
+pub struct Hasher {
+    sha: Sha256,
+    count: u64,
+}
+
+impl Hasher {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.sha.update(bytes);
+        self.count += bytes.len() as u64;
+    }
+
+    /// Bytes hashed so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The digest and the byte count.
+    pub fn finish(self) -> (Digest, u64) {
+        (Digest::from_raw(self.sha.finalize().into()), self.count)
+    }
+}
+
 /// A writer that hashes and counts every byte that passes through it, so a
 /// digest can be taken in the same pass that writes the data.
 pub struct HashingWriter<W: Write> {
     inner: W,
-    hasher: Sha256,
-    count: u64,
+    hash: Hasher,
 }
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
         HashingWriter {
             inner,
-            hasher: Sha256::new(),
-            count: 0,
+            hash: Hasher::new(),
         }
     }
 
     /// Bytes written so far.
     pub fn count(&self) -> u64 {
-        self.count
+        self.hash.count()
     }
 
     /// Returns the inner writer (not flushed), the digest and the byte count.
     pub fn finish(self) -> (W, Digest, u64) {
-        let digest = Digest::from_raw(self.hasher.finalize().into());
-        (self.inner, digest, self.count)
+        let (digest, count) = self.hash.finish();
+        (self.inner, digest, count)
     }
 }
 
@@ -135,13 +162,104 @@ impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         // Only hash what the inner writer accepted, so short writes stay exact.
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
+        self.hash.update(&buf[..n]);
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// A reader that hashes and counts every byte read through it.
+pub struct HashingReader<R: Read> {
+    inner: R,
+    hash: Hasher,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hash: Hasher::new(),
+        }
+    }
+
+    /// The inner reader, the digest and the count of the bytes read so far.
+    pub fn finish(self) -> (R, Digest, u64) {
+        let (digest, count) = self.hash.finish();
+        (self.inner, digest, count)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Bytes that are not the blob their descriptor names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("blob {digest} is corrupt: {why}")]
+pub struct Corrupt {
+    pub digest: Digest,
+    pub why: String,
+}
+
+/// Checks bytes against an expected digest (and size, when known) as they
+/// pass, for blobs that arrive in pieces (registry downloads).
+pub struct Verifier {
+    hash: Hasher,
+    digest: Digest,
+    size: Option<u64>,
+}
+
+impl Verifier {
+    pub fn new(digest: &Digest, size: Option<u64>) -> Verifier {
+        Verifier {
+            hash: Hasher::new(),
+            digest: digest.clone(),
+            size,
+        }
+    }
+
+    /// Bytes taken so far.
+    pub fn count(&self) -> u64 {
+        self.hash.count()
+    }
+
+    fn corrupt(&self, why: String) -> Corrupt {
+        Corrupt {
+            digest: self.digest.clone(),
+            why,
+        }
+    }
+
+    /// Takes the next piece; an error as soon as there is more than `size`.
+    pub fn update(&mut self, bytes: &[u8]) -> Result<(), Corrupt> {
+        let count = self.count() + bytes.len() as u64;
+        if let Some(size) = self.size.filter(|&size| count > size) {
+            return Err(self.corrupt(format!(
+                "more than the {size} bytes of its descriptor arrived"
+            )));
+        }
+        self.hash.update(bytes);
+        Ok(())
+    }
+
+    /// Checks the total size and the digest; returns the size.
+    pub fn finish(self) -> Result<u64, Corrupt> {
+        let count = self.count();
+        if let Some(size) = self.size.filter(|&size| count != size) {
+            return Err(self.corrupt(format!("{count} bytes arrived, its descriptor says {size}")));
+        }
+        let (actual, _) = self.hash.clone().finish();
+        if actual != self.digest {
+            return Err(self.corrupt(format!("the bytes that arrived have digest {actual}")));
+        }
+        Ok(count)
     }
 }
 
@@ -172,6 +290,49 @@ mod tests {
     use super::*;
 
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn verifier_checks_size_and_digest() {
+        let d = sha256_bytes(b"hello");
+        let mut v = Verifier::new(&d, Some(5));
+        v.update(b"he").unwrap();
+        v.update(b"llo").unwrap();
+        assert_eq!(v.finish().unwrap(), 5);
+
+        let mut v = Verifier::new(&d, Some(5));
+        let e = v.update(b"hello!").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("blob {d} is corrupt: more than the 5 bytes of its descriptor arrived")
+        );
+        let mut v = Verifier::new(&d, Some(5));
+        v.update(b"hell").unwrap();
+        assert!(v
+            .finish()
+            .unwrap_err()
+            .to_string()
+            .ends_with("4 bytes arrived, its descriptor says 5"));
+        let mut v = Verifier::new(&d, None);
+        v.update(b"hellO").unwrap();
+        assert_eq!(
+            v.finish().unwrap_err().why,
+            format!(
+                "the bytes that arrived have digest {}",
+                sha256_bytes(b"hellO")
+            )
+        );
+    }
+
+    #[test]
+    fn hashing_reader_and_writer_agree() {
+        let mut r = HashingReader::new(&b"some bytes"[..]);
+        let mut w = HashingWriter::new(Vec::new());
+        io::copy(&mut r, &mut w).unwrap();
+        let (_, read, n) = r.finish();
+        let (bytes, written, m) = w.finish();
+        assert_eq!((read.clone(), n), (written, m));
+        assert_eq!((read, n), (sha256_bytes(&bytes), 10));
+    }
 
     #[test]
     fn digest_of_empty_input() {

@@ -23,7 +23,7 @@ pub mod source;
 pub mod stamp;
 pub mod tar_writer;
 
-pub use digest::{sha256_bytes, sha256_file, Digest, HashingWriter};
+pub use digest::{sha256_bytes, sha256_file, Digest, HashingReader, HashingWriter};
 pub use layout::{Layout, LayoutWriter, Located};
 pub use model::{
     Descriptor, ImageIndex, ImageManifest, LayerDescriptor, ListingEntry, ListingKind, Platform,

@@ -741,7 +741,7 @@ fn corrupted_blobs_leave_no_output() {
     assert!(
         err.starts_with(&format!(
             "kiln-pull: {via_proxy}: registry {}, repository kiln/base: fetching blob {}: blob {} is corrupt: \
-             the bytes the registry sent have digest sha256:",
+             the bytes that arrived have digest sha256:",
             proxy.addr, image.config.digest, image.config.digest
         )),
         "{err}"

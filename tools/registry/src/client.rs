@@ -18,7 +18,7 @@ use crate::auth::{Challenge, TokenCache};
 use crate::credentials::{DockerConfig, Lookup, Secret};
 use crate::error::{body_excerpt, send_error};
 use crate::reference::{ImageRef, RepoRef, Target};
-use crate::verify::Verifier;
+use kiln_oci::digest::Verifier;
 
 /// Manifests and indexes larger than this are refused (the distribution
 /// registry's own limit is 4 MiB).
@@ -745,10 +745,10 @@ fn verified_stream(
                 // would be complete, and the upload committed.
                 Ok(()) if verifier.count() == size => match verifier.finish() {
                     Ok(_) => Some((Ok(chunk), (inner, None, failure))),
-                    Err(why) => Some((Err(fail(why)), (inner, None, failure))),
+                    Err(why) => Some((Err(fail(why.to_string())), (inner, None, failure))),
                 },
                 Ok(()) => Some((Ok(chunk), (inner, Some(verifier), failure))),
-                Err(why) => Some((Err(fail(why)), (inner, None, failure))),
+                Err(why) => Some((Err(fail(why.to_string())), (inner, None, failure))),
             },
             Some(Err(e)) => {
                 let why = format!("reading the blob from the source registry failed: {e}");
@@ -756,7 +756,7 @@ fn verified_stream(
             }
             None => match verifier.finish() {
                 Ok(_) => None,
-                Err(why) => Some((Err(fail(why)), (inner, None, failure))),
+                Err(why) => Some((Err(fail(why.to_string())), (inner, None, failure))),
             },
         }
     })
@@ -822,6 +822,6 @@ mod tests {
             .unwrap()
             .as_ref()
             .unwrap()
-            .contains("sent 6 bytes"));
+            .contains("6 bytes arrived"));
     }
 }

@@ -20,7 +20,6 @@ mod client;
 pub mod credentials;
 mod error;
 pub mod source;
-mod verify;
 
 pub use auth::Challenge;
 pub use client::{Client, ClientOptions, Manifest, Transfer, MAX_MANIFEST_SIZE};

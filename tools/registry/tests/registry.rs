@@ -163,7 +163,7 @@ async fn corrupt_blob_is_refused_and_nothing_is_written() {
     );
     assert!(
         err.contains(&format!(
-            "fetching blob {}: blob {} is corrupt: the bytes the registry sent have digest sha256:",
+            "fetching blob {}: blob {} is corrupt: the bytes that arrived have digest sha256:",
             layer.digest, layer.digest
         )),
         "{err}"

@@ -19,12 +19,17 @@ mod auth;
 mod client;
 pub mod credentials;
 mod error;
+mod origin;
 pub mod reference;
 pub mod source;
 mod verify;
 
 pub use auth::Challenge;
-pub use client::{Client, ClientOptions, Manifest, Transfer, MAX_MANIFEST_SIZE};
+pub use auth::MAX_TOKEN_ANSWER;
+pub use client::{
+    Client, ClientOptions, Manifest, Transfer, DEFAULT_TIMEOUT, MAX_MANIFEST_SIZE, MIN_BLOB_RATE,
+    TIMEOUT_VARIABLE,
+};
 pub use credentials::{Credentials, DockerConfig, Lookup, Secret};
 pub use reference::{ImageRef, NameError, RepoRef, Target, DOCKER_HUB_REGISTRY};
 pub use source::{repo_of, Location, SourceBlob, Sources, SOURCE_FILE};

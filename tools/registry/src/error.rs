@@ -32,7 +32,8 @@ pub(crate) fn send_error(e: reqwest::Error, url: &str, deadline: Duration) -> an
         // rustls reads an HTTP answer as a corrupt TLS record.
         return anyhow!(
             "the request to {url} failed: this registry speaks plain HTTP; only loopback \
-             registries (localhost, 127.0.0.1, [::1]) may"
+             registries may (localhost, 127.0.0.1, [::1] are spoken to over plain HTTP, \
+             every other registry over HTTPS)"
         );
     } else if e.is_timeout() {
         format!(
@@ -112,6 +113,9 @@ pub(crate) fn excerpt(bytes: &[u8], cut: bool, secrets: &[&str]) -> String {
         words.pop();
     }
     let text = redact(&words.join(" "), secrets);
+    if text.is_empty() && cut {
+        return format!("(a body of more than {BODY_EXCERPT} bytes without a space: not quoted)");
+    }
     match (text.is_empty(), cut) {
         (true, false) => "(empty body)".to_string(),
         (_, true) => format!("{text}…"),

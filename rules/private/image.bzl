@@ -6,7 +6,7 @@ load(":providers.bzl", "KilnImageInfo", "KilnLayerInfo", "KilnLayoutInfo")
 load(":pull.bzl", "complete_layout")
 load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
 load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
-load(":utils.bzl", "CPU_CONSTRAINT_ATTRS", "check_port", "display_label", "expand_make_variables", "platform_string", "target_platform")
+load(":utils.bzl", "CPU_CONSTRAINT_ATTRS", "check_config_values", "check_port", "display_label", "expand_make_variables", "platform_string", "target_platform")
 
 TARBALL_FORMATS = ["legacy", "compressed"]
 
@@ -258,6 +258,16 @@ def image_implementation(
     base_spec, base_inputs, shallow = _base(label, base)
     stamp_inputs = stamp_files(ctx)
     labels, label_files = _labels(ctx, label)
+    check_config_values(
+        label,
+        entrypoint = [] if null_entrypoint else entrypoint,
+        cmd = [] if null_cmd else cmd,
+        user = ctx.attr.user,
+        workdir = workdir,
+        labels = labels,
+        volumes = ctx.attr.volumes,
+        layer_count = len(layer_infos),
+    )
 
     config = {}
     if null_entrypoint:

@@ -85,6 +85,7 @@ def target_platform(ctx, what, architecture = None, operating_system = None):
       (os, architecture, variant) in OCI terms; variant may be "".
     """
     os = operating_system or ctx.attr.operating_system or "linux"
+    check_operating_system(os, what)
     architecture = architecture or ctx.attr.architecture
     if architecture:
         arch = _normalize_arch(architecture)
@@ -96,6 +97,69 @@ def target_platform(ctx, what, architecture = None, operating_system = None):
         if ctx.target_platform_has_constraint(constraint):
             return (os, oci[0], oci[1])
     fail("%s: the target platform's CPU is not supported (supported: x86_64 -> amd64, aarch64 -> arm64); set `architecture` or build for //platforms:linux_amd64 or //platforms:linux_arm64" % what)
+
+# Go's GOOS values, which the OCI image spec names for `os` (kiln-image
+# checks the same list: tools/image/src/config.rs OPERATING_SYSTEMS).
+OPERATING_SYSTEMS = [
+    "aix",
+    "android",
+    "darwin",
+    "dragonfly",
+    "freebsd",
+    "illumos",
+    "ios",
+    "js",
+    "linux",
+    "netbsd",
+    "openbsd",
+    "plan9",
+    "solaris",
+    "wasip1",
+    "windows",
+]
+
+def check_operating_system(os, what):
+    """Fails unless `os` is one of OPERATING_SYSTEMS (Go's GOOS values)."""
+    if os not in OPERATING_SYSTEMS:
+        fail("%s: operating_system: %r is not an OCI operating system (one of %s)" % (what, os, ", ".join(OPERATING_SYSTEMS)))
+
+# Docker (overlay2) and containerd refuse images with more layers than this.
+MAX_LAYERS = 127
+
+def check_config_values(what, entrypoint = [], cmd = [], user = "", workdir = "", labels = {}, volumes = [], layer_count = 0):
+    """Checks the image config values known at analysis, as kiln-image does in its action.
+
+    NUL is refused everywhere (env is checked with its expansion, in the
+    action); `workdir` and `volumes` must be absolute; at most MAX_LAYERS
+    layers of the image's own (the base's are counted in the action).
+
+    Args:
+      what: prefix of error messages (the target).
+      entrypoint: the entrypoint list.
+      cmd: the cmd list.
+      user: the user string.
+      workdir: the working directory.
+      labels: the labels dict.
+      volumes: the volume paths.
+      layer_count: the layers this target adds.
+    """
+    for attr, values in [("entrypoint", entrypoint), ("cmd", cmd), ("volumes", volumes)]:
+        for i, v in enumerate(values):
+            if "\0" in v:
+                fail("%s: %s: element %d (%r) has a NUL byte" % (what, attr, i, v))
+    for attr, v in [("user", user), ("workdir", workdir)]:
+        if "\0" in v:
+            fail("%s: %s: %r has a NUL byte" % (what, attr, v))
+    for k, v in labels.items():
+        if "\0" in k or "\0" in v:
+            fail("%s: labels: %r = %r has a NUL byte" % (what, k, v))
+    if workdir and not workdir.startswith("/"):
+        fail("%s: workdir: %r is not an absolute path (it must start with /)" % (what, workdir))
+    for v in volumes:
+        if not v.startswith("/"):
+            fail("%s: volumes: %r is not an absolute path (it must start with /)" % (what, v))
+    if layer_count > MAX_LAYERS:
+        fail("%s: layers: %d layers; Docker and containerd accept at most %d per image" % (what, layer_count, MAX_LAYERS))
 
 CPU_CONSTRAINT_ATTRS = {
     "_cpu_" + cpu: attr.label(default = "@platforms//cpu:" + cpu)

@@ -15,6 +15,29 @@ use crate::{created, envexpand};
 /// Used when neither the spec nor the base sets `created`: reproducible.
 pub const EPOCH: &str = "1970-01-01T00:00:00Z";
 
+/// Go's GOOS values, which the OCI image spec names for `os` (the rules
+/// check the same list at analysis: rules/private/utils.bzl).
+pub const OPERATING_SYSTEMS: &[&str] = &[
+    "aix",
+    "android",
+    "darwin",
+    "dragonfly",
+    "freebsd",
+    "illumos",
+    "ios",
+    "js",
+    "linux",
+    "netbsd",
+    "openbsd",
+    "plan9",
+    "solaris",
+    "wasip1",
+    "windows",
+];
+
+/// Docker (overlay2) and containerd refuse images with more layers.
+pub const MAX_LAYERS: usize = 127;
+
 /// The OCI image config. Fields this tool does not manage are kept verbatim
 /// in `extra` so that a base's settings (StopSignal, Healthcheck, …) survive.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -318,6 +341,17 @@ pub fn apply(
     spec: &ConfigSpec,
     platform: &Platform,
 ) -> Result<ImageConfig, AttrError> {
+    check_values(spec)?;
+    if !OPERATING_SYSTEMS.contains(&platform.os.as_str()) {
+        return Err(attr_err(
+            "operating_system",
+            format!(
+                "{:?} is not an OCI operating system (one of {})",
+                platform.os,
+                OPERATING_SYSTEMS.join(", ")
+            ),
+        ));
+    }
     cfg.architecture = platform.architecture.clone();
     cfg.os = platform.os.clone();
     cfg.variant = platform.variant.clone();
@@ -368,13 +402,54 @@ pub fn apply(
     if let Some(volumes) = &spec.volumes {
         // Like Dockerfile VOLUME: added to the base's.
         for v in volumes {
-            if v.is_empty() || v.contains('\0') {
-                return Err(attr_err("volumes", format!("{v:?} is not a valid path")));
+            if !v.starts_with('/') {
+                return Err(attr_err(
+                    "volumes",
+                    format!("{v:?} is not an absolute path (it must start with /)"),
+                ));
             }
             rc.volumes.insert(v.clone(), Empty {});
         }
     }
     Ok(cfg)
+}
+
+/// The spec's values other than env (checked with its expansion): no NUL
+/// anywhere (the runtime passes them as C strings), `workdir` and
+/// `volumes` absolute.
+fn check_values(spec: &ConfigSpec) -> Result<(), AttrError> {
+    let nul = |attr: &str, what: String| attr_err(attr, format!("{what} has a NUL byte"));
+    for (attr, list) in [("entrypoint", &spec.entrypoint), ("cmd", &spec.cmd)] {
+        for (i, v) in list.iter().flatten().flatten().enumerate() {
+            if v.contains('\0') {
+                return Err(nul(attr, format!("element {i} ({v:?})")));
+            }
+        }
+    }
+    for (attr, v) in [("user", &spec.user), ("workdir", &spec.workdir)] {
+        if let Some(v) = v.as_deref().filter(|v| v.contains('\0')) {
+            return Err(nul(attr, format!("{v:?}")));
+        }
+    }
+    for (k, v) in spec.labels.iter().flatten() {
+        if k.contains('\0') || v.contains('\0') {
+            return Err(nul("labels", format!("{k:?} = {v:?}")));
+        }
+    }
+    for v in spec.volumes.iter().flatten() {
+        if v.contains('\0') {
+            return Err(nul("volumes", format!("{v:?}")));
+        }
+    }
+    if let Some(w) = spec.workdir.as_deref().filter(|w| !w.is_empty()) {
+        if !w.starts_with('/') {
+            return Err(attr_err(
+                "workdir",
+                format!("{w:?} is not an absolute path (it must start with /)"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Merges `K=V` pairs into `env` in the user's order: an existing key is
@@ -441,6 +516,14 @@ pub fn add_layers(
             "the base config lists {} diff_ids but its manifest has {} layers",
             cfg.rootfs.diff_ids.len(),
             base_layers
+        );
+    }
+    let total = base_layers + diff_ids.len();
+    if total > MAX_LAYERS {
+        bail!(
+            "the image would have {total} layers ({base_layers} of the base, {} of its own); \
+             Docker and containerd accept at most {MAX_LAYERS}",
+            diff_ids.len()
         );
     }
     if cfg.rootfs.kind != "layers" {
@@ -746,6 +829,81 @@ mod tests {
         let s = spec(serde_json::json!({"os_version": ""}));
         let out = apply(base, &s, &linux_amd64()).unwrap();
         assert_eq!(out.os_version.as_deref(), Some("1.2"));
+    }
+
+    #[test]
+    fn nul_relative_paths_os_and_layer_count_are_refused() {
+        let refused = |spec: ConfigSpec, platform: &Platform| {
+            let e = apply(ImageConfig::default(), &spec, platform).unwrap_err();
+            format!("{}: {}", e.attr, e.message)
+        };
+        let p = linux_amd64();
+        let e = refused(
+            ConfigSpec {
+                entrypoint: Some(Some(vec!["/app\0x".into()])),
+                ..Default::default()
+            },
+            &p,
+        );
+        assert!(
+            e.starts_with("entrypoint: element 0") && e.contains("NUL"),
+            "{e}"
+        );
+        for (spec, attr) in [
+            (
+                ConfigSpec {
+                    cmd: Some(Some(vec!["a\0".into()])),
+                    ..Default::default()
+                },
+                "cmd",
+            ),
+            (
+                ConfigSpec {
+                    user: Some("u\0".into()),
+                    ..Default::default()
+                },
+                "user",
+            ),
+            (
+                ConfigSpec {
+                    labels: Some([("k".to_string(), "v\0".to_string())].into()),
+                    ..Default::default()
+                },
+                "labels",
+            ),
+        ] {
+            let e = refused(spec, &p);
+            assert!(e.starts_with(attr) && e.contains("NUL"), "{e}");
+        }
+        let e = refused(
+            ConfigSpec {
+                workdir: Some("app".into()),
+                ..Default::default()
+            },
+            &p,
+        );
+        assert!(
+            e.starts_with("workdir: \"app\" is not an absolute path"),
+            "{e}"
+        );
+        let e = refused(
+            ConfigSpec {
+                volumes: Some(vec!["data".into()]),
+                ..Default::default()
+            },
+            &p,
+        );
+        assert!(e.starts_with("volumes: \"data\" is not an absolute"), "{e}");
+        let mut bad_os = linux_amd64();
+        bad_os.os = "linuxx".into();
+        let e = refused(ConfigSpec::default(), &bad_os);
+        assert!(e.starts_with("operating_system: \"linuxx\""), "{e}");
+
+        let mut cfg = ImageConfig::default();
+        cfg.rootfs.kind = "layers".into();
+        cfg.rootfs.diff_ids = vec![kiln_oci::sha256_bytes(b"x"); 127];
+        let err = add_layers(&mut cfg, 127, vec![kiln_oci::sha256_bytes(b"y")], "t").unwrap_err();
+        assert!(err.to_string().contains("128 layers"), "{err}");
     }
 
     #[test]

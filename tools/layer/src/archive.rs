@@ -300,10 +300,21 @@ fn entry_meta<R: Read>(entry: &mut tar::Entry<R>, mtime: Option<u64>) -> io::Res
         (None, None) => entry.header().mtime()?,
     };
     let h = entry.header();
+    // Owners are 32-bit in every runtime; a larger one (base-256 headers
+    // allow 2^63-1) would be written as something else.
+    let id = |what: &str, v: u64| {
+        if v > u64::from(u32::MAX) {
+            Err(io::Error::other(format!(
+                "its {what} {v} is above 4294967295 (2^32-1), the largest owner id"
+            )))
+        } else {
+            Ok(v)
+        }
+    };
     Ok(Meta {
         mode: h.mode()? & 0o7777,
-        uid: h.uid()?,
-        gid: h.gid()?,
+        uid: id("uid", h.uid()?)?,
+        gid: id("gid", h.gid()?)?,
         mtime,
     })
 }
@@ -496,5 +507,30 @@ mod tests {
         let mut cut = ar(&[("data.tar", b"0123456789")]);
         cut.truncate(cut.len() - 3);
         assert!(find(&cut).unwrap_err().contains("past the end"));
+    }
+
+    #[test]
+    fn owners_above_32_bits_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.tar");
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_uid((1 << 63) - 1);
+        b.append_data(&mut h, "f", io::empty()).unwrap();
+        std::fs::write(&path, b.into_inner().unwrap()).unwrap();
+        let src = ArchiveSource {
+            target: "//t:l",
+            attr: "tars",
+            path: &path,
+            prefix: String::new(),
+            mtime: Some(0),
+        };
+        let e = add_tar(&mut Tree::new(), &src).unwrap_err().to_string();
+        assert!(
+            e.contains("//t:l: tars:") && e.contains("uid 9223372036854775807 is above"),
+            "{e}"
+        );
     }
 }

@@ -204,6 +204,14 @@ pub fn build_tree(spec: &Spec) -> anyhow::Result<Tree> {
                 None => Ok(()),
             }
         };
+        for (key, id) in [("uid", e.uid), ("gid", e.gid)] {
+            if id.is_some_and(|v| v > u64::from(u32::MAX)) {
+                return Err(fail(format!(
+                    "{key} {} is above 4294967295 (2^32-1), the largest owner id",
+                    id.unwrap_or_default()
+                )));
+            }
+        }
         let meta = |default_mode: u32| Meta {
             mode: e.mode.unwrap_or(default_mode),
             uid: e.uid.unwrap_or(0),

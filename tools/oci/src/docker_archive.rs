@@ -30,6 +30,15 @@ const MAX_HOPS: usize = 40;
 /// kilobytes; this stops a mislabelled layer from being read into memory).
 const MAX_JSON: u64 = 64 << 20;
 
+/// A gzip-compressed tarball is decompressed into a spool next to the
+/// output, limited to this many times its compressed size plus
+/// [`SPOOL_SLACK`]: gzip'd images are a few times smaller than their tar,
+/// a gzip bomb a thousand times. A plain tar is read in place (no spool).
+pub const SPOOL_RATIO: u64 = 32;
+
+/// See [`SPOOL_RATIO`].
+pub const SPOOL_SLACK: u64 = 256 << 20;
+
 #[derive(Clone, Debug)]
 enum Member {
     File {
@@ -38,6 +47,9 @@ enum Member {
     },
     /// Target as a normalised archive path.
     Link(String),
+    /// A link whose target is outside the archive (absolute, or `..` above
+    /// its root), as written.
+    Outside(String),
 }
 
 /// A tarball indexed by member name.
@@ -81,6 +93,45 @@ pub fn normalize(path: &str) -> String {
     parts.join("/")
 }
 
+/// Decompresses the gzip stream `file` (`compressed` bytes) into `spool`,
+/// failing once more than `limit` bytes come out (the spool is then
+/// dropped by the caller, with the temporary file).
+fn spool_gunzip(file: File, spool: &mut File, limit: u64, compressed: u64) -> anyhow::Result<()> {
+    let gunzip = flate2::read::MultiGzDecoder::new(BufReader::new(file));
+    let mut out = io::BufWriter::new(spool);
+    // One byte past the limit tells "exactly at" from "beyond".
+    let written = io::copy(&mut gunzip.take(limit + 1), &mut out)?;
+    io::Write::flush(&mut out)?;
+    if written > limit {
+        bail!(
+            "it decompresses to more than {limit} bytes ({SPOOL_RATIO} times its {compressed} \
+             compressed bytes plus {} MiB): refused as a likely gzip bomb; give the plain \
+             (uncompressed) tar, which is read in place",
+            SPOOL_SLACK >> 20
+        );
+    }
+    Ok(())
+}
+
+/// [`normalize`], or `None` when `path` is absolute or climbs above the
+/// root with `..`: it names something outside the archive.
+fn normalize_within(path: &str) -> Option<String> {
+    if path.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c),
+        }
+    }
+    Some(parts.join("/"))
+}
+
 /// The directory part of a normalised archive path ("" at the root).
 fn dirname(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(d, _)| d)
@@ -102,18 +153,21 @@ impl TarFile {
         let (data, scratch) = match Compression::detect(&magic[..n]) {
             Compression::None => (path.clone(), None),
             Compression::Gzip => {
+                let compressed = file
+                    .metadata()
+                    .with_context(|| format!("reading {}", path.display()))?
+                    .len();
+                let limit = compressed
+                    .saturating_mul(SPOOL_RATIO)
+                    .saturating_add(SPOOL_SLACK);
                 let mut tmp = tempfile::Builder::new()
                     .prefix(".kiln-base-tar")
                     .tempfile_in(scratch_dir)
                     .with_context(|| {
                         format!("creating a temporary file in {}", scratch_dir.display())
                     })?;
-                let mut gunzip = flate2::read::MultiGzDecoder::new(BufReader::new(file));
-                let mut out = io::BufWriter::new(tmp.as_file_mut());
-                io::copy(&mut gunzip, &mut out)
-                    .and_then(|_| io::Write::flush(&mut out))
+                spool_gunzip(file, tmp.as_file_mut(), limit, compressed)
                     .with_context(|| format!("decompressing {}", path.display()))?;
-                drop(out);
                 let tmp_path = tmp.into_temp_path();
                 (tmp_path.to_path_buf(), Some(tmp_path))
             }
@@ -148,13 +202,22 @@ impl TarFile {
                         .with_context(|| format!("{}: member {name}", path.display()))?
                         .map(|t| t.to_string_lossy().into_owned())
                         .unwrap_or_default();
-                    let resolved =
-                        if header.entry_type() == tar::EntryType::Link || target.starts_with('/') {
-                            normalize(&target)
-                        } else {
-                            normalize(&format!("{}/{target}", dirname(&name)))
-                        };
-                    Member::Link(resolved)
+                    let resolved = if header.entry_type() == tar::EntryType::Link {
+                        // Hard links name members: archive paths, never outside.
+                        normalize_within(target.trim_start_matches('/'))
+                    } else if let Some(root) = target.strip_prefix('/') {
+                        // Read as relative to the archive's root.
+                        normalize_within(root)
+                    } else {
+                        match dirname(&name) {
+                            "" => normalize_within(&target),
+                            dir => normalize_within(&format!("{dir}/{target}")),
+                        }
+                    };
+                    match resolved {
+                        Some(r) => Member::Link(r),
+                        None => Member::Outside(target),
+                    }
                 }
                 // Directories, PAX/GNU metadata and anything else are not
                 // something this reader is asked for.
@@ -186,6 +249,20 @@ impl TarFile {
             match self.members.get(&cur) {
                 Some(Member::File { offset, size }) => return Ok((*offset, *size)),
                 Some(Member::Link(target)) => cur = target.clone(),
+                Some(Member::Outside(target)) => bail!(
+                    "{}: member {name:?}{} is a link to {target:?}, outside the archive: \
+                     links in a docker save tarball must stay inside it",
+                    self.path.display(),
+                    if cur == normalize(name) {
+                        String::new()
+                    } else {
+                        format!(" (through {cur:?})")
+                    }
+                ),
+                None if cur != normalize(name) => bail!(
+                    "{}: member {name:?} is a link to {cur:?}, which is not in the archive",
+                    self.path.display()
+                ),
                 None => bail!("{} has no member {name:?}", self.path.display()),
             }
         }
@@ -324,6 +401,8 @@ mod tests {
         link(&mut b, tar::EntryType::Symlink, "a/abs", "/a/file");
         link(&mut b, tar::EntryType::Link, "hard", "a/file");
         link(&mut b, tar::EntryType::Symlink, "loop", "loop");
+        link(&mut b, tar::EntryType::Symlink, "a/out", "../../etc/passwd");
+        link(&mut b, tar::EntryType::Symlink, "a/gone", "missing");
         add(&mut b, "blobs/sha256/x", b"blob");
         add(
             &mut b,
@@ -342,6 +421,16 @@ mod tests {
         assert_eq!(t.read_member("hard").unwrap(), b"hello");
         assert!(format!("{:#}", t.read_member("loop").unwrap_err()).contains("too many"));
         assert!(format!("{:#}", t.read_member("nope").unwrap_err()).contains("no member"));
+        let e = format!("{:#}", t.read_member("a/out").unwrap_err());
+        assert!(
+            e.contains("link to \"../../etc/passwd\", outside the archive"),
+            "{e}"
+        );
+        let e = format!("{:#}", t.read_member("a/gone").unwrap_err());
+        assert!(
+            e.contains("is a link to \"a/missing\", which is not"),
+            "{e}"
+        );
         let m = t.docker_manifest().unwrap().unwrap();
         assert_eq!(m[0].config, "c.json");
         assert_eq!(m[0].layers, ["a/rel"]);
@@ -365,6 +454,18 @@ mod tests {
         assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 1);
         drop(t);
         assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+
+        // A gzip bomb: the spool stops at its limit.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&vec![0u8; 1 << 20]).unwrap();
+        let path = dir.path().join("bomb.gz");
+        std::fs::write(&path, gz.finish().unwrap()).unwrap();
+        let mut spool = tempfile::tempfile().unwrap();
+        let err = spool_gunzip(File::open(&path).unwrap(), &mut spool, 1000, 10).unwrap_err();
+        assert!(format!("{err:#}").contains("gzip bomb"), "{err:#}");
+        assert_eq!(spool.metadata().unwrap().len(), 1001);
+        let mut spool = tempfile::tempfile().unwrap();
+        spool_gunzip(File::open(&path).unwrap(), &mut spool, 1 << 20, 10).unwrap();
 
         let path = dir.path().join("t.tar.zst");
         std::fs::write(&path, [0x28, 0xb5, 0x2f, 0xfd, 0, 0]).unwrap();

@@ -10,7 +10,7 @@ use reqwest::header::{HeaderMap, WWW_AUTHENTICATE};
 use serde::Deserialize;
 
 use crate::credentials::{Lookup, Secret};
-use crate::error::{body_excerpt, send_error};
+use crate::error::{body_excerpt, read_capped, send_error};
 
 /// Client id sent with OAuth2 requests, as Docker sends `docker`.
 const CLIENT_ID: &str = "rules_kiln";
@@ -18,6 +18,10 @@ const CLIENT_ID: &str = "rules_kiln";
 /// Token lifetime when the token service does not say (the distribution
 /// spec's default).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+
+/// Token service answers larger than this are refused (a token answer is
+/// a few KiB; the cap keeps a hostile service from filling memory).
+pub const MAX_TOKEN_ANSWER: usize = 256 << 10;
 
 /// A token is renewed this long before it expires, so that it does not
 /// expire between being picked and being checked by the registry.
@@ -157,6 +161,12 @@ impl TokenCache {
             .map(|t| t.token.clone())
     }
 
+    /// Every token held, to redact from quoted bodies.
+    pub fn tokens(&self) -> Vec<String> {
+        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens.values().map(|t| t.token.clone()).collect()
+    }
+
     fn put(&self, key: String, token: String, lifetime: Duration) {
         let renew_at = Instant::now() + lifetime.saturating_sub(TOKEN_MARGIN);
         let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
@@ -169,6 +179,10 @@ impl TokenCache {
     ///   (OAuth2, as Docker does);
     /// - user and password: `GET realm?service=…&scope=…` with Basic auth;
     /// - no credentials: the same GET, anonymous.
+    ///
+    /// The caller has checked that `realm` may be contacted (see
+    /// `origin::check_target`); the request must be done by `deadline`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn token(
         &self,
         http: &reqwest::Client,
@@ -177,6 +191,7 @@ impl TokenCache {
         service: Option<&str>,
         scopes: &[String],
         lookup: &Lookup,
+        deadline: Duration,
     ) -> anyhow::Result<String> {
         let key = scopes.join(" ");
         if let Some(t) = self.get(&key) {
@@ -222,21 +237,31 @@ impl TokenCache {
             )
         };
         let response = request
+            .timeout(deadline)
             .send()
             .await
-            .map_err(|e| send_error(e, realm))
+            .map_err(|e| send_error(e, realm, deadline))
             .with_context(what)?;
         let status = response.status();
         if !status.is_success() {
             let url = response.url().to_string();
-            let body = body_excerpt(response).await;
+            let secret = match lookup.credentials().map(|c| &c.secret) {
+                Some(Secret::Basic { password, .. }) => password.as_str(),
+                Some(Secret::IdentityToken { token }) => token.as_str(),
+                None => "",
+            };
+            let body = body_excerpt(response, &[secret]).await;
             return Err(anyhow!("HTTP {status} from {url}: {body}")).with_context(what);
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| send_error(e, realm))
-            .with_context(what)?;
+        let body = read_capped(
+            response,
+            MAX_TOKEN_ANSWER,
+            "the token answer",
+            realm,
+            deadline,
+        )
+        .await
+        .with_context(what)?;
         let parsed: TokenResponse = serde_json::from_slice(&body)
             .map_err(|e| anyhow!("the token service's answer is not a token JSON: {e}"))
             .with_context(what)?;

@@ -17,6 +17,7 @@ use tokio::sync::OnceCell;
 use crate::auth::{Challenge, TokenCache};
 use crate::credentials::{DockerConfig, Lookup, Secret};
 use crate::error::{body_excerpt, send_error};
+use crate::origin::{check_target, same_origin};
 use crate::reference::{ImageRef, RepoRef, Target};
 use kiln_oci::digest::Verifier;
 
@@ -26,6 +27,19 @@ pub const MAX_MANIFEST_SIZE: u64 = 8 << 20;
 
 /// Uploads from files read the file in pieces this big.
 const READ_CHUNK: usize = 256 * 1024;
+
+/// The environment variable that sets the base deadline of every request,
+/// in seconds.
+pub const TIMEOUT_VARIABLE: &str = "KILN_REGISTRY_TIMEOUT";
+
+/// The base deadline of a request when [`TIMEOUT_VARIABLE`] is not set:
+/// the whole request (connecting, sending, the answer's last byte) must be
+/// done by then.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Blob transfers get one more second per this many bytes on top of the
+/// base deadline: a registry slower than 1 MiB/s fails a blob transfer.
+pub const MIN_BLOB_RATE: u64 = 1 << 20;
 
 /// The manifest media types asked for, most specific first.
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
@@ -68,6 +82,8 @@ struct RegistryState {
 pub struct Client {
     http: reqwest::Client,
     config: DockerConfig,
+    /// The base deadline of each request.
+    timeout: Duration,
     registries: Mutex<HashMap<String, Arc<RegistryState>>>,
 }
 
@@ -84,17 +100,33 @@ impl Client {
         // reqwest is built without a default TLS provider (see Cargo.toml):
         // install ring once. An Err only means one is installed already.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let timeout = timeout_from_env()?;
         let http = reqwest::Client::builder()
             .user_agent(options.user_agent)
-            .connect_timeout(Duration::from_secs(30))
-            // Per read, not per request: a long transfer is fine as long as
-            // the other side keeps sending.
-            .read_timeout(Duration::from_secs(300))
+            .connect_timeout(Duration::from_secs(30).min(timeout))
+            .read_timeout(timeout)
+            // reqwest drops Authorization on a redirect to another host or
+            // port; a redirect from https to http is refused outright.
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let downgrade = attempt.url().scheme() == "http"
+                    && attempt.previous().iter().any(|u| u.scheme() == "https");
+                if downgrade {
+                    let to = attempt.url().to_string();
+                    attempt.error(format!(
+                        "refusing a redirect from https to plain http ({to}): a downgrade"
+                    ))
+                } else if attempt.previous().len() > 10 {
+                    attempt.error("more than 10 redirects")
+                } else {
+                    attempt.follow()
+                }
+            }))
             .build()
             .context("creating the HTTP client")?;
         Ok(Client {
             http,
             config: options.docker_config,
+            timeout,
             registries: Mutex::new(HashMap::new()),
         })
     }
@@ -124,12 +156,14 @@ impl Client {
             .challenge
             .get_or_try_init(|| async {
                 let url = format!("{}/v2/", repo.registry_url());
+                let deadline = self.deadline(None);
                 let response = self
                     .http
                     .get(&url)
+                    .timeout(deadline)
                     .send()
                     .await
-                    .map_err(|e| send_error(e, &url))?;
+                    .map_err(|e| send_error(e, &url, deadline))?;
                 match response.status() {
                     StatusCode::UNAUTHORIZED => Challenge::from_headers(response.headers())
                         .ok_or_else(|| {
@@ -185,6 +219,10 @@ impl Client {
                 _ => request,
             },
             Challenge::Bearer { realm, service } => {
+                let realm_url = Url::parse(&realm).with_context(|| {
+                    format!("the registry's token service (realm) {realm:?} is not a URL")
+                })?;
+                check_target(&registry_url(repo)?, &realm_url, "token service (realm)")?;
                 let token = state
                     .tokens
                     .token(
@@ -194,6 +232,7 @@ impl Client {
                         service.as_deref(),
                         scopes,
                         &state.lookup,
+                        self.deadline(None),
                     )
                     .await?;
                 request.bearer_auth(token)
@@ -201,21 +240,58 @@ impl Client {
         })
     }
 
-    /// Sends one request to `repo`'s registry with authentication. No
-    /// retry: a failure is returned as it is.
+    /// The overall deadline of a request moving `size` bytes of a blob
+    /// (`None`: anything else): the base deadline plus a second per
+    /// [`MIN_BLOB_RATE`] bytes.
+    fn deadline(&self, size: Option<u64>) -> Duration {
+        self.timeout + Duration::from_secs(size.unwrap_or(0) / MIN_BLOB_RATE)
+    }
+
+    /// Sends one request to `url` for `repo`'s registry, within its
+    /// deadline ([`Client::deadline`] of `size`). Authenticated only when
+    /// `url` is of the registry's own origin (an upload location elsewhere
+    /// gets nothing beyond what its URL carries); a URL the registry may
+    /// not send us to (an https-to-http downgrade, plain http to a host
+    /// that is not loopback) is refused. No retry: a failure is returned as
+    /// it is.
     async fn send(
         &self,
         repo: &RepoRef,
         scopes: &[String],
         method: Method,
         url: &str,
+        size: Option<u64>,
         build: impl FnOnce(RequestBuilder) -> RequestBuilder,
     ) -> anyhow::Result<Response> {
+        let registry = registry_url(repo)?;
+        let target = Url::parse(url).with_context(|| format!("{url:?} is not a URL"))?;
+        check_target(&registry, &target, "URL")?;
+        let deadline = self.deadline(size);
+        let own_origin = same_origin(&registry, &target);
+        let request = self.http.request(method, target).timeout(deadline);
+        let request = if own_origin {
+            let state = self.state(&repo.registry);
+            self.authorize(repo, &state, scopes, request).await?
+        } else {
+            request
+        };
+        build(request)
+            .send()
+            .await
+            .map_err(|e| send_error(e, url, deadline))
+    }
+
+    /// The secrets of `repo`'s registry (password, identity token, bearer
+    /// tokens obtained), to redact from quoted bodies.
+    fn secrets(&self, repo: &RepoRef) -> Vec<String> {
         let state = self.state(&repo.registry);
-        let request = self
-            .authorize(repo, &state, scopes, self.http.request(method, url))
-            .await?;
-        build(request).send().await.map_err(|e| send_error(e, url))
+        let mut out = state.tokens.tokens();
+        match state.lookup.credentials().map(|c| &c.secret) {
+            Some(Secret::Basic { password, .. }) => out.push(password.clone()),
+            Some(Secret::IdentityToken { token }) => out.push(token.clone()),
+            None => {}
+        }
+        out
     }
 
     /// An error for a response with an unexpected status: `HTTP <status>
@@ -224,7 +300,9 @@ impl Client {
     async fn status_error(&self, repo: &RepoRef, response: Response) -> anyhow::Error {
         let status = response.status();
         let url = response.url().to_string();
-        let body = body_excerpt(response).await;
+        let secrets = self.secrets(repo);
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let body = body_excerpt(response, &secrets).await;
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             let how = self.state(&repo.registry).lookup.describe();
             anyhow!("HTTP {status} from {url}: {body} (the registry was accessed {how})")
@@ -248,18 +326,26 @@ impl Client {
         let repo = &image.repo;
         let url = format!("{}/manifests/{}", repo.api_url(), image.target);
         let mut response = self
-            .send(repo, &pull_scope(repo), Method::GET, &url, |r| {
+            .send(repo, &pull_scope(repo), Method::GET, &url, None, |r| {
                 r.header(ACCEPT, MANIFEST_ACCEPT)
             })
             .await?;
         if response.status() != StatusCode::OK {
             return Err(self.status_error(repo, response).await);
         }
+        if let Some(n) = response.content_length().filter(|n| *n > MAX_MANIFEST_SIZE) {
+            bail!("the registry announces a {n}-byte manifest; manifests are limited to {MAX_MANIFEST_SIZE} bytes");
+        }
+        let deadline = self.deadline(None);
         let header_digest = header_str(response.headers(), "docker-content-digest");
         let content_type = header_str(response.headers(), CONTENT_TYPE.as_str())
             .map(|t| t.split(';').next().unwrap_or_default().trim().to_string());
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| send_error(e, &url))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| send_error(e, &url, deadline))?
+        {
             bytes.extend_from_slice(&chunk);
             if bytes.len() as u64 > MAX_MANIFEST_SIZE {
                 bail!("the manifest is larger than {MAX_MANIFEST_SIZE} bytes");
@@ -322,14 +408,19 @@ impl Client {
     ) -> anyhow::Result<u64> {
         let url = format!("{}/blobs/{digest}", repo.api_url());
         let mut response = self
-            .send(repo, &pull_scope(repo), Method::GET, &url, |r| r)
+            .send(repo, &pull_scope(repo), Method::GET, &url, size, |r| r)
             .await?;
         if response.status() != StatusCode::OK {
             return Err(self.status_error(repo, response).await);
         }
         check_content_length(&response, digest, size)?;
+        let deadline = self.deadline(size);
         let mut verifier = Verifier::new(digest, size);
-        while let Some(chunk) = response.chunk().await.map_err(|e| send_error(e, &url))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| send_error(e, &url, deadline))?
+        {
             verifier.update(&chunk).map_err(|m| anyhow!(m))?;
             writer.write_all(&chunk).await.context("writing the blob")?;
         }
@@ -381,7 +472,7 @@ impl Client {
         let what = || at(repo, &format!("checking for blob {digest}"));
         let url = format!("{}/blobs/{digest}", repo.api_url());
         let response = self
-            .send(repo, &pull_scope(repo), Method::HEAD, &url, |r| r)
+            .send(repo, &pull_scope(repo), Method::HEAD, &url, None, |r| r)
             .await
             .with_context(what)?;
         match response.status() {
@@ -421,7 +512,7 @@ impl Client {
             .append_pair("from", &from.repository);
         let scopes = vec![push_scope(dest), pull_scope(from).remove(0)];
         let response = self
-            .send(dest, &scopes, Method::POST, url.as_str(), |r| {
+            .send(dest, &scopes, Method::POST, url.as_str(), None, |r| {
                 r.header(CONTENT_LENGTH, "0")
             })
             .await
@@ -449,6 +540,7 @@ impl Client {
                 &[push_scope(repo)],
                 Method::DELETE,
                 session.as_str(),
+                None,
                 |r| r,
             )
             .await?;
@@ -473,7 +565,14 @@ impl Client {
     ) -> anyhow::Result<()> {
         let source_url = format!("{}/blobs/{digest}", src.api_url());
         let source = self
-            .send(src, &pull_scope(src), Method::GET, &source_url, |r| r)
+            .send(
+                src,
+                &pull_scope(src),
+                Method::GET,
+                &source_url,
+                Some(size),
+                |r| r,
+            )
             .await
             .with_context(|| at(src, &format!("fetching blob {digest}")))?;
         if source.status() != StatusCode::OK {
@@ -498,6 +597,7 @@ impl Client {
                 &[push_scope(dest)],
                 Method::PUT,
                 session.as_str(),
+                Some(size),
                 |r| {
                     r.header(CONTENT_TYPE, "application/octet-stream")
                         .header(CONTENT_LENGTH, size)
@@ -546,7 +646,7 @@ impl Client {
         let what = || at(repo, &format!("checking for manifest {}", image.target));
         let url = format!("{}/manifests/{}", repo.api_url(), image.target);
         let response = self
-            .send(repo, &pull_scope(repo), Method::HEAD, &url, |r| {
+            .send(repo, &pull_scope(repo), Method::HEAD, &url, None, |r| {
                 r.header(ACCEPT, MANIFEST_ACCEPT)
             })
             .await
@@ -580,11 +680,18 @@ impl Client {
             .append_pair("digest", &digest.to_string());
         let body = tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK);
         let result = self
-            .send(dest, &[push_scope(dest)], Method::PUT, put.as_str(), |r| {
-                r.header(CONTENT_TYPE, "application/octet-stream")
-                    .header(CONTENT_LENGTH, size)
-                    .body(reqwest::Body::wrap_stream(body))
-            })
+            .send(
+                dest,
+                &[push_scope(dest)],
+                Method::PUT,
+                put.as_str(),
+                Some(size),
+                |r| {
+                    r.header(CONTENT_TYPE, "application/octet-stream")
+                        .header(CONTENT_LENGTH, size)
+                        .body(reqwest::Body::wrap_stream(body))
+                },
+            )
             .await;
         let outcome = match result {
             Ok(r) if r.status() == StatusCode::CREATED => return Ok(()),
@@ -601,7 +708,7 @@ impl Client {
     async fn start_upload(&self, dest: &RepoRef) -> anyhow::Result<Url> {
         let start = format!("{}/blobs/uploads/", dest.api_url());
         let response = self
-            .send(dest, &[push_scope(dest)], Method::POST, &start, |r| {
+            .send(dest, &[push_scope(dest)], Method::POST, &start, None, |r| {
                 r.header(CONTENT_LENGTH, "0")
             })
             .await?;
@@ -632,7 +739,7 @@ impl Client {
         let url = format!("{}/manifests/{}", repo.api_url(), image.target);
         let body = bytes.to_vec();
         let response = self
-            .send(repo, &[push_scope(repo)], Method::PUT, &url, |r| {
+            .send(repo, &[push_scope(repo)], Method::PUT, &url, None, |r| {
                 r.header(CONTENT_TYPE, media_type).body(body)
             })
             .await
@@ -650,6 +757,24 @@ fn at(repo: &RepoRef, what: &str) -> String {
         "registry {}, repository {}: {what}",
         repo.registry, repo.repository
     )
+}
+
+/// The registry's base URL, parsed.
+fn registry_url(repo: &RepoRef) -> anyhow::Result<Url> {
+    let url = repo.registry_url();
+    Url::parse(&url).with_context(|| format!("the registry URL {url:?} is not a URL"))
+}
+
+/// The base deadline: [`TIMEOUT_VARIABLE`] seconds, else [`DEFAULT_TIMEOUT`].
+fn timeout_from_env() -> anyhow::Result<Duration> {
+    match std::env::var(TIMEOUT_VARIABLE) {
+        Err(_) => Ok(DEFAULT_TIMEOUT),
+        Ok(v) if v.trim().is_empty() => Ok(DEFAULT_TIMEOUT),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(s) if s > 0 => Ok(Duration::from_secs(s)),
+            _ => bail!("{TIMEOUT_VARIABLE}={v:?} is not a positive number of seconds"),
+        },
+    }
 }
 
 fn pull_scope(repo: &RepoRef) -> Vec<String> {

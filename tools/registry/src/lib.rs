@@ -19,10 +19,15 @@ mod auth;
 mod client;
 pub mod credentials;
 mod error;
+mod origin;
 pub mod source;
 
 pub use auth::Challenge;
-pub use client::{Client, ClientOptions, Manifest, Transfer, MAX_MANIFEST_SIZE};
+pub use auth::MAX_TOKEN_ANSWER;
+pub use client::{
+    Client, ClientOptions, Manifest, Transfer, DEFAULT_TIMEOUT, MAX_MANIFEST_SIZE, MIN_BLOB_RATE,
+    TIMEOUT_VARIABLE,
+};
 pub use credentials::{Credentials, DockerConfig, Lookup, Secret};
 // The reference grammar is kiln_oci's, re-exported for the tools.
 pub use kiln_oci::reference;

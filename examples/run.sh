@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job: build every example service, push each multi-arch index to a
-# local docker-registry that this script starts, load the host-arch image into
-# Docker and check it serves /healthz when an engine answers, print the digests.
+# The main job: build every service of the monorepo, push each multi-arch
+# index to a local docker-registry that this script starts, load the host-arch
+# image into Docker and ask its /healthz, then print one table:
+# service, index digest, per-arch digests, pushed reference, /healthz answer.
 #
 #   examples/run.sh [--keep-registry]
 #
@@ -21,7 +22,7 @@ log "docker-registry listening on $REGISTRY"
 cd examples
 services=()
 for build in build/*/BUILD.bazel; do
-    grep -q 'service_image(' "$build" && services+=("$(basename "$(dirname "$build")")")
+    grep -q '^service_image(' "$build" && services+=("$(basename "$(dirname "$build")")")
 done
 targets=()
 for svc in "${services[@]}"; do targets+=("//build/$svc:image"); done
@@ -29,36 +30,41 @@ log "bazel build ${targets[*]}"
 bazel build "${targets[@]}"
 bin=$(bazel info bazel-bin 2>/dev/null)
 
-declare -A pushed=() loaded=()
+declare -A pushed=() health=()
 for svc in "${services[@]}"; do
     log "push $svc"
     bazel run "//build/$svc:push" -- --repository "$REGISTRY/kiln/$svc" --tag latest
-    pushed[$svc]="$REGISTRY/kiln/$svc:latest"
-    if docker_available; then
-        log "load $svc into Docker"
-        bazel run "//build/$svc:load" -- --tag "kiln/$svc:dev"
+    pushed[$svc]="$REGISTRY/kiln/$svc:latest@$(cat "$bin/build/$svc/image.digest")"
+done
+if docker_available; then
+    for svc in "${services[@]}"; do
+        log "load $svc into Docker as kiln/$svc:dev"
+        bazel run "//build/$svc:load"
         cid=$(docker run -d -p 127.0.0.1::8080 "kiln/$svc:dev")
         port=$(docker port "$cid" 8080/tcp | sed -n '1s/.*://p')
         if wait_http "http://127.0.0.1:$port/healthz" 30; then
-            loaded[$svc]="kiln/$svc:dev (docker run: /healthz $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz"); /whoami $(curl -s "http://127.0.0.1:$port/whoami" 2>/dev/null || true))"
+            health[$svc]=$(curl -s -w ' (%{http_code})' "http://127.0.0.1:$port/healthz" | tr -d '\n')
         else
-            loaded[$svc]="kiln/$svc:dev (docker run: /healthz did not answer)"
+            health[$svc]="did not answer"
         fi
         docker rm -f "$cid" >/dev/null
-    else
-        loaded[$svc]="(no Docker engine answers: not loaded)"
-    fi
-done
-
-echo
-for svc in "${services[@]}"; do
-    echo "$svc"
-    echo "  index        $(cat "$bin/build/$svc/image.digest")"
-    for arch in amd64 arm64; do
-        [ -f "$bin/build/$svc/${svc}_$arch.digest" ] && echo "  linux/$arch  $(cat "$bin/build/$svc/${svc}_$arch.digest")"
     done
-    echo "  pushed       ${pushed[$svc]}"
-    echo "  loaded       ${loaded[$svc]}"
+else
+    for svc in "${services[@]}"; do health[$svc]="not loaded: no Docker engine answers"; done
+fi
+
+digest_of() { if [ -f "$1" ]; then cut -c1-19 "$1"; else echo "-"; fi; }
+echo
+printf '%-10s %-20s %-20s %-20s %-58s %s\n' service index linux/amd64 linux/arm64 pushed /healthz
+for svc in "${services[@]}"; do
+    printf '%-10s %-20s %-20s %-20s %-58s %s\n' "$svc" \
+        "$(digest_of "$bin/build/$svc/image.digest")" \
+        "$(digest_of "$bin/build/$svc/${svc}_amd64.digest")" \
+        "$(digest_of "$bin/build/$svc/${svc}_arm64.digest")" \
+        "$REGISTRY/kiln/$svc:latest" "${health[$svc]}"
 done
+echo
+echo "full digests:"
+for svc in "${services[@]}"; do echo "  ${pushed[$svc]}"; done
 $keep_registry && echo "registry left running at $REGISTRY (pid $(cat "$KILN_WORK/registry-main/pid"))"
 exit 0

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs what the main job and the tests need, when missing: Debian packages
-# (docker-registry, skopeo, umoci, jq, Go, qemu-user-static, curl, file) and
+# (docker-registry, skopeo, umoci, jq, Go, qemu-user-static, curl, file, nginx) and
 # Bazel >= 7.1 (install-bazel.sh). Safe to run again: it only checks then.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,6 +21,8 @@ need zstd zstd
 need xz xz-utils
 need dpkg-deb dpkg
 need podman podman
+# The remote-cache suite and bench/cache.sh: nginx as a Bazel HTTP cache (WebDAV PUT).
+need nginx nginx
 if [ -n "$missing" ]; then
     [ "$(id -u)" = 0 ] || { echo "deps: missing:$missing (run as root to install them)" >&2; exit 1; }
     echo "deps: installing$missing" >&2

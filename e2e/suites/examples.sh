@@ -4,8 +4,8 @@
 # Builds the examples once into output base ex1; sets EX_BIN.
 ensure_examples_built() {
     [ -n "${EX_BIN:-}" ] && return 0
-    (cd examples && kbazel ex1 build //build/hello:image //build/hello:hello_amd64 //build/hello:hello_arm64) || return 1
-    EX_BIN="$(cd examples && kbazel ex1 info bazel-bin 2>/dev/null)/build/hello"
+    (cd examples && kbazel ex1 build --output_groups=+oci_layout //build/api:image //build/api:api_amd64 //build/api:api_arm64) || return 1
+    EX_BIN="$(cd examples && kbazel ex1 info bazel-bin 2>/dev/null)/build/api"
 }
 
 # layer_checks ARCH LAYOUT: every layer digest and diff_id verifies.
@@ -30,10 +30,10 @@ layer_checks() {
 
 suite_examples() {
     if ! ensure_examples_built; then
-        fail "bazel build //build/hello:image (examples)"
+        fail "bazel build //build/api:image (examples)"
         return
     fi
-    pass "bazel build //build/hello:image (examples)"
+    pass "bazel build //build/api:image (examples)"
     local index="$EX_BIN/image.oci" raw
     raw=$(skopeo inspect --raw "oci:$index")
     expect_eq "index: media type is an OCI image index" "application/vnd.oci.image.index.v1+json" "$(jq -r .mediaType <<<"$raw")"
@@ -46,52 +46,52 @@ suite_examples() {
     for arch in amd64 arm64; do
         config=$(skopeo --override-arch "$arch" inspect --config "oci:$index")
         expect_eq "$arch: config architecture via the index" "$arch" "$(jq -r .architecture <<<"$config")"
-        expect_eq "$arch: entrypoint is the binary at /" '["/hello"]' "$(jq -c .config.Entrypoint <<<"$config")"
+        expect_eq "$arch: entrypoint is the binary at /" '["/api"]' "$(jq -c .config.Entrypoint <<<"$config")"
         expect_eq "$arch: port 8080/tcp exposed" '{"8080/tcp":{}}' "$(jq -c .config.ExposedPorts <<<"$config")"
-        check "$arch: every layer's digest, size and diff_id verify (sha256sum, gzip)" layer_checks "$arch" "$EX_BIN/hello_$arch.oci"
+        check "$arch: every layer's digest, size and diff_id verify (sha256sum, gzip)" layer_checks "$arch" "$EX_BIN/api_$arch.oci"
 
         # umoci verifies blob digests while unpacking; it needs a writable layout.
         bundle="$KILN_WORK/bundle-$arch"
         rm -rf "$bundle" "$KILN_WORK/layout-$arch"
-        cp -r "$EX_BIN/hello_$arch.oci" "$KILN_WORK/layout-$arch" && chmod -R u+w "$KILN_WORK/layout-$arch"
+        cp -r "$EX_BIN/api_$arch.oci" "$KILN_WORK/layout-$arch" && chmod -R u+w "$KILN_WORK/layout-$arch"
         check "$arch: umoci unpack" umoci unpack --rootless --image "$KILN_WORK/layout-$arch:latest" "$bundle"
         want_file=$([ "$arch" = amd64 ] && echo "x86-64" || echo "ARM aarch64")
-        check "$arch: /hello is a static $want_file ELF" \
-            bash -c "file '$bundle/rootfs/hello' | grep 'ELF 64-bit.*$want_file.*statically linked' >/dev/null"
+        check "$arch: /api is a static $want_file ELF" \
+            bash -c "file '$bundle/rootfs/api' | grep 'ELF 64-bit.*$want_file.*statically linked' >/dev/null"
         # GNU tar's own listing: explicit mode, owner 0/0, mtime at the epoch.
         local blob
-        blob=$(skopeo inspect --raw "oci:$EX_BIN/hello_$arch.oci" | jq -r '.layers[-1].digest | sub("sha256:"; "")')
-        expect_eq "$arch: layer tar lists -rwxr-xr-x 0/0 1970-01-01 00:00 hello" "-rwxr-xr-x 0/0 1970-01-01 00:00 hello" \
-            "$(TZ=UTC tar -tvzf "$EX_BIN/hello_$arch.oci/blobs/sha256/$blob" --numeric-owner | awk '{print $1, $2, $4, $5, $6}')"
+        blob=$(skopeo inspect --raw "oci:$EX_BIN/api_$arch.oci" | jq -r '.layers[-1].digest | sub("sha256:"; "")')
+        expect_eq "$arch: layer tar lists -rwxr-xr-x 0/0 1970-01-01 00:00 api" "-rwxr-xr-x 0/0 1970-01-01 00:00 api" \
+            "$(TZ=UTC tar -tvzf "$EX_BIN/api_$arch.oci/blobs/sha256/$blob" --numeric-owner | awk '{print $1, $2, $4, $5, $6}')"
     done
 
     # static_base: what the services run on, read with GNU tar from the base layer.
     local base_blob listing
-    base_blob=$(skopeo inspect --raw "oci:$EX_BIN/hello_arm64.oci" | jq -r '.layers[0].digest | sub("sha256:"; "")')
-    listing=$(TZ=UTC tar -tvzf "$EX_BIN/hello_arm64.oci/blobs/sha256/$base_blob" --numeric-owner 2>&1)
+    base_blob=$(skopeo inspect --raw "oci:$EX_BIN/api_arm64.oci" | jq -r '.layers[0].digest | sub("sha256:"; "")')
+    listing=$(TZ=UTC tar -tvzf "$EX_BIN/api_arm64.oci/blobs/sha256/$base_blob" --numeric-owner 2>&1)
     expect_eq "static_base: /tmp is drwxrwxrwt root" "drwxrwxrwt 0/0" "$(awk '$6 == "tmp/" {print $1, $2}' <<<"$listing")"
     expect_eq "static_base: /home/nonroot belongs to 65532" "drwx------ 65532/65532" "$(awk '$6 == "home/nonroot/" {print $1, $2}' <<<"$listing")"
     expect_eq "static_base: /etc/passwd has root and nonroot" "root:x:0:0 nonroot:x:65532:65532" \
-        "$(tar -xOzf "$EX_BIN/hello_arm64.oci/blobs/sha256/$base_blob" etc/passwd | grep -E '^(root|nonroot):' | cut -d: -f1-4 | paste -sd' ')"
+        "$(tar -xOzf "$EX_BIN/api_arm64.oci/blobs/sha256/$base_blob" etc/passwd | grep -E '^(root|nonroot):' | cut -d: -f1-4 | paste -sd' ')"
     expect_eq "static_base: /etc/group has nonroot" "nonroot:x:65532:" \
-        "$(tar -xOzf "$EX_BIN/hello_arm64.oci/blobs/sha256/$base_blob" etc/group | grep '^nonroot:')"
+        "$(tar -xOzf "$EX_BIN/api_arm64.oci/blobs/sha256/$base_blob" etc/group | grep '^nonroot:')"
     local path missing=""
     for path in etc/ssl/certs/ca-certificates.crt usr/share/zoneinfo/UTC etc/services etc/os-release; do
         grep -q " $path\( \|$\)" <<<"$listing" || missing="$missing $path"
     done
     expect_eq "static_base: CA bundle, tzdata, netbase and base-files are in the layer" "" "$missing"
     expect_eq "static_base: the CA bundle holds the package's certificates" "yes" \
-        "$([ "$(tar -xOzf "$EX_BIN/hello_arm64.oci/blobs/sha256/$base_blob" etc/ssl/certs/ca-certificates.crt | grep -c 'BEGIN CERTIFICATE')" -gt 100 ] && echo yes)"
+        "$([ "$(tar -xOzf "$EX_BIN/api_arm64.oci/blobs/sha256/$base_blob" etc/ssl/certs/ca-certificates.crt | grep -c 'BEGIN CERTIFICATE')" -gt 100 ] && echo yes)"
 
     # The arm64 binary really runs (under qemu-user) and serves /healthz.
     port=$(free_port)
-    PORT=$port qemu-aarch64-static "$KILN_WORK/bundle-arm64/rootfs/hello" >"$KILN_WORK/qemu-hello.log" 2>&1 &
+    qemu-aarch64-static "$KILN_WORK/bundle-arm64/rootfs/api" -listen "127.0.0.1:$port" >"$KILN_WORK/qemu-api.log" 2>&1 &
     pid=$!
     if wait_http "http://127.0.0.1:$port/healthz" 30; then
-        expect_eq "arm64: binary under qemu answers /healthz" "200 ok linux/arm64" \
+        expect_eq "arm64: binary under qemu answers /healthz" "200 ok api linux/arm64" \
             "$(curl -s -w '%{http_code} ' -o "$KILN_WORK/qemu-body" "http://127.0.0.1:$port/healthz")$(cat "$KILN_WORK/qemu-body")"
     else
-        fail "arm64: binary under qemu answers /healthz" "$(cat "$KILN_WORK/qemu-hello.log")"
+        fail "arm64: binary under qemu answers /healthz" "$(cat "$KILN_WORK/qemu-api.log")"
     fi
     kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
 }

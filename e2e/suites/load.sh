@@ -1,4 +1,4 @@
-# bazel run //build/hello:load into the Docker engine, then docker run and /healthz.
+# bazel run //build/api:load into the Docker engine, then docker run and /healthz.
 suite_load() {
     source e2e/suites/examples.sh
     if ! docker_available; then
@@ -6,16 +6,16 @@ suite_load() {
         return
     fi
     ensure_examples_built || { fail "load: examples do not build"; return; }
-    local tag="kiln-e2e/hello:$$" out id config_digest cid port
-    if out=$(cd examples && kbazel ex1 run //build/hello:load -- --tag "$tag" 2>&1); then
+    local tag="kiln-e2e/api:$$" out id config_digest cid port
+    if out=$(cd examples && kbazel ex1 run //build/api:load -- --tag "$tag" 2>&1); then
         pass "bazel run :load -- --tag $tag"
     else
         fail "bazel run :load -- --tag $tag" "$(tail -20 <<<"$out")"
         return
     fi
-    expect_eq "load: docker sees the host-arch image with entrypoint /hello" 'amd64 ["/hello"]' \
+    expect_eq "load: docker sees the host-arch image with entrypoint /api" 'amd64 ["/api"]' \
         "$(docker image inspect "$tag" --format '{{.Architecture}} {{json .Config.Entrypoint}}')"
-    config_digest="sha256:$(sha256sum <"$EX_BIN/hello_amd64.json" | cut -d' ' -f1)"
+    config_digest="sha256:$(sha256sum <"$EX_BIN/api_amd64.json" | cut -d' ' -f1)"
     expect_eq "load: docker's image ID is the built config digest" "$config_digest" "$(docker image inspect "$tag" --format '{{.Id}}')"
 
     cid=$(docker run -d -p 127.0.0.1::8080 "$tag")
@@ -39,10 +39,10 @@ suite_load() {
     docker rmi -f "$tag" >/dev/null 2>&1
 
     # The default tag (service_image's local_tag) is used without --tag.
-    if (cd examples && kbazel ex1 run //build/hello:load >/dev/null 2>&1); then
-        check "load: default tag hello:dev present" docker image inspect hello:dev
-        docker rmi -f hello:dev >/dev/null 2>&1
+    if (cd examples && kbazel ex1 run //build/api:load >/dev/null 2>&1); then
+        check "load: default tag kiln/api:dev present" docker image inspect kiln/api:dev
+        docker rmi -f kiln/api:dev >/dev/null 2>&1
     else
-        fail "load: default tag hello:dev present" "bazel run :load failed"
+        fail "load: default tag kiln/api:dev present" "bazel run :load failed"
     fi
 }

@@ -26,7 +26,7 @@ pull_workspace() {
     rm -rf "$PULL_WS"; mkdir -p "$PULL_WS"
     for arch in amd64 arm64; do
         mkdir -p "$PULL_WS/$arch"
-        cp "$EX_BIN/hello_${arch}_binary/hello" "$PULL_WS/$arch/hello"
+        cp "$EX_BIN/api_${arch}_binary/api" "$PULL_WS/$arch/hello"
     done
     cat >"$PULL_WS/MODULE.bazel" <<MODULE
 module(name = "kiln_e2e_pulled")
@@ -101,7 +101,7 @@ suite_pull() {
     # shellcheck source=/dev/null
     source e2e/suites/examples.sh
     ensure_examples_built || { fail "pull: the examples build"; return; }
-    (cd examples && kbazel ex1 build //build/base) >/dev/null 2>&1 || { fail "pull: bazel build //build/base"; return; }
+    (cd examples && kbazel ex1 build --output_groups=+oci_layout //build/base) >/dev/null 2>&1 || { fail "pull: bazel build //build/base"; return; }
     EX_BASE="$(cd examples && kbazel ex1 info bazel-bin 2>/dev/null)/build/base"
     local digest
     digest=$(cat "$EX_BASE/base.digest")

@@ -1,11 +1,11 @@
-# bazel run //build/hello:push to Debian's docker-registry, checked with skopeo and crane.
+# bazel run //build/api:push to Debian's docker-registry, checked with skopeo and crane.
 
-run_push() { (cd examples && kbazel ex1 run //build/hello:push -- "$@"); }
+run_push() { (cd examples && kbazel ex1 run //build/api:push -- "$@"); }
 suite_push() {
     source e2e/suites/examples.sh
     ensure_examples_built || { fail "push: examples do not build"; return; }
     start_registry push || { fail "push: docker-registry starts"; return; }
-    local repo="$REGISTRY/kiln/hello" want got uploads_before uploads_after out
+    local repo="$REGISTRY/kiln/api" want got uploads_before uploads_after out
     want=$(cat "$EX_BIN/image.digest")
 
     check "bazel run :push -- --repository $repo --tag e2e --tag second" run_push --repository "$repo" --tag e2e --tag second
@@ -17,16 +17,16 @@ suite_push() {
     check "push: crane validates the remote index and its blobs" crane validate --insecure --remote "$repo:e2e"
 
     # An unchanged image pushes no blob the second time.
-    uploads_before=$(grep -c 'POST /v2/kiln/hello/blobs/uploads/' "$REGISTRY_LOG")
+    uploads_before=$(grep -c 'POST /v2/kiln/api/blobs/uploads/' "$REGISTRY_LOG")
     out=$(run_push --repository "$repo" --tag e2e 2>&1)
-    uploads_after=$(grep -c 'POST /v2/kiln/hello/blobs/uploads/' "$REGISTRY_LOG")
+    uploads_after=$(grep -c 'POST /v2/kiln/api/blobs/uploads/' "$REGISTRY_LOG")
     expect_eq "push: a second push of an unchanged image uploads no blob" "$uploads_before" "$uploads_after"
     [ "$uploads_before" -gt 0 ] && pass "push: the first push did upload blobs ($uploads_before)" || fail "push: the first push did upload blobs" "log has no upload"
 
     # A registry that does not answer: a clear error naming it, and no tag anywhere.
     local closed
     closed=$(free_port)
-    out=$(run_push --repository "127.0.0.1:$closed/kiln/hello" --tag never 2>&1)
+    out=$(run_push --repository "127.0.0.1:$closed/kiln/api" --tag never 2>&1)
     if [ $? -ne 0 ] && grep -q "127.0.0.1:$closed" <<<"$out"; then
         pass "push: an unreachable registry fails with an error naming it"
     else

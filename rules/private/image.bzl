@@ -1,9 +1,9 @@
 """container_image: base + layers + config -> an OCI image layout (rules_docker's API)."""
 
+load(":blobs.bzl", "blob_entry", "layout_entry", "oci_layout", "runfiles_layout", "write_blob_set")
 load(":launcher.bzl", "write_launcher")
 load(":layer.bzl", "LAYER_ATTRS", "build_layer", "layer_entries", "layer_mtime")
 load(":providers.bzl", "KilnImageInfo", "KilnLayerInfo", "KilnLayoutInfo")
-load(":pull.bzl", "complete_layout")
 load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
 load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
 load(":utils.bzl", "CPU_CONSTRAINT_ATTRS", "check_config_values", "check_port", "display_label", "expand_make_variables", "platform_string", "target_platform")
@@ -71,36 +71,63 @@ def _labels(ctx, label):
             plain[key] = value
     return plain, from_files
 
-def _base(label, base):
-    """The spec's `base` object and the Files it reads, for any kind of base.
+def _foreign(files, spec, shallow = False):
+    # A base not built by kiln: kiln-image writes its layers to --base-blobs.
+    return struct(spec = spec, inputs = files, shallow = shallow, metadata = depset(), blobs = depset(), foreign = True)
+
+def _base(ctx, name, label, base, platform):
+    """The spec's `base` object and what the image gets from it.
 
     Args:
+      ctx: the rule context.
+      name: prefix of declared files.
       label: the target, for errors.
-      base: None, a Target (container_image, image_index, OCI layout directory,
-        filegroup of a layout, docker-save tarball) or a File.
+      base: None, a Target (container_image, image_index, pulled image, OCI
+        layout directory, filegroup of a layout, docker-save tarball) or a File.
+      platform: the image's `os/arch[/variant]`, to take an index's image.
 
     Returns:
-      (spec dict or None, list of input Files, whether the base is shallow).
+      struct(spec, inputs, shallow, metadata, blobs, foreign): the spec dict
+      (or None), the action's input Files, whether the base is shallow, the
+      base's metadata and blob entry depsets, and whether kiln-image must
+      write the base's layers to `--base-blobs` (a base not built by kiln).
     """
+    none = struct(spec = None, inputs = [], shallow = False, metadata = depset(), blobs = depset(), foreign = False)
     if base == None:
-        return None, [], False
-    if type(base) == "File":
-        files = [base]
-    else:
+        return none
+    info = None
+    if type(base) != "File":
         if KilnImageInfo in base:
             info = base[KilnImageInfo]
-            return {"layout": info.layout.path, "listing": info.listing.path}, [info.layout, info.listing], getattr(info, "shallow", False) == True
-        if KilnLayoutInfo in base:
+        elif KilnLayoutInfo in base:
             info = base[KilnLayoutInfo]
-            return {"layout": info.layout.path}, [info.layout], getattr(info, "shallow", False) == True
-        files = base.files.to_list()
+
+            # An index of kiln images: this platform's image, with its listing.
+            info = info.images.get(platform, info)
+    if info:
+        # Only manifests and configs: the layers reach push and load through
+        # the providers, never this action.
+        spec_file, files = write_blob_set(ctx, name + ".base", info, metadata_only = True)
+        spec = {"blob_set": spec_file.path}
+        listing = getattr(info, "listing", None)
+        if listing:
+            spec["listing"] = listing.path
+        return struct(
+            spec = spec,
+            inputs = [spec_file] + files + ([listing] if listing else []),
+            shallow = info.shallow,
+            metadata = info.metadata,
+            blobs = info.blobs,
+            foreign = False,
+        )
+    files = [base] if type(base) == "File" else base.files.to_list()
     if len(files) == 1 and files[0].is_directory:
-        return {"layout": files[0].path}, files, False
+        return _foreign(files, {"layout": files[0].path})
     if len(files) == 1 and (files[0].basename.endswith(".tar") or files[0].basename.endswith(".tar.gz")):
-        return {"docker_tar": files[0].path}, files, False
+        return _foreign(files, {"docker_tar": files[0].path})
     markers = [f for f in files if f.basename == "oci-layout"]
     if len(markers) == 1:
-        return {"layout": markers[0].dirname}, files, len([f for f in files if f.basename == "kiln-source.json"]) > 0
+        return _foreign(files, {"layout": markers[0].dirname}, shallow = len([f for f in files if f.basename == "kiln-source.json"]) > 0)
     fail("%s: base: %s is not a container_image, an OCI layout (a directory, or files with one `oci-layout`) or a docker-save tarball (.tar)" % (
         label,
         base.label if type(base) == "Target" else base.path,
@@ -255,7 +282,8 @@ def image_implementation(
         layer_infos.append(own_layer)
 
     os, arch, variant = target_platform(ctx, label, architecture, operating_system)
-    base_spec, base_inputs, shallow = _base(label, base)
+    base_info = _base(ctx, name, label, base, platform_string(os, arch, variant))
+    base_spec, base_inputs, shallow = base_info.spec, base_info.inputs, base_info.shallow
     stamp_inputs = stamp_files(ctx)
     labels, label_files = _labels(ctx, label)
     check_config_values(
@@ -304,9 +332,8 @@ def image_implementation(
         platform["variant"] = variant
     spec = {
         "config": config,
-        "layers": [{"blob": layer.blob.path, "descriptor": layer.descriptor.path, "listing": layer.listing.path} for layer in layer_infos],
+        "layers": [{"descriptor": layer.descriptor.path, "listing": layer.listing.path} for layer in layer_infos],
         "platform": platform,
-        "ref_name": "latest",
         "target": label,
     }
     if base_spec:
@@ -316,14 +343,19 @@ def image_implementation(
     spec_file = ctx.actions.declare_file(name + ".image.spec.json")
     ctx.actions.write(spec_file, json.encode(spec))
 
-    layout = ctx.actions.declare_directory(name + ".oci")
+    manifest = ctx.actions.declare_file(name + ".manifest.json")
     descriptor = ctx.actions.declare_file(name + ".descriptor.json")
     listing = ctx.actions.declare_file(name + ".listing.json")
+    base_blobs = ctx.actions.declare_directory(name + ".base-blobs") if base_info.foreign else None
+
+    # Descriptors and listings only: kiln-image never reads a layer blob.
     inputs = [spec_file] + base_inputs + stamp_inputs + label_files.values()
-    inputs += [f for layer in layer_infos for f in (layer.blob, layer.descriptor, layer.listing)]
+    inputs += [f for layer in layer_infos for f in (layer.descriptor, layer.listing)]
     args = ctx.actions.args()
     args.add("--spec", spec_file)
-    args.add("--layout", layout.path)
+    args.add("--manifest", manifest)
+    if base_blobs:
+        args.add("--base-blobs", base_blobs.path)
     args.add("--config", output_config)
     args.add("--config-digest", output_config_digest)
     args.add("--digest", output_digest)
@@ -333,30 +365,52 @@ def image_implementation(
         executable = kiln_tool(ctx, "image").files_to_run,
         arguments = [args],
         inputs = inputs,
-        outputs = [layout, output_config, output_config_digest, output_digest, descriptor, listing],
+        outputs = [manifest, output_config, output_config_digest, output_digest, descriptor, listing] + ([base_blobs] if base_blobs else []),
         mnemonic = "KilnImage",
         progress_message = "Building image %{label}",
         toolchain = TOOLCHAIN_TYPES["image"],
     )
 
-    # On a pulled (shallow) base, what Docker gets needs the base's layer
-    # bytes: the tarball action fetches them (only when the .tar is asked for),
-    # the loader at run time, so `bazel build` downloads no base layer.
-    loadable = complete_layout(ctx, name, layout) if shallow else layout
-    pull_tool = kiln_tool(ctx, "pull").tool
+    top = blob_entry(manifest, descriptor)
+    info = KilnImageInfo(
+        blobs = depset(
+            [blob_entry(layer.blob, layer.descriptor) for layer in layer_infos] + ([layout_entry(base_blobs)] if base_blobs else []),
+            transitive = [base_info.blobs],
+        ),
+        config = output_config,
+        descriptor = descriptor,
+        digest = output_digest,
+        listing = listing,
+        manifest = manifest,
+        metadata = depset([blob_entry(output_config, output_config_digest)], transitive = [base_info.metadata]),
+        platform = platform_string(os, arch, variant),
+        shallow = shallow,
+        top = top,
+    )
+    layout_info = KilnLayoutInfo(
+        blobs = info.blobs,
+        digest = output_digest,
+        images = {},
+        metadata = info.metadata,
+        shallow = shallow,
+        top = top,
+    )
 
-    # name.tar: a docker-save tarball, built only when asked for.
+    # The OCI layout (output group oci_layout) and name.tar are on demand.
+    # On a pulled (shallow) base both need the base's layer bytes: the
+    # layout action fetches them, so `bazel build` downloads no base layer.
+    layout = oci_layout(ctx, name, layout_info)
     load_tool = kiln_tool(ctx, "load")
     tag = default_tag(ctx, name)
     tar_args = ctx.actions.args()
-    tar_args.add("--layout", loadable.path)
+    tar_args.add("--layout", layout.path)
     tar_args.add("--tag", tag)
     tar_args.add("--format", tarball_format)
     tar_args.add("--output", output_tarball)
     ctx.actions.run(
         executable = load_tool.files_to_run,
         arguments = [tar_args],
-        inputs = [loadable],
+        inputs = [layout],
         outputs = [output_tarball],
         mnemonic = "KilnImageTar",
         progress_message = "Writing docker-save tarball of %{label}",
@@ -366,30 +420,24 @@ def image_implementation(
     # `bazel run :name`: rules_docker's incremental loader; with
     # legacy_run_behavior = False it then runs the image (`-- --norun` skips that).
     loader = output_executable or ctx.actions.declare_file(name + ".load.sh")
-    fixed = [("--layout", layout), ("--incremental", None)]
+    run_layout, run_files = runfiles_layout(ctx, name, layout_info, fetch = True)
+    fixed = [("--incremental", None)]
     if not ctx.attr.legacy_run_behavior:
         fixed.append(("--run-flags", ctx.attr.docker_run_flags))
-    write_launcher(ctx, loader, load_tool.tool, fixed, {"--tag": [tag]}, fetch = (pull_tool, layout) if shallow else None)
+    write_launcher(ctx, loader, load_tool.tool, fixed, {"--tag": [tag]}, layout = run_layout)
 
     return [
         DefaultInfo(
-            files = depset([layout, output_digest]),
+            files = depset([manifest, output_digest]),
             executable = loader,
-            runfiles = ctx.runfiles(files = [layout, load_tool.tool] + ([pull_tool] if shallow else [])),
+            runfiles = ctx.runfiles(files = run_files + [load_tool.tool]),
         ),
-        KilnImageInfo(
-            config = output_config,
-            descriptor = descriptor,
-            digest = output_digest,
-            layout = layout,
-            listing = listing,
-            platform = platform_string(os, arch, variant),
-            shallow = shallow,
-        ),
-        KilnLayoutInfo(digest = output_digest, layout = layout, shallow = shallow),
+        info,
+        layout_info,
         OutputGroupInfo(
             layers = depset([layer.blob for layer in layer_infos]),
             layer_tar = depset([output_layer]),
+            oci_layout = depset([layout]),
             tarball = depset([output_tarball]),
         ),
     ]
@@ -485,7 +533,13 @@ def _container_image_impl(ctx):
 
 container_image_ = rule(
     implementation = _container_image_impl,
-    doc = "Builds a single-platform OCI image. `bazel run` loads it into Docker. Use the `container_image` macro.",
+    doc = """Builds a single-platform OCI image. `bazel run` loads it into Docker. Use the `container_image` macro.
+
+Default outputs: `<name>.manifest.json` and `<name>.digest`, so that `bazel build`
+with a remote cache downloads kilobytes; the layer blobs reach push, load and
+layouts through the providers. `bazel build :name --output_groups=+oci_layout`
+writes the OCI image layout `<name>.oci` (read by skopeo `oci:<path>` and umoci);
+`<name>.tar` is built when asked for.""",
     attrs = IMAGE_ATTRS,
     outputs = IMAGE_OUTPUTS,
     executable = True,

@@ -1,5 +1,6 @@
 """image_index: per-platform images -> one OCI image index."""
 
+load(":blobs.bzl", "blob_entry", "oci_layout")
 load(":providers.bzl", "KilnImageInfo", "KilnLayoutInfo")
 load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
 load(":transitions.bzl", "split_by_platforms")
@@ -23,30 +24,43 @@ def _image_index_impl(ctx):
             fail("%s: images: two images are for platform %s" % (label, image.platform))
         seen[image.platform] = True
 
-    spec = ctx.actions.declare_file(ctx.label.name + ".index.spec.json")
+    # Manifest descriptors only: the images' blobs reach push and load
+    # through the providers.
+    name = ctx.label.name
+    spec = ctx.actions.declare_file(name + ".index.spec.json")
     ctx.actions.write(spec, json.encode({
-        "images": [{"layout": i.layout.path} for i in images],
-        "ref_name": "latest",
+        "images": [{"descriptor": i.descriptor.path} for i in images],
         "target": label,
     }))
-    layout = ctx.actions.declare_directory(ctx.label.name + ".oci")
-    digest = ctx.actions.declare_file(ctx.label.name + ".digest")
+    index = ctx.actions.declare_file(name + ".index.json")
+    descriptor = ctx.actions.declare_file(name + ".index.descriptor.json")
+    digest = ctx.actions.declare_file(name + ".digest")
     args = ctx.actions.args()
     args.add("--spec", spec)
-    args.add("--layout", layout.path)
+    args.add("--index", index)
+    args.add("--descriptor", descriptor)
     args.add("--digest", digest)
     ctx.actions.run(
         executable = kiln_tool(ctx, "index").files_to_run,
         arguments = [args],
-        inputs = [spec] + [i.layout for i in images],
-        outputs = [layout, digest],
+        inputs = [spec] + [i.descriptor for i in images],
+        outputs = [index, descriptor, digest],
         mnemonic = "KilnIndex",
         progress_message = "Building image index %{label}",
         toolchain = TOOLCHAIN_TYPES["index"],
     )
+    info = KilnLayoutInfo(
+        blobs = depset(transitive = [i.blobs for i in images]),
+        digest = digest,
+        images = {i.platform: i for i in images},
+        metadata = depset([i.top for i in images], transitive = [i.metadata for i in images]),
+        shallow = len([i for i in images if i.shallow]) > 0,
+        top = blob_entry(index, descriptor),
+    )
     return [
-        DefaultInfo(files = depset([layout, digest])),
-        KilnLayoutInfo(digest = digest, layout = layout, shallow = len([i for i in images if getattr(i, "shallow", False) == True]) > 0),
+        DefaultInfo(files = depset([index, digest])),
+        info,
+        OutputGroupInfo(oci_layout = depset([oci_layout(ctx, name, info)])),
     ]
 
 image_index = rule(
@@ -56,7 +70,13 @@ image_index = rule(
 Either list single-platform images in `images`, or give one `image` target and
 the `platforms` to build it for: the image (and everything it depends on, such
 as a Go binary) is then built once per platform through a transition, and each
-image takes its architecture from its platform.""",
+image takes its architecture from its platform.
+
+Default outputs: `<name>.index.json` (the index) and `<name>.digest`, a few
+hundred bytes: the index action reads only the images' manifest descriptors.
+The OCI layout is the output group `oci_layout`:
+`bazel build :name --output_groups=+oci_layout` writes `<name>.oci`, which
+skopeo (`oci:<path>`) and umoci read.""",
     attrs = {
         "image": attr.label(
             doc = "A container_image to build once per platform in `platforms`.",
@@ -71,5 +91,5 @@ image takes its architecture from its platform.""",
             doc = "Target platforms for `image`, e.g. `@rules_kiln//platforms:linux_amd64`.",
         ),
     },
-    toolchains = [TOOLCHAIN_TYPES["index"]],
+    toolchains = [TOOLCHAIN_TYPES["index"], TOOLCHAIN_TYPES["pull"]],
 )

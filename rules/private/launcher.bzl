@@ -9,6 +9,7 @@ if [[ -n "${{RUNFILES_DIR:-}}" ]]; then runfiles="$RUNFILES_DIR"
 elif [[ -d "$0.runfiles" ]]; then runfiles="$0.runfiles"
 else echo "{label}: cannot find runfiles next to $0" >&2; exit 1; fi
 tool="$runfiles/{tool}"
+{layout}
 fixed=({fixed})
 # Flags given on the command line replace the rule's defaults for that flag.
 declare -A overridden=()
@@ -20,18 +21,14 @@ defaults=()
 {run}
 """
 
-# The layout is shallow (a pulled base): fetch its absent layers first, into a
-# directory that lives as long as this run.
-_FETCH_AND_RUN = """work=$(mktemp -d "${{TMPDIR:-/tmp}}/kiln-fetch.XXXXXX")
+# The image's blobs are runfiles, scattered: a layout of symlinks to them
+# (made in milliseconds, no layer copied) lives as long as this run. With
+# fetch, a pulled base's layers are downloaded into it first.
+_LAYOUT = """work=$(mktemp -d "${{TMPDIR:-/tmp}}/kiln-run.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-"$runfiles/{pull}" fetch-blobs --layout "$runfiles/{layout}" --output "$work/layout"
-for i in "${{!fixed[@]}}"; do
-  [[ "${{fixed[$i]}}" == "$runfiles/{layout}" ]] && fixed[$i]="$work/layout"
-done
-"$tool" "${{fixed[@]}}" "${{defaults[@]}}" "$@"
-"""
+"$runfiles/{pull}" layout --spec "$runfiles/{spec}" --root "$runfiles" --output "$work/layout" --symlink{fetch}"""
 
-def write_launcher(ctx, output, tool, fixed_args, default_flags, fetch = None):
+def write_launcher(ctx, output, tool, fixed_args, default_flags, layout = None):
     """Writes an executable launcher for `tool`.
 
     Args:
@@ -41,10 +38,10 @@ def write_launcher(ctx, output, tool, fixed_args, default_flags, fetch = None):
       fixed_args: list of (flag, File, string or None) always passed; Files become
         runfiles paths; None means a flag without a value.
       default_flags: dict flag -> list of strings, dropped when the user passes that flag.
-      fetch: None, or (kiln-pull File, shallow layout File): the launcher first
-        completes that layout with `kiln-pull fetch-blobs` (in runfiles too).
+      layout: None, or what `blobs.runfiles_layout` returns: the launcher
+        first writes the image's layout and passes `--layout` to the tool.
     """
-    fixed = []
+    fixed = ['--layout "$work/layout"'] if layout else []
     for flag, value in fixed_args:
         if value == None:
             fixed.append(flag)
@@ -66,10 +63,12 @@ def write_launcher(ctx, output, tool, fixed_args, default_flags, fetch = None):
             tool = rlocation_path(ctx, tool),
             fixed = " ".join(fixed),
             defaults = "\n".join(defaults),
-            run = _FETCH_AND_RUN.format(
-                pull = rlocation_path(ctx, fetch[0]),
-                layout = rlocation_path(ctx, fetch[1]),
-            ) if fetch else 'exec "$tool" "${fixed[@]}" "${defaults[@]}" "$@"',
+            layout = _LAYOUT.format(
+                pull = rlocation_path(ctx, layout.pull),
+                spec = rlocation_path(ctx, layout.spec),
+                fetch = " --fetch" if layout.fetch else "",
+            ) if layout else "",
+            run = '"$tool" "${fixed[@]}" "${defaults[@]}" "$@"' if layout else 'exec "$tool" "${fixed[@]}" "${defaults[@]}" "$@"',
         ),
         is_executable = True,
     )

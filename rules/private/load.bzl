@@ -1,5 +1,6 @@
 """image_load: `bazel run` loads an image into Docker (or podman)."""
 
+load(":blobs.bzl", "runfiles_layout")
 load(":launcher.bzl", "write_launcher")
 load(":providers.bzl", "KilnLayoutInfo")
 load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
@@ -15,15 +16,16 @@ def _image_load_impl(ctx):
         if not (stamp and "{" in tag):
             check_reference(tag, "%s: repo_tags" % label)
     image = ctx.attr.image[KilnLayoutInfo]
-    layout = image.layout
-    shallow = getattr(image, "shallow", False) == True
-    pull_tool = kiln_tool(ctx, "pull").tool
     tool = kiln_tool(ctx, "load")
     launcher = ctx.actions.declare_file(ctx.label.name + ".load.sh")
-    write_launcher(ctx, launcher, tool.tool, [("--layout", layout)] + [("--stamp", f) for f in stamp], {"--tag": tags}, fetch = (pull_tool, layout) if shallow else None)
+
+    # The image's blob Files (runfiles) become a layout of symlinks at run
+    # time; a pulled base's layers are fetched into it.
+    layout, files = runfiles_layout(ctx, ctx.label.name, image, fetch = True)
+    write_launcher(ctx, launcher, tool.tool, [("--stamp", f) for f in stamp], {"--tag": tags}, layout = layout)
     return [DefaultInfo(
         executable = launcher,
-        runfiles = ctx.runfiles(files = [layout, image.digest, tool.tool] + stamp + ([pull_tool] if shallow else [])),
+        runfiles = ctx.runfiles(files = files + [image.digest, tool.tool] + stamp),
     )]
 
 image_load = rule(

@@ -12,23 +12,31 @@ KilnLayerInfo = provider(
 )
 
 KilnImageInfo = provider(
-    doc = "One single-platform image built by kiln-image.",
+    doc = """One single-platform image built by kiln-image: its config and manifest, and
+the blob Files it is made of (as entries of `rules/private/blobs.bzl`).""",
     fields = {
+        "blobs": "depset of blob entries: the layer blobs (and a foreign base's blob directory).",
         "config": "File: the image config blob.",
         "descriptor": "File: JSON descriptor of the manifest, with its platform.",
         "digest": "File: `sha256:<hex>` of the manifest.",
-        "layout": "File (directory): an OCI image layout holding the image and all its blobs.",
         "listing": "File: JSON list of every path in the image (base included).",
+        "manifest": "File: the image manifest.",
+        "metadata": "depset of blob entries: manifest and config blobs, this image's and its base's, and a pulled base's layout (no layer bytes).",
         "platform": "string: `os/architecture[/variant]`.",
-        "shallow": "bool: some base layer blobs are absent from `layout` and listed in its kiln-source.json (a pulled base).",
+        "shallow": "bool: some base layer blobs are only in a registry (a pulled base), listed in its layout's kiln-source.json.",
+        "top": "blob entry: the manifest, with `descriptor` as its digest File.",
     },
 )
 
 KilnLayoutInfo = provider(
-    doc = "Something pushable and loadable: an OCI layout holding an image or an index.",
+    doc = """Something pushable and loadable: an image or an index, as its top manifest
+or index and the blob Files everything it references is in.""",
     fields = {
-        "digest": "File: `sha256:<hex>` of the layout's top manifest or index.",
-        "layout": "File (directory): the OCI image layout.",
-        "shallow": "bool: some blobs are absent from `layout` and listed in its kiln-source.json; kiln-pull fetch-blobs completes it.",
+        "blobs": "depset of blob entries: layer blobs.",
+        "digest": "File: `sha256:<hex>` of the top manifest or index.",
+        "images": "dict platform string -> KilnImageInfo: the images of an index (empty for an image or a pulled layout).",
+        "metadata": "depset of blob entries: manifests, configs, indexes, pulled layouts.",
+        "shallow": "bool: some blobs are only in a registry (a pulled base), listed in a layout's kiln-source.json; `kiln-pull layout --fetch` downloads them.",
+        "top": "blob entry of the top manifest or index (its digest File is its descriptor), or a layout entry (a pulled layout: the single entry of its index.json).",
     },
 )

@@ -1,8 +1,8 @@
-"""Pulled base images: the repository rule behind `kiln.pull`, the rule that
-exposes its shallow layout, and the action that completes a shallow layout."""
+"""Pulled base images: the repository rule behind `kiln.pull` and the rule that
+exposes its shallow layout. The layout action of `blobs.bzl` completes one."""
 
+load(":blobs.bzl", "layout_entry")
 load(":providers.bzl", "KilnLayoutInfo")
-load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
 load(":toolchains_repo.bzl", "host_platform_key")
 
 def _kiln_pull_repo_impl(rctx):
@@ -83,7 +83,14 @@ def _pulled_image_impl(ctx):
     shallow = len([f for f in ctx.files.srcs if f.basename == "kiln-source.json"]) > 0
     return [
         DefaultInfo(files = depset([layout, digest])),
-        KilnLayoutInfo(digest = digest, layout = layout, shallow = shallow),
+        KilnLayoutInfo(
+            blobs = depset(),
+            digest = digest,
+            images = {},
+            metadata = depset([layout_entry(layout)]),
+            shallow = shallow,
+            top = layout_entry(layout),
+        ),
     ]
 
 pulled_image = rule(
@@ -94,38 +101,3 @@ pulled_image = rule(
         "srcs": attr.label_list(doc = "The files of the layout.", allow_files = True),
     },
 )
-
-def complete_layout(ctx, name, layout):
-    """Registers `kiln-pull fetch-blobs`: a complete copy of a shallow layout.
-
-    Only actions that need layer bytes (docker-save tarballs, loading into
-    Docker) depend on it, so `bazel build` of an image on a pulled base
-    downloads no base layer.
-
-    Args:
-      ctx: rule context with the pull toolchain.
-      name: prefix of the declared directory.
-      layout: the shallow layout (a directory File).
-
-    Returns:
-      The complete layout (a directory File).
-    """
-    complete = ctx.actions.declare_directory(name + ".complete.oci")
-    args = ctx.actions.args()
-    args.add("fetch-blobs")
-    args.add("--layout", layout.path)
-    args.add("--output", complete.path)
-    ctx.actions.run(
-        executable = kiln_tool(ctx, "pull").files_to_run,
-        arguments = [args],
-        inputs = [layout],
-        outputs = [complete],
-        mnemonic = "KilnFetchBlobs",
-        progress_message = "Fetching base layers of %{label}",
-        toolchain = TOOLCHAIN_TYPES["pull"],
-        # Downloads from the registry named in kiln-source.json; every blob is
-        # checked against its digest, so the result is still cacheable.
-        execution_requirements = {"requires-network": "1"},
-        use_default_shell_env = True,
-    )
-    return complete

@@ -1,5 +1,6 @@
 """image_push: `bazel run` pushes an image or index to a registry."""
 
+load(":blobs.bzl", "runfiles_layout")
 load(":launcher.bzl", "write_launcher")
 load(":providers.bzl", "KilnLayoutInfo")
 load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
@@ -19,19 +20,23 @@ def _image_push_impl(ctx):
     image = ctx.attr.image[KilnLayoutInfo]
     tool = kiln_tool(ctx, "push")
     launcher = ctx.actions.declare_file(ctx.label.name + ".push.sh")
+
+    # A pulled base's layers stay in the registry: kiln-push mounts or copies them.
+    layout, files = runfiles_layout(ctx, ctx.label.name, image, fetch = False)
     write_launcher(
         ctx,
         launcher,
         tool.tool,
-        [("--layout", image.layout)] + [("--stamp", f) for f in stamp],
+        [("--stamp", f) for f in stamp],
         {
             "--repository": [ctx.attr.repository] if ctx.attr.repository else [],
             "--tag": ctx.attr.remote_tags,
         },
+        layout = layout,
     )
     return [DefaultInfo(
         executable = launcher,
-        runfiles = ctx.runfiles(files = [image.layout, image.digest, tool.tool] + stamp),
+        runfiles = ctx.runfiles(files = files + [image.digest, tool.tool] + stamp),
     )]
 
 image_push = rule(
@@ -54,5 +59,5 @@ digest, and tags are set only once everything they point at is there.
         "repository": attr.string(doc = "Destination `HOST[:PORT]/NAME`; may be given at run time with `--repository` instead. Supports stamp variables when stamped."),
     }),
     executable = True,
-    toolchains = [TOOLCHAIN_TYPES["push"]],
+    toolchains = [TOOLCHAIN_TYPES["push"], TOOLCHAIN_TYPES["pull"]],
 )

@@ -33,7 +33,9 @@ def service_image(
     for linux/A), `<name>_<A>_layer` (the binary at `/<name>`) and `<name>_<A>`
     (the image, entrypoint `/<name>`). Then, as in the seed, one service per
     package: `:image` (the OCI index of all architectures), `:push` and `:load`
-    (the image for the host's architecture into Docker).
+    (the image for the host's architecture into Docker). `bazel build :image`
+    writes only the index JSON and `image.digest`;
+    `--output_groups=+oci_layout` adds the layout `image.oci`.
 
     Args:
       name: the service name; the binary lands at `/<name>`.

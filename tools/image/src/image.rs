@@ -1,7 +1,6 @@
 //! Reading the spec and inputs, composing config and manifest, writing the
 //! layout and the side outputs.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -12,13 +11,15 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use kiln_oci::atomic::AtomicFile;
+use kiln_oci::blob_set::BlobSet;
 use kiln_oci::compression::{read_up_to, Compression, MAGIC_LEN};
 use kiln_oci::docker_archive::TarFile;
-use kiln_oci::media_types::{self, ANNOTATION_REF_NAME};
+use kiln_oci::media_types;
 use kiln_oci::select::{self, BlobStore};
 use kiln_oci::{
-    canonical, Descriptor, Digest, HashingWriter, ImageIndex, ImageManifest, LayerDescriptor,
-    Layout, LayoutWriter, ListingEntry, Located, Platform, SourceBlob, Sources, Stamp,
+    canonical, sha256_bytes, Descriptor, Digest, HashingWriter, ImageIndex, ImageManifest,
+    LayerDescriptor, Layout, LayoutWriter, ListingEntry, Located, Platform, SourceBlob, Sources,
+    Stamp,
 };
 
 use crate::config::{self, ConfigSpec, ImageConfig};
@@ -35,17 +36,20 @@ pub struct Spec {
     pub platform: Platform,
     #[serde(default)]
     pub config: ConfigSpec,
-    #[serde(default)]
-    pub ref_name: Option<String>,
     /// Bazel status files; when given, config strings are stamped.
     #[serde(default)]
     pub stamp: Option<Vec<PathBuf>>,
 }
 
-/// `{"layout": DIR, "listing": FILE?}` or `{"docker_tar": FILE, "listing": FILE?}`.
+/// `{"blob_set": FILE, "listing": FILE?}` (a kiln image, index or pulled
+/// base: its manifests and configs, see kiln_oci::blob_set),
+/// `{"layout": DIR}` or `{"docker_tar": FILE}` (a foreign base, whose layer
+/// blobs are written to `--base-blobs`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BaseSpec {
+    #[serde(default)]
+    pub blob_set: Option<PathBuf>,
     #[serde(default)]
     pub layout: Option<PathBuf>,
     #[serde(default)]
@@ -57,14 +61,14 @@ pub struct BaseSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LayerSpec {
-    pub blob: PathBuf,
     pub descriptor: PathBuf,
     pub listing: PathBuf,
 }
 
 /// Output paths, from the command line.
 pub struct Outputs<'a> {
-    pub layout: &'a Path,
+    pub manifest: &'a Path,
+    pub base_blobs: Option<&'a Path>,
     pub config: &'a Path,
     pub digest: &'a Path,
     pub descriptor: &'a Path,
@@ -80,6 +84,9 @@ struct Base {
 
 /// Where the base's layers come from, and how they get into the output.
 enum BaseLayers {
+    /// A kiln image, index or pulled base: the descriptors are all the
+    /// image needs; the blobs reach push and load through providers.
+    Descriptors(Vec<Descriptor>),
     /// An OCI layout directory: descriptors from its manifest, blobs
     /// hard-linked (or copied) as they are. A shallow layout (kiln-pull's,
     /// or one we wrote on it) lacks the blobs its `kiln-source.json` lists:
@@ -103,14 +110,15 @@ enum BaseLayers {
 impl BaseLayers {
     fn count(&self) -> usize {
         match self {
-            BaseLayers::Layout { descs, .. } | BaseLayers::TarLayout { descs, .. } => descs.len(),
+            BaseLayers::Descriptors(descs)
+            | BaseLayers::Layout { descs, .. }
+            | BaseLayers::TarLayout { descs, .. } => descs.len(),
             BaseLayers::DockerSave { members, .. } => members.len(),
         }
     }
 }
 
 struct NewLayer {
-    blob: PathBuf,
     desc: LayerDescriptor,
     listing: Vec<ListingEntry>,
 }
@@ -141,6 +149,46 @@ fn oci_layer(mut d: Descriptor) -> Descriptor {
 /// temporary file, removed when done).
 fn read_base(spec: &BaseSpec, platform: &Platform, scratch: &Path) -> anyhow::Result<Base> {
     let listing = spec.listing.as_deref().map(read_json).transpose()?;
+    if let Some(path) = &spec.blob_set {
+        if spec.layout.is_some() || spec.docker_tar.is_some() {
+            bail!("give only one of \"blob_set\", \"layout\" and \"docker_tar\"");
+        }
+        let set = BlobSet::load(path, Path::new("."))?;
+        let top = set.top().clone();
+        let selected = if media_types::is_manifest(&top.media_type) {
+            let bytes = set.read_verified(&top)?;
+            select::Selected {
+                manifest: serde_json::from_slice(&bytes)
+                    .with_context(|| format!("parsing manifest {}", top.digest))?,
+                descriptor: top,
+            }
+        } else {
+            let bytes = set.read_verified(&top)?;
+            let index: ImageIndex = serde_json::from_slice(&bytes)
+                .with_context(|| format!("parsing index {}", top.digest))?;
+            select::select_manifest(&set, &index, platform)?
+        };
+        if set.is_absent(&selected.manifest.config) {
+            bail!(
+                "{}: platform {platform} was not pulled; add it to the platforms of kiln.pull(...)",
+                set.describe()
+            );
+        }
+        let config = serde_json::from_slice(&set.read_verified(&selected.manifest.config)?)
+            .context("parsing the base's image config")?;
+        return Ok(Base {
+            layers: BaseLayers::Descriptors(
+                selected
+                    .manifest
+                    .layers
+                    .into_iter()
+                    .map(oci_layer)
+                    .collect(),
+            ),
+            config,
+            listing,
+        });
+    }
     match (&spec.layout, &spec.docker_tar) {
         (Some(dir), None) => {
             let layout = Layout::open(dir)?;
@@ -362,6 +410,7 @@ fn import_base(
     absent: &mut Sources,
 ) -> anyhow::Result<Vec<Descriptor>> {
     match layers {
+        BaseLayers::Descriptors(descs) => Ok(descs.clone()),
         BaseLayers::Layout {
             layout,
             descs,
@@ -433,23 +482,7 @@ fn stage(path: &Path, bytes: &[u8], flag: &str) -> anyhow::Result<AtomicFile> {
 fn read_layer(spec: &LayerSpec) -> anyhow::Result<NewLayer> {
     let desc: LayerDescriptor = read_json(&spec.descriptor)?;
     let listing = read_json(&spec.listing)?;
-    // A cheap consistency check; re-hashing every layer would cost a full read.
-    let meta =
-        fs::metadata(&spec.blob).with_context(|| format!("reading {}", spec.blob.display()))?;
-    if meta.len() != desc.size {
-        bail!(
-            "{} has {} bytes but {} says {}",
-            spec.blob.display(),
-            meta.len(),
-            spec.descriptor.display(),
-            desc.size
-        );
-    }
-    Ok(NewLayer {
-        blob: spec.blob.clone(),
-        desc,
-        listing,
-    })
+    Ok(NewLayer { desc, listing })
 }
 
 pub fn run(spec_path: &Path, out: &Outputs) -> anyhow::Result<()> {
@@ -463,7 +496,7 @@ pub fn run(spec_path: &Path, out: &Outputs) -> anyhow::Result<()> {
         .transpose()
         .with_context(|| format!("{target}: stamp"))?;
     // Next to the output layout: the same filesystem, with room for it.
-    let scratch = match out.layout.parent() {
+    let scratch = match out.manifest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
@@ -520,34 +553,46 @@ pub fn run(spec_path: &Path, out: &Outputs) -> anyhow::Result<()> {
     )
     .map_err(|(attr, msg)| anyhow!("{target}: {attr}: {msg}"))?;
 
-    // Layout: every blob, config, manifest, index.json.
+    // Config and manifest. The blobs stay where they were made: a foreign
+    // base's layers (a layout directory, a tarball) are the only ones
+    // written here, to --base-blobs, with the base layers a shallow one
+    // lacks listed in its kiln-source.json.
     let config_bytes = canonical::to_vec(&cfg)?;
-    let writer = LayoutWriter::new(out.layout).with_context(|| format!("{target}: --layout"))?;
-    let config_digest = writer.add_blob_bytes(&config_bytes)?;
-    let mut absent = Sources::default();
+    let config_digest = sha256_bytes(&config_bytes);
+    let mut base_blobs = None;
     let mut manifest_layers = match &base {
-        Some(b) => import_base(
-            &writer,
-            &b.layers,
-            &cfg.rootfs.diff_ids[..base_layer_count],
-            &mut absent,
-        )
-        .with_context(|| format!("{target}: base"))?,
+        Some(b) => {
+            let writer = match (&b.layers, out.base_blobs) {
+                (BaseLayers::Descriptors(_), _) => None,
+                (_, Some(dir)) => Some(
+                    LayoutWriter::new(dir).with_context(|| format!("{target}: --base-blobs"))?,
+                ),
+                (_, None) => bail!("{target}: base: a foreign base needs --base-blobs"),
+            };
+            let mut absent = Sources::default();
+            let descs = match &writer {
+                Some(w) => import_base(
+                    w,
+                    &b.layers,
+                    &cfg.rootfs.diff_ids[..base_layer_count],
+                    &mut absent,
+                ),
+                None => match &b.layers {
+                    BaseLayers::Descriptors(d) => Ok(d.clone()),
+                    _ => unreachable!("foreign bases have a writer"),
+                },
+            }
+            .with_context(|| format!("{target}: base"))?;
+            if let Some(w) = &writer {
+                w.write_absent(absent)
+                    .with_context(|| format!("{target}: --base-blobs"))?;
+            }
+            base_blobs = writer;
+            descs
+        }
         None => Vec::new(),
     };
-
-    for l in &layers {
-        writer
-            .add_blob_file(&l.blob, &l.desc.digest)
-            .with_context(|| format!("{target}: layers"))?;
-    }
     manifest_layers.extend(layers.iter().map(|l| l.desc.descriptor()));
-    // A shallow base makes a shallow image: the base layers it lacks are
-    // listed with their source, and only those (one of our layers may have
-    // the same bytes).
-    writer
-        .write_absent(absent)
-        .with_context(|| format!("{target}: --layout"))?;
     let manifest = ImageManifest::new(
         Descriptor::new(
             media_types::OCI_IMAGE_CONFIG,
@@ -556,25 +601,19 @@ pub fn run(spec_path: &Path, out: &Outputs) -> anyhow::Result<()> {
         ),
         manifest_layers,
     );
-    let mut manifest_desc = writer.add_json(media_types::OCI_IMAGE_MANIFEST, &manifest)?;
+    let manifest_bytes = canonical::to_vec(&manifest)?;
+    let mut manifest_desc = Descriptor::new(
+        media_types::OCI_IMAGE_MANIFEST,
+        sha256_bytes(&manifest_bytes),
+        manifest_bytes.len() as u64,
+    );
     manifest_desc.platform = Some(spec.platform.clone());
     let descriptor = descriptor_json(&manifest_desc, cfg.os_version.as_deref())?;
-    let mut index_entry = manifest_desc.clone();
-    if let Some(name) = spec.ref_name.as_deref().filter(|n| !n.is_empty()) {
-        index_entry.annotations = Some(BTreeMap::from([(
-            ANNOTATION_REF_NAME.to_string(),
-            name.to_string(),
-        )]));
-    }
-    let mut index = serde_json::to_value(ImageIndex::new(Vec::new()))?;
-    index["manifests"] = Value::Array(vec![descriptor_json(
-        &index_entry,
-        cfg.os_version.as_deref(),
-    )?]);
 
     // Side outputs are staged first and renamed into place only after the
     // layout, so a failure leaves none of them.
     let mut staged = vec![
+        stage(out.manifest, &manifest_bytes, "--manifest")?,
         stage(out.config, &config_bytes, "--config")?,
         stage(
             out.digest,
@@ -599,9 +638,10 @@ pub fn run(spec_path: &Path, out: &Outputs) -> anyhow::Result<()> {
             "--config-digest",
         )?);
     }
-    writer
-        .finish_with(&index)
-        .with_context(|| format!("{target}: --layout"))?;
+    if let Some(w) = base_blobs {
+        w.finish(Vec::new())
+            .with_context(|| format!("{target}: --base-blobs"))?;
+    }
     for f in staged {
         let path = f.path().display().to_string();
         f.commit()

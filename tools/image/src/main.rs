@@ -1,5 +1,5 @@
-//! kiln-image: base layout + layers + config attributes → an OCI layout with
-//! one image manifest. See docs/internals.md.
+//! kiln-image: base descriptors + layer descriptors + config attributes →
+//! the config and manifest of one image (no blob copies). See docs/internals.md.
 
 mod config;
 mod created;
@@ -18,9 +18,13 @@ struct Args {
     /// JSON spec written by the kiln_image rule.
     #[arg(long)]
     spec: PathBuf,
-    /// Output: the OCI layout directory.
+    /// Output: the image manifest (canonical JSON).
     #[arg(long)]
-    layout: PathBuf,
+    manifest: PathBuf,
+    /// Output, for a foreign base (an OCI layout or docker-save tarball not
+    /// built by kiln): a layout directory holding its layer blobs.
+    #[arg(long)]
+    base_blobs: Option<PathBuf>,
     /// Output: the config blob.
     #[arg(long)]
     config: PathBuf,
@@ -41,7 +45,8 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let outputs = image::Outputs {
-        layout: &args.layout,
+        manifest: &args.manifest,
+        base_blobs: args.base_blobs.as_deref(),
         config: &args.config,
         digest: &args.digest,
         descriptor: &args.descriptor,

@@ -6,6 +6,8 @@
 //! Tests that need umoci, skopeo or a Docker daemon are skipped (with a
 //! message) when the tool is missing, unless KILN_REQUIRE_TOOLS is set.
 
+mod support;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -127,24 +129,7 @@ fn layer(dir: &Path, name: &str, files: &[(&str, &str)]) -> Value {
 }
 
 fn run_with(dir: &Path, name: &str, spec: &Value, extra: &[&str]) -> Output {
-    fs::write(dir.join(format!("{name}.spec.json")), spec.to_string()).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_kiln-image"))
-        .arg("--spec")
-        .arg(format!("{name}.spec.json"))
-        .arg("--layout")
-        .arg(format!("{name}_layout"))
-        .arg("--config")
-        .arg(format!("{name}.config.json"))
-        .arg("--digest")
-        .arg(format!("{name}.digest"))
-        .arg("--descriptor")
-        .arg(format!("{name}.descriptor.json"))
-        .arg("--listing")
-        .arg(format!("{name}.listing.json"))
-        .args(extra)
-        .current_dir(dir)
-        .output()
-        .unwrap()
+    support::run_image(dir, name, spec, extra)
 }
 
 fn run(dir: &Path, name: &str, spec: &Value) -> Output {
@@ -543,8 +528,10 @@ fn docker_save_from_the_engine() {
     ));
     let (_, gz_manifest, _) = image(d, "gz");
     assert_eq!(gz_manifest.layers[0], manifest.layers[0]);
-    // The new outputs: layout, config, digest, descriptor, listing, spec.
-    assert_eq!(fs::read_dir(d).unwrap().count(), before + 6);
+    // The new outputs, and nothing else (no scratch file): manifest, base
+    // blobs, config, digest, descriptor, listing, spec, and the test's
+    // layout and config digest.
+    assert_eq!(fs::read_dir(d).unwrap().count(), before + 9);
 
     // What the base does not show is still checked in our layers.
     let e = fails(

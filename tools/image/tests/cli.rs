@@ -1,9 +1,11 @@
 //! Runs the kiln-image binary on specs in a temporary directory: a scratch
 //! image, an image on top of it, and failures.
 
+mod support;
+
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use kiln_oci::{
     canonical, media_types, sha256_bytes, sha256_file, LayerDescriptor, Layout, ListingEntry,
@@ -39,23 +41,7 @@ fn layer(dir: &Path, name: &str, listing: Value) -> Value {
 }
 
 fn run(dir: &Path, name: &str, spec: Value) -> Output {
-    fs::write(dir.join(format!("{name}.spec.json")), spec.to_string()).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_kiln-image"))
-        .arg("--spec")
-        .arg(format!("{name}.spec.json"))
-        .arg("--layout")
-        .arg(format!("{name}_layout"))
-        .arg("--config")
-        .arg(format!("{name}.config.json"))
-        .arg("--digest")
-        .arg(format!("{name}.digest"))
-        .arg("--descriptor")
-        .arg(format!("{name}.descriptor.json"))
-        .arg("--listing")
-        .arg(format!("{name}.listing.json"))
-        .current_dir(dir)
-        .output()
-        .unwrap()
+    support::run_image(dir, name, &spec, &[])
 }
 
 fn ok(out: Output) {

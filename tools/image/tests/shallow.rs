@@ -3,11 +3,12 @@
 //! The layouts are made here by hand; tools/push/tests/shallow.rs runs the
 //! whole chain against real registries.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 use std::process::Output;
 
 use kiln_oci::{
@@ -180,23 +181,7 @@ fn run(dir: &Path, name: &str, base: &str, platform: &str, layer: &Value) -> Out
         "config": {"entrypoint": ["/app/hello"], "env": [["PATH", "$PATH:/app"]]},
         "ref_name": "latest",
     });
-    fs::write(dir.join(format!("{name}.spec.json")), spec.to_string()).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_kiln-image"))
-        .arg("--spec")
-        .arg(format!("{name}.spec.json"))
-        .arg("--layout")
-        .arg(format!("{name}_layout"))
-        .arg("--config")
-        .arg(format!("{name}.config.json"))
-        .arg("--digest")
-        .arg(format!("{name}.digest"))
-        .arg("--descriptor")
-        .arg(format!("{name}.descriptor.json"))
-        .arg("--listing")
-        .arg(format!("{name}.listing.json"))
-        .current_dir(dir)
-        .output()
-        .unwrap()
+    support::run_image(dir, name, &spec, &[])
 }
 
 #[track_caller]

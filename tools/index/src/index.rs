@@ -1,4 +1,6 @@
-//! Reading the per-platform layouts and writing the combined index layout.
+//! Per-platform manifest descriptors → one OCI image index (its JSON and
+//! descriptor). The images' blobs are not read: they reach push, load and
+//! layouts through the rules' providers.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -7,33 +9,30 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
 
-use kiln_oci::media_types::{self, ANNOTATION_REF_NAME};
-use kiln_oci::{
-    atomic, Descriptor, ImageIndex, ImageManifest, Layout, LayoutWriter, Located, Platform, Sources,
-};
+use kiln_oci::atomic::AtomicFile;
+use kiln_oci::media_types;
+use kiln_oci::{canonical, sha256_bytes, Descriptor, ImageIndex, Platform};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     pub target: String,
     pub images: Vec<ImageSpec>,
-    #[serde(default)]
-    pub ref_name: Option<String>,
 }
 
+/// One image: the descriptor kiln-image wrote for its manifest (media
+/// type, digest, size, platform).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSpec {
-    pub layout: PathBuf,
+    pub descriptor: PathBuf,
 }
 
-struct Image {
-    layout: Layout,
-    top: Descriptor,
-    platform: Platform,
-    manifest: ImageManifest,
-    /// `kiln-source.json` of a shallow image (built on a pulled base).
-    sources: Option<Sources>,
+/// Output paths, from the command line.
+pub struct Outputs<'a> {
+    pub index: &'a Path,
+    pub descriptor: &'a Path,
+    pub digest: &'a Path,
 }
 
 pub fn read_spec(path: &Path) -> anyhow::Result<Spec> {
@@ -41,28 +40,32 @@ pub fn read_spec(path: &Path) -> anyhow::Result<Spec> {
     serde_json::from_slice(&bytes).with_context(|| format!("--spec {}: parsing", path.display()))
 }
 
-fn read_image(spec: &ImageSpec) -> anyhow::Result<Image> {
-    let layout = Layout::open(&spec.layout)?;
-    let top = layout.top()?;
-    let manifest = layout.read_manifest(&top)?;
-    let platform = top.platform.clone().ok_or_else(|| {
+fn read_child(spec: &ImageSpec) -> anyhow::Result<(Descriptor, Platform)> {
+    let path = &spec.descriptor;
+    let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let desc: Descriptor =
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
+    if !media_types::is_manifest(&desc.media_type) {
+        bail!(
+            "{}: {:?} is not an image manifest media type",
+            path.display(),
+            desc.media_type
+        );
+    }
+    let platform = desc.platform.clone().ok_or_else(|| {
         anyhow!(
-            "{}: the manifest in index.json has no platform",
-            spec.layout.display()
+            "{}: the manifest descriptor has no platform",
+            path.display()
         )
     })?;
-    let sources = Sources::load(&spec.layout)?;
-    Ok(Image {
-        layout,
-        top,
-        platform,
-        manifest,
-        sources,
-    })
+    // The child keeps its platform but no annotations.
+    let mut child = Descriptor::new(desc.media_type, desc.digest, desc.size);
+    child.platform = Some(platform.clone());
+    Ok((child, platform))
 }
 
 /// Two images for one platform would make the index ambiguous: the error
-/// names both layouts.
+/// names both inputs.
 pub fn check_platforms<'a>(
     images: impl IntoIterator<Item = (&'a Path, &'a Platform)>,
 ) -> Result<(), String> {
@@ -79,75 +82,50 @@ pub fn check_platforms<'a>(
     Ok(())
 }
 
-pub fn run(spec_path: &Path, layout_out: &Path, digest_out: &Path) -> anyhow::Result<()> {
+pub fn run(spec_path: &Path, out: &Outputs) -> anyhow::Result<()> {
     let spec = read_spec(spec_path)?;
     let target = spec.target.as_str();
     if spec.images.is_empty() {
         bail!("{target}: images: at least one image is required");
     }
-    let images = spec
+    let children = spec
         .images
         .iter()
-        .map(read_image)
+        .map(read_child)
         .collect::<anyhow::Result<Vec<_>>>()
         .with_context(|| format!("{target}: images"))?;
     check_platforms(
         spec.images
             .iter()
-            .zip(&images)
-            .map(|(s, i)| (s.layout.as_path(), &i.platform)),
+            .zip(&children)
+            .map(|(s, (_, p))| (s.descriptor.as_path(), p)),
     )
     .map_err(|e| anyhow!("{target}: images: {e}"))?;
 
-    let writer = LayoutWriter::new(layout_out).with_context(|| format!("{target}: --layout"))?;
-    let mut children = Vec::with_capacity(images.len());
-    // The blobs of shallow inputs that no input holds, with their sources.
-    let mut absent = Sources::default();
-    for img in &images {
-        let blobs = std::iter::once(&img.top)
-            .chain(std::iter::once(&img.manifest.config))
-            .chain(img.manifest.layers.iter());
-        for desc in blobs {
-            let located = img
-                .layout
-                .locate(img.sources.as_ref(), desc)
-                .with_context(|| format!("{target}: images"))?;
-            match located {
-                Located::Absent(listed) => absent
-                    .add(desc.digest.clone(), listed.clone())
-                    .with_context(|| format!("{target}: images"))?,
-                Located::Present(_) => writer
-                    .add_blob_from(&img.layout, &desc.digest)
-                    .with_context(|| format!("{target}: images"))?,
-            }
-        }
-        // The child keeps its platform but not the input's ref.name, which
-        // named it inside its own layout only.
-        let mut child = Descriptor::new(
-            img.top.media_type.clone(),
-            img.top.digest.clone(),
-            img.top.size,
-        );
-        child.platform = Some(img.platform.clone());
-        children.push(child);
+    let index = ImageIndex::new(children.into_iter().map(|(d, _)| d).collect());
+    let bytes = canonical::to_vec(&index)?;
+    let desc = Descriptor::new(
+        media_types::OCI_IMAGE_INDEX,
+        sha256_bytes(&bytes),
+        bytes.len() as u64,
+    );
+    // Staged, then renamed into place together: a failure leaves none.
+    let stage = |path: &Path, bytes: &[u8], flag: &str| -> anyhow::Result<AtomicFile> {
+        let mut f = AtomicFile::create(path).with_context(|| format!("{target}: {flag}"))?;
+        std::io::Write::write_all(&mut f, bytes)
+            .with_context(|| format!("{target}: {flag}: writing {}", path.display()))?;
+        Ok(f)
+    };
+    let staged = [
+        stage(out.index, &bytes, "--index")?,
+        stage(out.descriptor, &canonical::to_vec(&desc)?, "--descriptor")?,
+        stage(out.digest, desc.digest.to_string().as_bytes(), "--digest")?,
+    ];
+    for f in staged {
+        let path = f.path().display().to_string();
+        f.commit()
+            .with_context(|| format!("{target}: writing {path}"))?;
     }
-    // A blob absent from one input but present in another is copied.
-    writer
-        .write_absent(absent)
-        .with_context(|| format!("{target}: --layout"))?;
-    let mut entry = writer.add_json(media_types::OCI_IMAGE_INDEX, &ImageIndex::new(children))?;
-    if let Some(name) = spec.ref_name.as_deref().filter(|n| !n.is_empty()) {
-        entry.annotations = Some(BTreeMap::from([(
-            ANNOTATION_REF_NAME.to_string(),
-            name.to_string(),
-        )]));
-    }
-    let digest = entry.digest.to_string();
-    writer
-        .finish(vec![entry])
-        .with_context(|| format!("{target}: --layout"))?;
-    atomic::write_file(digest_out, digest.as_bytes())
-        .with_context(|| format!("{target}: --digest"))?;
     Ok(())
 }
 

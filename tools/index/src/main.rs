@@ -1,5 +1,4 @@
-//! kiln-index: per-platform image layouts → one OCI layout holding an image
-//! index. See docs/internals.md.
+//! kiln-index: per-platform manifest descriptors → one OCI image index. See docs/internals.md.
 
 mod index;
 
@@ -17,9 +16,12 @@ struct Args {
     /// JSON spec written by the kiln_index rule.
     #[arg(long)]
     spec: PathBuf,
-    /// Output: the OCI layout directory.
+    /// Output: the image index (canonical JSON).
     #[arg(long)]
-    layout: PathBuf,
+    index: PathBuf,
+    /// Output: the index's descriptor (media type, digest, size).
+    #[arg(long)]
+    descriptor: PathBuf,
     /// Output: the index digest (`sha256:…`, no newline).
     #[arg(long)]
     digest: PathBuf,
@@ -27,7 +29,14 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match index::run(&args.spec, &args.layout, &args.digest) {
+    match index::run(
+        &args.spec,
+        &index::Outputs {
+            index: &args.index,
+            descriptor: &args.descriptor,
+            digest: &args.digest,
+        },
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kiln-index: {e:#}");

@@ -4,6 +4,8 @@
 //! The contract these types implement is `docs/internals.md`.
 
 pub mod atomic;
+// Images and indexes as the blob Files the build made (the edges: push, load, layouts).
+pub mod blob_set;
 pub mod canonical;
 // Compression told from magic bytes, shared by every tool that reads archives.
 pub mod compression;

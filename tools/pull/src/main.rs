@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
+use kiln_oci::blob_set::{BlobSet, Link};
 use kiln_oci::reference::validate_tag;
 use kiln_oci::{Digest, Platform};
 use kiln_registry::{Client, ClientOptions, DockerConfig, RepoRef, Sources, Target};
@@ -57,6 +58,26 @@ enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Writes an OCI layout of an image or index from the blob Files the
+    /// build made (a blob-set spec, see kiln_oci::blob_set). With --fetch,
+    /// the blobs of a pulled base that the layout lacks are downloaded.
+    Layout {
+        /// The blob-set spec written by the rules.
+        #[arg(long)]
+        spec: PathBuf,
+        /// Directory the spec's paths are relative to.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+        /// Symlink the blobs instead of hard-linking or copying them (a
+        /// layout for one `bazel run`).
+        #[arg(long)]
+        symlink: bool,
+        /// Download the blobs a pulled (shallow) base lacks.
+        #[arg(long)]
+        fetch: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -78,6 +99,16 @@ fn main() -> ExitCode {
                 run(|client| fetch::fetch_blobs(client, layout, output)),
             )
         }
+        Some(Command::Layout {
+            spec,
+            root,
+            output,
+            symlink,
+            fetch,
+        }) => (
+            spec.display().to_string(),
+            write_layout(&spec, &root, &output, symlink, fetch),
+        ),
         None => {
             let image = cli.image.clone().unwrap_or_default();
             (image, pull_command(cli))
@@ -129,6 +160,38 @@ fn pull_command(cli: Cli) -> anyhow::Result<()> {
         output,
     };
     run(|client| pull::pull(client, args))
+}
+
+fn write_layout(
+    spec: &std::path::Path,
+    root: &std::path::Path,
+    output: &std::path::Path,
+    symlink: bool,
+    fetch: bool,
+) -> anyhow::Result<()> {
+    let set = BlobSet::load(spec, root)?;
+    let link = if symlink {
+        Link::Symlink
+    } else {
+        Link::HardOrCopy
+    };
+    if !fetch {
+        set.write_layout(output, link)?;
+        return Ok(());
+    }
+    // The shallow layout goes next to the output, then fetch-blobs completes
+    // it into place; a complete one is renamed as it is.
+    let shallow = output.with_extension("shallow");
+    let absent = set.write_layout(&shallow, link)?;
+    let result = if absent.is_empty() {
+        std::fs::rename(&shallow, output)
+            .with_context(|| format!("renaming {} to {}", shallow.display(), output.display()))
+    } else {
+        let (s, o) = (shallow.clone(), output.to_path_buf());
+        run(|client| fetch::fetch_blobs(client, s, o))
+    };
+    let _ = std::fs::remove_dir_all(&shallow);
+    result
 }
 
 /// Runs `f` with a registry client on a single-threaded runtime (the work

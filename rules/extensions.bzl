@@ -34,8 +34,12 @@ _pull_tag = tag_class(
     doc = """A base image from a registry, pinned by digest, as repository `@<name>`.
 
 The repository is shallow: the index, the manifests and configs of `platforms`
-and `kiln-source.json`; layer bytes are fetched only by actions that need them
-(`<name>.tar`, `bazel run` loaders), and `image_push` mounts or copies them
+and `kiln-source.json`; layer bytes are fetched only where they are needed:
+the `oci_layout` output group and `<name>.tar` of an image on it (the
+KilnFetchBlobs action, tagged `requires-network` and `no-remote-exec`: it
+downloads from the registry, which a remote executor cannot be assumed to
+reach; every blob is checked against its digest, so its output is still
+cacheable) and `bazel run` loaders; `image_push` mounts or copies them
 registry to registry. Use it as `base = "@<name>"`. Credentials come from
 `$DOCKER_CONFIG/config.json` or `~/.docker/config.json` (auths, credHelpers,
 credsStore, identity tokens); plain HTTP is used for localhost and 127.0.0.1.""",

@@ -152,6 +152,16 @@ suite_pull() {
     expect_eq "shallow: building the image downloaded no base layer (find in the output base)" "0" "$found"
     expect_eq "shallow: the pulled repository lists the absent layers" "$n_layers" \
         "$(jq '.blobs | length' "$ob"/external/*~base/layout/kiln-source.json 2>/dev/null)"
+    # Asking for the layout fetches the base's layers (KilnFetchBlobs).
+    if pull_bazel build --output_groups=+oci_layout //:image >"$KILN_WORK/pull-layout.log" 2>&1; then
+        rm -rf "$KILN_WORK/pull-layout-copy"
+        check "shallow: the oci_layout of an image on a pulled base holds every blob (fetched; skopeo copy --all)" \
+            skopeo copy --all --quiet "oci:$(pull_bazel info bazel-bin 2>/dev/null)/image.oci" "oci:$KILN_WORK/pull-layout-copy:x"
+        expect_eq "shallow: the layout is complete (no kiln-source.json left)" "absent" \
+            "$([ -e "$(pull_bazel info bazel-bin 2>/dev/null)/image.oci/kiln-source.json" ] && echo present || echo absent)"
+    else
+        fail "shallow: bazel build --output_groups=+oci_layout on a pulled base" "$(grep -E 'ERROR|kiln' "$KILN_WORK/pull-layout.log" | head -5)"
+    fi
 
     # Same registry: base layers are mounted, never uploaded again.
     local out

@@ -34,7 +34,7 @@ suite_toolchains() {
         "$(jq -c .config.Labels <<<"$config") $(jq -r .config.User <<<"$config") $(jq -r .config.WorkingDir <<<"$config")"
     expect_eq "config: ports" '{"53/udp":{},"8080/tcp":{}}' "$(jq -c .config.ExposedPorts <<<"$config")"
     expect_eq "config: created at the epoch" "1970-01-01T00:00:00Z" "$(jq -r .created <<<"$config")"
-    (cd e2e/basic && kbazel basic build //:child //:portable_index >/dev/null 2>&1) || fail "build //:child //:portable_index"
+    (cd e2e/basic && kbazel basic build --output_groups=+oci_layout //:child //:portable_index >/dev/null 2>&1) || fail "build //:child //:portable_index"
     config=$(skopeo inspect --config "oci:$bin/child.oci")
     expect_eq "config: child replaces base env in place" '["GREETING=hello","PATH=/usr/bin:/bin"]' "$(jq -c .config.Env <<<"$config")"
     expect_eq "config: child inherits entrypoint, user, labels; adds cmd" '["/srv/hello.txt"] 65532 kiln ["--verbose"]' \

@@ -344,3 +344,142 @@ impl BlobStore for BlobSet {
         !matches!(self.locate(&desc.digest), Located::File(_))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canonical;
+    use crate::model::ImageManifest;
+
+    /// Writes blob `bytes` as `name` and its descriptor as `name.json`.
+    fn blob(dir: &Path, name: &str, media_type: &str, bytes: &[u8]) -> Descriptor {
+        fs::write(dir.join(name), bytes).unwrap();
+        let d = Descriptor::new(media_type, sha256_bytes(bytes), bytes.len() as u64);
+        fs::write(
+            dir.join(format!("{name}.json")),
+            canonical::to_vec(&d).unwrap(),
+        )
+        .unwrap();
+        d
+    }
+
+    fn image(dir: &Path, layers: &[Descriptor]) -> (Descriptor, Value) {
+        let config = blob(dir, "config", media_types::OCI_IMAGE_CONFIG, b"{}");
+        let manifest = ImageManifest::new(config, layers.to_vec());
+        let top = blob(
+            dir,
+            "manifest",
+            media_types::OCI_IMAGE_MANIFEST,
+            &canonical::to_vec(&manifest).unwrap(),
+        );
+        let spec = serde_json::json!({
+            "target": "//t:img",
+            "top": {"blob": "manifest", "descriptor": "manifest.json"},
+            "blobs": [{"blob": "config", "digest": "config.json"}, {"blob": "layer", "digest": "layer.json"}],
+            "ref_name": "latest",
+        });
+        (top, spec)
+    }
+
+    #[test]
+    fn writes_a_layout_of_the_reachable_blobs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let layer = blob(d, "layer", media_types::OCI_LAYER_TAR_GZIP, b"layer bytes");
+        let (top, spec) = image(d, std::slice::from_ref(&layer));
+        let set = BlobSet::from_spec(serde_json::from_value(spec).unwrap(), d).unwrap();
+        let absent = set.write_layout(&d.join("out"), Link::HardOrCopy).unwrap();
+        assert!(absent.is_empty());
+        let layout = Layout::open(d.join("out")).unwrap();
+        let entry = layout.top().unwrap();
+        assert_eq!(entry.digest, top.digest);
+        assert_eq!(entry.ref_name(), Some("latest"));
+        assert_eq!(layout.read_blob(&layer.digest).unwrap(), b"layer bytes");
+        assert_eq!(fs::read_dir(d.join("out/blobs/sha256")).unwrap().count(), 3);
+    }
+
+    #[test]
+    fn missing_blobs_are_named_and_absent_ones_listed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let layer = blob(d, "layer", media_types::OCI_LAYER_TAR_GZIP, b"layer bytes");
+        let pulled = Descriptor::new(media_types::OCI_LAYER_TAR_GZIP, sha256_bytes(b"base"), 4);
+        let lost = Descriptor::new(media_types::OCI_LAYER_TAR_GZIP, sha256_bytes(b"lost"), 4);
+        let (_, mut spec) = image(d, &[pulled.clone(), lost.clone(), layer]);
+
+        // Nothing holds `pulled` or `lost`: both are named.
+        let set = BlobSet::from_spec(serde_json::from_value(spec.clone()).unwrap(), d).unwrap();
+        let e = set
+            .write_layout(&d.join("bad"), Link::HardOrCopy)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&pulled.digest.to_string()) && e.contains(&lost.digest.to_string()),
+            "{e}"
+        );
+        assert!(e.contains("layer 0 of manifest"), "{e}");
+        assert!(!d.join("bad").exists());
+
+        // A pulled layout lists `pulled` as absent: only `lost` is missing.
+        let w = LayoutWriter::new(d.join("base")).unwrap();
+        let mut sources = Sources::default();
+        sources
+            .add(
+                pulled.digest.clone(),
+                SourceBlob {
+                    media_type: pulled.media_type.clone(),
+                    size: 4,
+                    registry: "127.0.0.1:5000".into(),
+                    repository: "kiln/base".into(),
+                },
+            )
+            .unwrap();
+        w.write_absent(sources).unwrap();
+        w.finish(Vec::new()).unwrap();
+        spec["layouts"] = serde_json::json!(["base"]);
+        let set = BlobSet::from_spec(serde_json::from_value(spec.clone()).unwrap(), d).unwrap();
+        let e = set
+            .write_layout(&d.join("bad"), Link::HardOrCopy)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&lost.digest.to_string()) && !e.contains(&pulled.digest.to_string()),
+            "{e}"
+        );
+
+        // With `lost` at hand the layout is written, shallow.
+        fs::write(d.join("lost"), b"lost").unwrap();
+        fs::write(d.join("lost.json"), canonical::to_vec(&lost).unwrap()).unwrap();
+        spec["blobs"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"blob": "lost", "digest": "lost.json"}));
+        let set = BlobSet::from_spec(serde_json::from_value(spec).unwrap(), d).unwrap();
+        let absent = set.write_layout(&d.join("out"), Link::Symlink).unwrap();
+        assert_eq!(
+            absent.blobs.keys().collect::<Vec<_>>(),
+            vec![&pulled.digest]
+        );
+        assert!(d.join("out").join(crate::source::SOURCE_FILE).is_file());
+        assert!(
+            fs::symlink_metadata(d.join("out/blobs/sha256").join(lost.digest.hex()))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn digest_files_in_three_spellings() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = sha256_bytes(b"x");
+        for (name, text) in [
+            ("a", format!("{{\"digest\":\"{d}\"}}")),
+            ("b", d.to_string()),
+            ("c", d.hex().to_string()),
+        ] {
+            fs::write(tmp.path().join(name), text).unwrap();
+            assert_eq!(read_digest_file(&tmp.path().join(name)).unwrap(), d);
+        }
+    }
+}

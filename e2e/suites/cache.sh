@@ -57,7 +57,7 @@ suite_cache() {
         fail "cache: cold bazel build //... with the remote cache" "$(grep -E 'ERROR|rror' "$log" | head -8)"
         stop_cache suite; return
     fi
-    pass "cache: cold bazel build //... of seven services with the remote cache"
+    pass "cache: cold bazel build //... of seven services with the remote cache ($(cache_bytes "$CACHE_LOG" 0 PUT) bytes uploaded, $(executed_actions "$log") actions)"
     local big_tars="" f
     while IFS= read -r f; do
         # ustar magic at offset 257: an uncompressed tar.
@@ -68,9 +68,9 @@ suite_cache() {
     bin=$(cd "$MONO_WS" && kbazel mono1 info bazel-bin 2>/dev/null)
     cache_size=$(du -sb --apparent-size "$CACHE_DIR" | cut -f1)
     # Binaries plus unique blobs (layers, configs, manifests, indexes), by content.
-    payload=$(cd "$bin" && find build -type f \( -path '*_binary/*' -o -name '*-layer.tar.gz' -o -name '*.manifest.json' \
+    payload=$(cd "$bin" && find -L build -type f \( -path '*_binary/*' -o -name '*-layer.tar.gz' -o -name '*.manifest.json' \
         -o -name '*.index.json' -o -regex '.*/[a-z]+_\(amd64\|arm64\)\.json' \) -exec sha256sum {} + |
-        sort -u -k1,1 | while read -r _ f; do stat -c %s "$f"; done | awk '{ n += $1 } END { print n + 0 }')
+        sort -u -k1,1 | while read -r _ f; do stat -L -c %s "$f"; done | awk '{ n += $1 } END { print n + 0 }')
     if [ "$payload" -gt 0 ] && [ "$cache_size" -le $((payload * 11 / 10)) ]; then
         pass "cache: holds $cache_size bytes <= 1.1 x $payload (binaries + unique blobs)"
     else

@@ -14,6 +14,7 @@ use serde_json::Value;
 use kiln_oci::atomic::AtomicFile;
 use kiln_oci::compression::{read_up_to, Compression, MAGIC_LEN};
 use kiln_oci::docker_archive::TarFile;
+use kiln_oci::layer_sizes::{LayerSizes, UncompressedLayer};
 use kiln_oci::media_types::{self, ANNOTATION_REF_NAME};
 use kiln_oci::select::{self, BlobStore};
 use kiln_oci::{
@@ -542,6 +543,21 @@ pub fn run(spec_path: &Path, out: &Outputs) -> anyhow::Result<()> {
             .with_context(|| format!("{target}: layers"))?;
     }
     manifest_layers.extend(layers.iter().map(|l| l.desc.descriptor()));
+    // What a docker-save tarball needs to know of our layers without
+    // decompressing them (kiln-load).
+    let mut sizes = LayerSizes::default();
+    for l in &layers {
+        sizes.layers.insert(
+            l.desc.digest.clone(),
+            UncompressedLayer {
+                diff_id: l.desc.diff_id.clone(),
+                uncompressed_size: l.desc.uncompressed_size,
+            },
+        );
+    }
+    sizes
+        .write_to(writer.path())
+        .with_context(|| format!("{target}: --layout"))?;
     // A shallow base makes a shallow image: the base layers it lacks are
     // listed with their source, and only those (one of our layers may have
     // the same bytes).

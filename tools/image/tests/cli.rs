@@ -20,6 +20,7 @@ fn layer(dir: &Path, name: &str, listing: Value) -> Value {
         digest: sha256_bytes(&bytes),
         size: bytes.len() as u64,
         diff_id: sha256_bytes(name.as_bytes()),
+        uncompressed_size: name.len() as u64,
     };
     fs::write(
         dir.join(format!("{name}.json")),

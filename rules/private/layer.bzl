@@ -270,7 +270,7 @@ LAYER_ATTRS = {
     ),
     "symlinks": attr.string_dict(doc = "Symlinks to create: {\"/path/to/link\": \"/path/to/target\"}."),
     "tars": attr.label_list(
-        doc = "Tarballs whose entries are extracted under `directory`: plain, gzip, zstd or xz (detected from their bytes). Entries keep their type, mode and owner; an entry escaping the root with `..` is an error. A compressed tarball is decompressed once into a temporary file in `$TMPDIR`, of at most 1 GiB or 100 times its compressed size, whichever is more: a larger one (a compression bomb) is an error.",
+        doc = "Tarballs whose entries are extracted under `directory`: plain, gzip, zstd or xz (detected from their bytes). Entries keep their type, mode and owner; an entry escaping the root with `..` is an error. A compressed tarball is decompressed once into a temporary file in `$TMPDIR`, of at most 32 times its compressed size plus 256 MiB (as for docker-save bases): a larger one (a compression bomb) is an error.",
         allow_files = True,
     ),
 }

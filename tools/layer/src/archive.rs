@@ -24,6 +24,7 @@ use anyhow::{anyhow, bail, Context};
 use tar::EntryType;
 
 use kiln_oci::compression::{read_up_to, Compression, MAGIC_LEN};
+use kiln_oci::docker_archive::{SPOOL_RATIO, SPOOL_SLACK};
 use kiln_oci::tar_writer::{normalize_path, read_at, Content, Meta, PathError, Segment, Tree};
 
 /// An archive entry of the spec.
@@ -164,11 +165,14 @@ pub fn expand_sparse(
 }
 
 /// The most a compressed archive of `compressed` bytes may decompress to:
-/// 1 GiB, or 100 times its compressed size when that is more. Real
-/// tarballs compress far less (Debian's data.tar.xz about 4 times); a
-/// compression bomb (8 GiB from a 263 KB zstd file) stops here.
+/// the rule of docker-save bases ([`SPOOL_RATIO`] times its size plus
+/// [`SPOOL_SLACK`]). Real tarballs compress far less (Debian's data.tar.xz
+/// about 4 times); a compression bomb (8 GiB from a 263 KB zstd file) stops
+/// here.
 pub fn spool_limit(compressed: u64) -> u64 {
-    (1u64 << 30).max(compressed.saturating_mul(100))
+    compressed
+        .saturating_mul(SPOOL_RATIO)
+        .saturating_add(SPOOL_SLACK)
 }
 
 /// Decompresses `seg` into an anonymous temporary file (see the module
@@ -198,8 +202,9 @@ fn spool(format: Compression, seg: Segment, limit: u64) -> anyhow::Result<Segmen
     if len == limit && decoder.read(&mut [0u8; 1])? > 0 {
         bail!(
             "it decompresses to more than {limit} bytes, the limit for a compressed archive \
-             of {} bytes (1 GiB, or 100 times its size; a compression bomb?)",
-            seg.len()
+             of {} bytes ({SPOOL_RATIO} times its size plus {} MiB; a compression bomb?)",
+            seg.len(),
+            SPOOL_SLACK >> 20
         );
     }
     let file = out
@@ -518,7 +523,7 @@ mod tests {
             err.to_string(),
             format!(
                 "it decompresses to more than 1000000 bytes, the limit for a compressed archive \
-                 of {len} bytes (1 GiB, or 100 times its size; a compression bomb?)"
+                 of {len} bytes (32 times its size plus 256 MiB; a compression bomb?)"
             )
         );
         // Exactly at the limit is fine.
@@ -526,8 +531,7 @@ mod tests {
             spool(Compression::Zstd, seg, 10_000_000).unwrap().len(),
             10_000_000
         );
-        assert_eq!(spool_limit(1000), 1 << 30);
-        assert_eq!(spool_limit(100 << 20), 10_000 << 20);
+        assert_eq!(spool_limit(1000), 32_000 + (256 << 20));
     }
 
     #[test]

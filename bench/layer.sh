@@ -19,7 +19,12 @@ mib=${1:-1024}
 for tool in pigz zstd gzip python3 bc /usr/bin/time bazel; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is missing (e2e/setup/deps.sh installs it)" >&2; exit 1; }
 done
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+work=$(mktemp -d)
+cleanup() {
+    [ -d "$work/ob" ] && (cd "$work/ws" && bazel --output_base="$work/ob" shutdown >/dev/null 2>&1)
+    rm -rf "$work"
+}
+trap cleanup EXIT
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 cargo build --release --locked -q -p kiln-layer
 layer="$CARGO_TARGET_DIR/release/kiln-layer"
@@ -140,4 +145,3 @@ print(f"bazel build //:image (1 GiB layer, clean, warm server): {wall:.2f} s in 
 for name, secs in sorted(actions.items(), key=lambda kv: -kv[1])[:4]:
     print(f"  action {name}: {secs:.2f} s")
 PY
-kb shutdown >/dev/null 2>&1 || true

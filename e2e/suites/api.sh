@@ -278,7 +278,8 @@ api_reuse() {
 
 # A 64 MiB layer of many compression chunks (text and already-compressed
 # bytes), once per compression, read by readers we did not write: GNU gzip,
-# zstd, GNU tar, umoci and skopeo (digests verified), Docker (Go's gzip).
+# zstd, GNU tar, umoci (gzip) and skopeo (digests verified, Go's readers),
+# Docker (Go's gzip).
 api_big_layers() {
     api_build "big layers" //api:big_gzip.tar //api:big_zstd.tar || return
     local size
@@ -287,17 +288,22 @@ api_big_layers() {
     check "big layer: zstd -t reads the multi-frame zstd blob" zstd -q -t "$API_BIN/big_zstd_layer-layer.tar.zst"
     check "big layer: GNU tar extracts the file from the gzip blob" \
         bash -c "tar -xzOf '$API_BIN/big_gzip_layer-layer.tar.gz' big.bin | cmp - '$API_BIN/big.bin'"
-    local kind root copy
+    local root
+    # umoci 0.4.7 reads no zstd layer ("blob is not correct mediatype"): gzip only.
+    if root=$(api_unpack big_gzip); then
+        check "big layer (gzip): umoci unpack (digests verified) gives the file" cmp "$root/big.bin" "$API_BIN/big.bin"
+    else
+        fail "big layer (gzip): umoci unpack"
+    fi
+    local kind copy diff_id
     for kind in gzip zstd; do
-        if root=$(api_unpack "big_$kind"); then
-            check "big layer ($kind): umoci unpack (digests verified) gives the file" cmp "$root/big.bin" "$API_BIN/big.bin"
-        else
-            fail "big layer ($kind): umoci unpack"
-        fi
+        # skopeo (Go's gzip, klauspost's zstd) verifies every digest and
+        # decompresses the layer into a file named by its own sha256.
         copy="$KILN_WORK/big-copy-$kind"
         rm -rf "$copy"
-        check "big layer ($kind): skopeo copy verifies every digest" \
-            skopeo copy --quiet "oci:$API_BIN/big_$kind.oci:latest" "oci:$copy:latest"
+        diff_id=$(jq -r .diff_id "$API_BIN/big_${kind}_layer-layer.json" | sed 's/^sha256://')
+        check "big layer ($kind): skopeo copy --dest-decompress verifies the digests and gives the diff_id" \
+            bash -c "skopeo copy --quiet --dest-decompress 'oci:$API_BIN/big_$kind.oci:latest' 'dir:$copy' && [ \"\$(sha256sum <'$copy/$diff_id' | cut -d' ' -f1)\" = '$diff_id' ]"
         expect_eq "big layer ($kind): KilnLayer writes no -layer.tar; KilnLayerTar only on request" "0 1" \
             "$(api_bazel aquery --output=text "mnemonic('KilnLayer', //api:big_${kind}_layer)" 2>/dev/null | grep -c "big_${kind}_layer-layer.tar[],]") $(api_bazel aquery --output=text "mnemonic('KilnLayerTar', //api:big_${kind}_layer)" 2>/dev/null | grep -c "big_${kind}_layer-layer.tar[],]")"
     done

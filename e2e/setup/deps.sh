@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs what the main job and the tests need, when missing: Debian packages
-# (docker-registry, skopeo, umoci, jq, Go, qemu-user-static, curl, file, nginx) and
+# (docker-registry, skopeo, umoci, jq, Go, qemu-user-static, curl, file, nginx,
+# zstd, pigz for bench/layer.sh) and
 # Bazel >= 7.1 (install-bazel.sh). Safe to run again: it only checks then.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,6 +19,8 @@ need qemu-aarch64-static qemu-user-static
 need go golang-go
 need python3 python3
 need zstd zstd
+need pigz pigz
+need gzip gzip
 need xz xz-utils
 need dpkg-deb dpkg
 need podman podman

@@ -134,6 +134,44 @@ def check_compression(label, compression, compression_options):
         if option not in levels:
             fail("%s: compression_options: %r is not an option of %s (supported: -1 to -%d, --fast, --best)" % (label, option, compression, 19 if compression == "zstd" else 9))
 
+# kiln-layer compresses on up to this many threads (MAX_WORKERS in
+# tools/layer/src/layer.rs; fewer when the machine has fewer CPUs) plus one
+# writing the tar: the KilnLayer action declares them, and at most 256 MiB of
+# memory, so that Bazel does not run more beside it than the machine holds.
+# Bazel still runs an action that asks for more CPUs than it has, alone.
+LAYER_CPUS = 4
+LAYER_MEMORY_MB = 256
+
+def _layer_resources(_os, _inputs):
+    return {"cpu": LAYER_CPUS, "memory": LAYER_MEMORY_MB}
+
+def layer_tar(ctx, layer, tar):
+    """Registers the action writing `tar`, the uncompressed layer, from its blob.
+
+    It runs only when `tar` is requested (rules_docker's `<name>-layer.tar`):
+    the layer action writes the blob alone, so no layer's bytes are written
+    twice and the remote cache holds no uncompressed copy.
+
+    Args:
+      ctx: rule context (needs the layer toolchain).
+      layer: KilnLayerInfo whose blob and descriptor to read.
+      tar: the File to write.
+    """
+    args = ctx.actions.args()
+    args.add("tar")
+    args.add("--blob", layer.blob)
+    args.add("--descriptor", layer.descriptor)
+    args.add("--out", tar)
+    ctx.actions.run(
+        executable = kiln_tool(ctx, "layer").files_to_run,
+        arguments = [args],
+        inputs = [layer.blob, layer.descriptor],
+        outputs = [tar],
+        mnemonic = "KilnLayerTar",
+        progress_message = "Decompressing layer %{label} into %{output}",
+        toolchain = TOOLCHAIN_TYPES["layer"],
+    )
+
 def build_layer(ctx, prefix, entries, inputs, compression = "gzip", compression_options = [], mtime = None, tar = None, env = {}):
     """Registers the kiln-layer action.
 
@@ -145,7 +183,8 @@ def build_layer(ctx, prefix, entries, inputs, compression = "gzip", compression_
       compression: `gzip` or `zstd`.
       compression_options: e.g. ["-9"].
       mtime: from `layer_mtime`; None: every entry at the epoch.
-      tar: File to receive the uncompressed layer tarball, or None.
+      tar: File to receive the uncompressed layer tarball (its own action, run
+        only when the file is requested), or None.
       env: environment variables the layer brings to images (container_layer's env).
 
     Returns:
@@ -170,20 +209,20 @@ def build_layer(ctx, prefix, entries, inputs, compression = "gzip", compression_
     args.add("--blob", blob)
     args.add("--descriptor", descriptor)
     args.add("--listing", listing)
-    outputs = [blob, descriptor, listing]
-    if tar:
-        args.add("--tar", tar)
-        outputs.append(tar)
     ctx.actions.run(
         executable = tool.files_to_run,
         arguments = [args],
         inputs = depset([spec] + inputs),
-        outputs = outputs,
+        outputs = [blob, descriptor, listing],
         mnemonic = "KilnLayer",
         progress_message = "Building layer %{label}",
+        resource_set = _layer_resources,
         toolchain = TOOLCHAIN_TYPES["layer"],
     )
-    return KilnLayerInfo(blob = blob, descriptor = descriptor, listing = listing, tar = tar, env = env)
+    layer = KilnLayerInfo(blob = blob, descriptor = descriptor, listing = listing, tar = tar, env = env)
+    if tar:
+        layer_tar(ctx, layer, tar)
+    return layer
 
 LAYER_ATTRS = {
     "compression": attr.string(
@@ -231,7 +270,7 @@ LAYER_ATTRS = {
     ),
     "symlinks": attr.string_dict(doc = "Symlinks to create: {\"/path/to/link\": \"/path/to/target\"}."),
     "tars": attr.label_list(
-        doc = "Tarballs whose entries are extracted under `directory`: plain, gzip, zstd or xz (detected from their bytes). Entries keep their type, mode and owner; an entry escaping the root with `..` is an error.",
+        doc = "Tarballs whose entries are extracted under `directory`: plain, gzip, zstd or xz (detected from their bytes). Entries keep their type, mode and owner; an entry escaping the root with `..` is an error. A compressed tarball is decompressed once into a temporary file in `$TMPDIR`, of at most 32 times its compressed size plus 256 MiB (as for docker-save bases): a larger one (a compression bomb) is an error.",
         allow_files = True,
     ),
 }
@@ -277,7 +316,9 @@ container_layer = rule(
     implementation = _container_layer_impl,
     doc = """One image layer: files, tarballs, Debian packages, symlinks and directories,
 written as a deterministic compressed tarball (the blob) and, on demand, as the
-uncompressed `<name>-layer.tar`. Use it in container_image's `layers`.""",
+uncompressed `<name>-layer.tar` (decompressed from the blob by its own action,
+only when that file or the `layer_tar` output group is requested). Use it in
+container_image's `layers`.""",
     attrs = LAYER_ATTRS,
     outputs = {"layer": "%{name}-layer.tar"},
     toolchains = [TOOLCHAIN_TYPES["layer"]],

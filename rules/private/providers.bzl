@@ -7,7 +7,7 @@ KilnLayerInfo = provider(
         "descriptor": "File: JSON {mediaType, digest, size, diff_id} of the blob.",
         "env": "dict: environment variables images using this layer get (before their own).",
         "listing": "File: JSON list of the layer's entries {path, kind, target?}.",
-        "tar": "File or None: the uncompressed layer tarball (`<name>-layer.tar`).",
+        "tar": "File or None: the uncompressed layer tarball (`<name>-layer.tar`), decompressed from `blob` by its own action, run only when the file is requested.",
     },
 )
 

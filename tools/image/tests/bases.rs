@@ -95,6 +95,7 @@ fn layer(dir: &Path, name: &str, files: &[(&str, &str)]) -> Value {
         digest: sha256_bytes(&gz),
         size: gz.len() as u64,
         diff_id: sha256_bytes(&tar),
+        uncompressed_size: tar.len() as u64,
     };
     fs::write(
         dir.join(format!("{name}.json")),

@@ -22,6 +22,7 @@ fn layer(dir: &Path, name: &str, listing: Value) -> Value {
         digest: sha256_bytes(&bytes),
         size: bytes.len() as u64,
         diff_id: sha256_bytes(name.as_bytes()),
+        uncompressed_size: name.len() as u64,
     };
     fs::write(
         dir.join(format!("{name}.json")),
@@ -101,6 +102,12 @@ fn scratch_then_child() {
         let (digest, size) = sha256_file(&layout.blob_path(&l.digest)).unwrap();
         assert_eq!((digest, size), (l.digest.clone(), l.size));
     }
+    // kiln-layers.json: what kiln-load needs of our layers without
+    // decompressing them, from their descriptors.
+    let sizes = kiln_oci::layer_sizes::LayerSizes::load(layout.dir()).unwrap();
+    let recorded = &sizes.layers[&manifest.layers[0].digest];
+    assert_eq!(recorded.diff_id, sha256_bytes(b"l1"));
+    assert_eq!(recorded.uncompressed_size, 2);
     let config: Value = serde_json::from_slice(&config_bytes).unwrap();
     assert_eq!(config["architecture"], "arm64");
     assert_eq!(config["variant"], "v8");

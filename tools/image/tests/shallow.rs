@@ -154,6 +154,7 @@ fn layer(dir: &Path, name: &str) -> Value {
         digest: sha256_bytes(&gz),
         size: gz.len() as u64,
         diff_id: sha256_bytes(&tar),
+        uncompressed_size: tar.len() as u64,
     };
     fs::write(
         dir.join(format!("{name}.json")),

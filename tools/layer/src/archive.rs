@@ -12,6 +12,8 @@
 //! indexed the same way. That spool is the alternative to holding every
 //! file of the archive in memory or decompressing it again for every
 //! entry; nothing else is spooled, and a .deb is read member by member.
+//! The spool is bounded ([`spool_limit`]): a compression bomb fails with a
+//! clear error instead of filling the disk.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -22,6 +24,7 @@ use anyhow::{anyhow, bail, Context};
 use tar::EntryType;
 
 use kiln_oci::compression::{read_up_to, Compression, MAGIC_LEN};
+use kiln_oci::docker_archive::{SPOOL_RATIO, SPOOL_SLACK};
 use kiln_oci::tar_writer::{normalize_path, read_at, Content, Meta, PathError, Segment, Tree};
 
 /// An archive entry of the spec.
@@ -116,8 +119,11 @@ fn plain_tar(target: &str, attr: &str, archive: &str, seg: Segment) -> anyhow::R
             "{target}: {attr}: {archive}: bzip2 compression is not supported \
              (plain, gzip, zstd and xz are)"
         ),
-        format => spool(format, seg)
-            .with_context(|| format!("{target}: {attr}: {archive}: decompressing"))?,
+        format => {
+            let limit = spool_limit(seg.len());
+            spool(format, seg, limit)
+                .with_context(|| format!("{target}: {attr}: {archive}: decompressing"))?
+        }
     })
 }
 
@@ -158,9 +164,21 @@ pub fn expand_sparse(
     Ok(seg)
 }
 
+/// The most a compressed archive of `compressed` bytes may decompress to:
+/// the rule of docker-save bases ([`SPOOL_RATIO`] times its size plus
+/// [`SPOOL_SLACK`]). Real tarballs compress far less (Debian's data.tar.xz
+/// about 4 times); a compression bomb (8 GiB from a 263 KB zstd file) stops
+/// here.
+pub fn spool_limit(compressed: u64) -> u64 {
+    compressed
+        .saturating_mul(SPOOL_RATIO)
+        .saturating_add(SPOOL_SLACK)
+}
+
 /// Decompresses `seg` into an anonymous temporary file (see the module
-/// comment for why) and returns the plain tar as a segment of it.
-fn spool(format: Compression, seg: Segment) -> anyhow::Result<Segment> {
+/// comment for why) and returns the plain tar as a segment of it; at most
+/// `limit` bytes are written, more is an error.
+fn spool(format: Compression, seg: Segment, limit: u64) -> anyhow::Result<Segment> {
     let input = BufReader::with_capacity(256 * 1024, seg.reader());
     let mut decoder: Box<dyn Read> = match format {
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
@@ -180,7 +198,15 @@ fn spool(format: Compression, seg: Segment) -> anyhow::Result<Segment> {
     };
     let file = tempfile::tempfile().context("creating a temporary file")?;
     let mut out = BufWriter::with_capacity(256 * 1024, file);
-    let len = io::copy(&mut decoder, &mut out)?;
+    let len = io::copy(&mut (&mut decoder).take(limit), &mut out)?;
+    if len == limit && decoder.read(&mut [0u8; 1])? > 0 {
+        bail!(
+            "it decompresses to more than {limit} bytes, the limit for a compressed archive \
+             of {} bytes ({SPOOL_RATIO} times its size plus {} MiB; a compression bomb?)",
+            seg.len(),
+            SPOOL_SLACK >> 20
+        );
+    }
     let file = out
         .into_inner()
         .map_err(|e| e.into_error())
@@ -480,6 +506,32 @@ mod tests {
         let p = dir.path().join("x.deb");
         std::fs::write(&p, bytes).unwrap();
         deb_data_member(&File::open(&p).unwrap(), bytes.len() as u64)
+    }
+
+    #[test]
+    fn spool_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bomb.zst");
+        // 10 MB of zeros: a few hundred bytes compressed.
+        std::fs::write(&p, zstd::encode_all(&vec![0u8; 10_000_000][..], 3).unwrap()).unwrap();
+        let file = Arc::new(File::open(&p).unwrap());
+        let len = file.metadata().unwrap().len();
+        assert!(len < 2_000, "{len}");
+        let seg = Segment::new(file, 0, len);
+        let err = spool(Compression::Zstd, seg.clone(), 1_000_000).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "it decompresses to more than 1000000 bytes, the limit for a compressed archive \
+                 of {len} bytes (32 times its size plus 256 MiB; a compression bomb?)"
+            )
+        );
+        // Exactly at the limit is fine.
+        assert_eq!(
+            spool(Compression::Zstd, seg, 10_000_000).unwrap().len(),
+            10_000_000
+        );
+        assert_eq!(spool_limit(1000), 32_000 + (256 << 20));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Spec parsing, validation and the single streaming pass
-//! tar → sha256 (diff_id) → [tee to --tar] → gzip or zstd → sha256 + count → file.
+//! tar → sha256 (diff_id) → gzip or zstd on worker threads → sha256 + count
+//! → file; and `<name>-layer.tar` decompressed from the blob on request.
 
 use std::fs;
 use std::io::{self, BufWriter, Write};
@@ -7,11 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use anyhow::{anyhow, bail, Context};
-use flate2::GzBuilder;
 use serde::Deserialize;
 
 use kiln_oci::atomic::AtomicFile;
 use kiln_oci::canonical;
+use kiln_oci::compression::Compression as DetectedCompression;
+use kiln_oci::encoder::{Codec, ParallelEncoder};
 use kiln_oci::media_types;
 use kiln_oci::tar_writer::{
     Content, Meta, Tree, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, SYMLINK_MODE,
@@ -96,12 +98,12 @@ impl Compression {
     }
 }
 
-/// Output paths; `tar` is optional.
+/// Output paths, and the number of compressing threads.
 pub struct Outputs<'a> {
     pub blob: &'a Path,
     pub descriptor: &'a Path,
     pub listing: &'a Path,
-    pub tar: Option<&'a Path>,
+    pub workers: usize,
 }
 
 pub fn run(spec: &Path, outputs: &Outputs) -> anyhow::Result<()> {
@@ -114,11 +116,7 @@ pub fn run(spec: &Path, outputs: &Outputs) -> anyhow::Result<()> {
     let listing = canonical::to_vec(&tree.listing())?;
 
     let blob = AtomicFile::create(outputs.blob).with_context(|| format!("{target}: --blob"))?;
-    let tar = outputs
-        .tar
-        .map(|p| AtomicFile::create(p).with_context(|| format!("{target}: --tar")))
-        .transpose()?;
-    let (blob, tar, desc) = write_layer(&tree, compression, blob, tar)
+    let (blob, desc) = write_layer(&tree, compression, outputs.workers, blob)
         .with_context(|| format!("{target}: writing the layer"))?;
     let descriptor = prepared(outputs.descriptor, &canonical::to_vec(&desc)?)
         .with_context(|| format!("{target}: --descriptor"))?;
@@ -127,9 +125,6 @@ pub fn run(spec: &Path, outputs: &Outputs) -> anyhow::Result<()> {
 
     // Everything is written: only now does any output appear.
     blob.commit().with_context(|| format!("{target}: --blob"))?;
-    if let Some(tar) = tar {
-        tar.commit().with_context(|| format!("{target}: --tar"))?;
-    }
     descriptor
         .commit()
         .with_context(|| format!("{target}: --descriptor"))?;
@@ -369,128 +364,90 @@ fn source_mtime(path: &Path) -> Option<u64> {
     )
 }
 
-/// The compressor of the blob.
-enum Encoder<W: Write> {
-    Gzip(flate2::write::GzEncoder<W>),
-    Zstd(zstd::stream::write::Encoder<'static, W>),
-}
+/// At most this many compressing threads (the `resource_set` of the
+/// KilnLayer action declares as many CPUs).
+pub const MAX_WORKERS: usize = 4;
 
-impl<W: Write> Encoder<W> {
-    fn new(compression: Compression, out: W) -> io::Result<Encoder<W>> {
-        Ok(match compression {
-            // mtime 0 and no file name keep the gzip header free of host state.
-            Compression::Gzip(level) => Encoder::Gzip(
-                GzBuilder::new()
-                    .mtime(0)
-                    .write(out, flate2::Compression::new(level)),
-            ),
-            Compression::Zstd(level) => {
-                // The level is at most 19, so the cast is exact.
-                let mut z = zstd::stream::write::Encoder::new(out, level as i32)?;
-                // A frame header with only what the data decides: no
-                // checksum, dictionary id or content size. Single-threaded
-                // (the crate's zstdmt feature is off), so the output depends
-                // on the bytes and the level only.
-                z.include_checksum(false)?;
-                z.include_dictid(false)?;
-                z.include_contentsize(false)?;
-                Encoder::Zstd(z)
-            }
-        })
-    }
-
-    fn finish(self) -> io::Result<W> {
-        match self {
-            Encoder::Gzip(g) => g.finish(),
-            Encoder::Zstd(z) => z.finish(),
-        }
-    }
-}
-
-impl<W: Write> Write for Encoder<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Encoder::Gzip(g) => g.write(buf),
-            Encoder::Zstd(z) => z.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Encoder::Gzip(g) => g.flush(),
-            Encoder::Zstd(z) => z.flush(),
-        }
-    }
-}
-
-/// Writes to `main` and copies exactly what it accepted to `copy` (the
-/// `--tar` output), so both receive the same bytes.
-struct Tee<M: Write, C: Write> {
-    main: M,
-    copy: Option<C>,
-}
-
-impl<M: Write, C: Write> Write for Tee<M, C> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.main.write(buf)?;
-        if let Some(copy) = &mut self.copy {
-            copy.write_all(&buf[..n])?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.main.flush()?;
-        if let Some(copy) = &mut self.copy {
-            copy.flush()?;
-        }
-        Ok(())
-    }
-}
-
-/// Writes the tree as a compressed tar stream into `out` (and the plain tar
-/// into `tar` when given) in one pass, returning the writers (flushed) and
-/// the descriptor. No temporary copy is made and nothing is read back.
-pub fn write_layer<W: Write, T: Write>(
+/// Writes the tree as a compressed tar stream into `out` in one pass, on
+/// `workers` compressing threads: this thread writes the tar and hashes it
+/// (diff_id), the workers compress fixed-size chunks, and a writer thread
+/// hashes the compressed chunks in order (digest) and writes them. Returns
+/// the writer (not flushed) and the descriptor. Nothing is read back and no
+/// temporary copy is made; the bytes do not depend on `workers`.
+pub fn write_layer<W: Write + Send + 'static>(
     tree: &Tree,
     compression: Compression,
+    workers: usize,
     out: W,
-    tar: Option<T>,
-) -> anyhow::Result<(W, Option<T>, LayerDescriptor)> {
-    let compressed = HashingWriter::new(BufWriter::with_capacity(BUFFER, out));
-    let encoder = Encoder::new(compression, compressed).context("starting the compressor")?;
-    let tee = Tee {
-        main: encoder,
-        copy: tar.map(|t| BufWriter::with_capacity(BUFFER, t)),
+) -> anyhow::Result<(W, LayerDescriptor)> {
+    let codec = match compression {
+        Compression::Gzip(level) => Codec::Gzip(level),
+        Compression::Zstd(level) => Codec::Zstd(level),
     };
-    let mut builder = tar::Builder::new(HashingWriter::new(tee));
+    let encoder = ParallelEncoder::new(codec, workers, out).context("starting the compressor")?;
+    let mut builder = tar::Builder::new(HashingWriter::new(encoder));
     tree.write(&mut builder)?;
     let uncompressed = builder.into_inner().context("finishing the tar")?;
-    let (tee, diff_id, _) = uncompressed.finish();
-    let compressed = tee
-        .main
+    let (encoder, diff_id, uncompressed_size) = uncompressed.finish();
+    let encoded = encoder
         .finish()
         .context("finishing the compressed stream")?;
-    let (buffered, digest, size) = compressed.finish();
-    let out = buffered
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .context("flushing the blob")?;
-    let tar = tee
-        .copy
-        .map(|c| c.into_inner().map_err(|e| e.into_error()))
-        .transpose()
-        .context("flushing --tar")?;
     Ok((
-        out,
-        tar,
+        encoded.out,
         LayerDescriptor {
             media_type: compression.media_type().to_string(),
-            digest,
-            size,
+            digest: encoded.digest,
+            size: encoded.size,
             diff_id,
+            uncompressed_size,
         },
     ))
+}
+
+/// `<name>-layer.tar`: the uncompressed layer, decompressed from the blob
+/// (gzip or zstd, told from its bytes) into `out` and checked against the
+/// descriptor's diff_id and uncompressed size before it appears.
+pub fn write_tar(blob: &Path, descriptor: &Path, out: &Path) -> anyhow::Result<()> {
+    let desc: LayerDescriptor = serde_json::from_slice(
+        &fs::read(descriptor).with_context(|| format!("--descriptor {}", descriptor.display()))?,
+    )
+    .with_context(|| format!("--descriptor {}: parsing", descriptor.display()))?;
+    let file = fs::File::open(blob).with_context(|| format!("--blob {}", blob.display()))?;
+    let mut input = io::BufReader::with_capacity(BUFFER, file);
+    let head = io::BufRead::fill_buf(&mut input)
+        .with_context(|| format!("--blob {}: reading", blob.display()))?;
+    let mut decoder: Box<dyn io::Read> = match DetectedCompression::detect(head) {
+        DetectedCompression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+        DetectedCompression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(input)
+                .with_context(|| format!("--blob {}", blob.display()))?,
+        ),
+        other => bail!(
+            "--blob {}: a layer blob is gzip or zstd, not {}",
+            blob.display(),
+            other.name()
+        ),
+    };
+    let mut tar = AtomicFile::create(out).with_context(|| format!("--out {}", out.display()))?;
+    let mut hashed = HashingWriter::new(BufWriter::with_capacity(BUFFER, &mut tar));
+    io::copy(&mut decoder, &mut hashed)
+        .with_context(|| format!("--blob {}: decompressing", blob.display()))?;
+    let (buffered, diff_id, size) = hashed.finish();
+    buffered
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("--out {}: writing", out.display()))?;
+    if (diff_id.clone(), size) != (desc.diff_id.clone(), desc.uncompressed_size) {
+        bail!(
+            "--blob {}: decompresses to {size} bytes with digest {diff_id}, but the descriptor \
+             says {} bytes with diff_id {}",
+            blob.display(),
+            desc.uncompressed_size,
+            desc.diff_id
+        );
+    }
+    tar.commit()
+        .with_context(|| format!("--out {}", out.display()))
 }
 
 #[cfg(test)]
@@ -522,8 +479,7 @@ mod tests {
             ]
         }));
         let tree = build_tree(&s).unwrap();
-        let (blob, _, desc) =
-            write_layer(&tree, compression(&s).unwrap(), Vec::new(), None::<Vec<u8>>).unwrap();
+        let (blob, desc) = write_layer(&tree, compression(&s).unwrap(), 2, Vec::new()).unwrap();
         assert_eq!(desc.digest, sha256_bytes(&blob));
         assert_eq!(desc.size, blob.len() as u64);
         let mut tar_bytes = Vec::new();
@@ -531,6 +487,7 @@ mod tests {
             .read_to_end(&mut tar_bytes)
             .unwrap();
         assert_eq!(desc.diff_id, sha256_bytes(&tar_bytes));
+        assert_eq!(desc.uncompressed_size, tar_bytes.len() as u64);
         assert_eq!(desc.media_type, media_types::OCI_LAYER_TAR_GZIP);
         // gzip header: no FNAME flag, mtime 0, OS "unknown".
         assert_eq!(&blob[..4], &[0x1f, 0x8b, 8, 0]);
@@ -558,12 +515,8 @@ mod tests {
         let two = build_tree(&spec(serde_json::json!({"target": "t", "entries": rev}))).unwrap();
         let gz = Compression::Gzip(GZIP_LEVEL);
         assert_eq!(
-            write_layer(&one, gz, Vec::new(), None::<Vec<u8>>)
-                .unwrap()
-                .0,
-            write_layer(&two, gz, Vec::new(), None::<Vec<u8>>)
-                .unwrap()
-                .0
+            write_layer(&one, gz, 1, Vec::new()).unwrap().0,
+            write_layer(&two, gz, 3, Vec::new()).unwrap().0
         );
     }
 

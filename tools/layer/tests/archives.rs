@@ -62,11 +62,17 @@ impl Work {
     }
 
     /// Runs kiln-layer with outputs `{out}.blob`, `{out}.json`,
-    /// `{out}.listing.json` and the extra arguments.
+    /// `{out}.listing.json` and the extra arguments; `--tar FILE` among them
+    /// then runs `kiln-layer tar` (what the `<name>-layer.tar` action does)
+    /// on the outputs.
     fn layer(&self, spec: serde_json::Value, out: &str, extra: &[&str]) -> Output {
         let spec_path = format!("{out}.spec.json");
         fs::write(self.p(&spec_path), spec.to_string()).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_kiln-layer"))
+        let (tar, extra): (Vec<&str>, Vec<&str>) = match extra {
+            ["--tar", tar, rest @ ..] => (vec![*tar], rest.to_vec()),
+            rest => (vec![], rest.to_vec()),
+        };
+        let built = Command::new(env!("CARGO_BIN_EXE_kiln-layer"))
             .args(["--spec", &spec_path])
             .args(["--blob", &format!("{out}.blob")])
             .args(["--descriptor", &format!("{out}.json")])
@@ -74,7 +80,16 @@ impl Work {
             .args(extra)
             .current_dir(self.dir.path())
             .output()
-            .unwrap()
+            .unwrap();
+        match tar.first() {
+            Some(tar) if built.status.success() => Command::new(env!("CARGO_BIN_EXE_kiln-layer"))
+                .args(["tar", "--blob", &format!("{out}.blob")])
+                .args(["--descriptor", &format!("{out}.json"), "--out", tar])
+                .current_dir(self.dir.path())
+                .output()
+                .unwrap(),
+            _ => built,
+        }
     }
 
     fn ok(&self, spec: serde_json::Value, out: &str, extra: &[&str]) -> Built {

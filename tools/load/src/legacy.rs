@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{bail, Context};
+use kiln_oci::layer_sizes::LayerSizes;
 use kiln_oci::reference::TaggedName;
 use kiln_oci::tar_writer::{append_bytes, append_dir, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
 use kiln_oci::{canonical, sha256_bytes, Descriptor, Digest, ImageManifest, Layout};
@@ -122,9 +123,12 @@ pub struct LegacyArchive {
 impl LegacyArchive {
     /// Plans the tarball of `image` named by `tags`, leaving out the layer
     /// files that only the first `skip` layers need (an engine that has their
-    /// chain never reads them). Every layer written is decompressed once here
-    /// to learn its size (the tar header comes before the data) and to check
-    /// it against its diff_id, so a bad layer fails before the engine is fed.
+    /// chain never reads them). The tar header of a layer comes before its
+    /// data, so its uncompressed size is needed now: it is read from the
+    /// layout's `kiln-layers.json` for the layers kiln-image built, and the
+    /// other layers are decompressed once here to measure them and check
+    /// them against their diff_id. Every layer is checked again as it is
+    /// written.
     pub fn new(
         layout: &Layout,
         image: &Image,
@@ -157,7 +161,26 @@ impl LegacyArchive {
                 layer::detect(&blob).with_context(|| format!("layer {}", desc.digest))?;
             planned.push((diff_id, desc.digest.clone(), blob, compression));
         }
-        let sizes = measure_all(&planned)?;
+        // kiln-image recorded its own layers' sizes (kiln-layers.json);
+        // only the others (a base's) are decompressed here to measure them.
+        let known = LayerSizes::load(layout.dir())?;
+        let recorded = |(diff_id, digest, _, _): &(Digest, Digest, PathBuf, Compression)| {
+            known
+                .layers
+                .get(digest)
+                .filter(|l| &l.diff_id == diff_id)
+                .map(|l| l.uncompressed_size)
+        };
+        let unknown: Vec<_> = planned
+            .iter()
+            .filter(|p| recorded(p).is_none())
+            .cloned()
+            .collect();
+        let mut measured = measure_all(&unknown)?.into_iter();
+        let sizes: Vec<u64> = planned
+            .iter()
+            .map(|p| recorded(p).or_else(|| measured.next()).unwrap_or(0))
+            .collect();
         let layers_out = planned
             .into_iter()
             .zip(sizes)
@@ -481,6 +504,32 @@ mod tests {
         );
         // ... unless that layer is skipped.
         LegacyArchive::new(&f.layout, &f.image, &tags(&["app:v1"]), 2).unwrap();
+    }
+
+    #[test]
+    fn recorded_sizes_are_not_measured() {
+        let f = fixture(false);
+        let zstd_layer = &f.image.manifest.layers[1];
+        let mut sizes = LayerSizes::default();
+        sizes.layers.insert(
+            zstd_layer.digest.clone(),
+            kiln_oci::layer_sizes::UncompressedLayer {
+                diff_id: f.image.diff_ids[1].clone(),
+                uncompressed_size: f.tars[1].len() as u64,
+            },
+        );
+        sizes.write_to(f.layout.dir()).unwrap();
+        // Not zstd any more: planning does not decompress it, so it passes...
+        let victim = f.layout.blob_path(&zstd_layer.digest);
+        let len = std::fs::metadata(&victim).unwrap().len() as usize;
+        std::fs::remove_file(&victim).unwrap();
+        std::fs::write(&victim, vec![0x28u8; len]).unwrap();
+        let a = LegacyArchive::new(&f.layout, &f.image, &tags(&["app:v1"]), 0).unwrap();
+        let size = |i: usize| a.layers.iter().find(|l| l.diff_id == f.image.diff_ids[i]);
+        assert_eq!(size(1).unwrap().size, f.tars[1].len() as u64);
+        assert_eq!(size(0).unwrap().size, f.tars[0].len() as u64);
+        // ... and writing it fails.
+        assert!(a.write(Vec::new()).is_err());
     }
 
     #[test]

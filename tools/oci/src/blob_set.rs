@@ -34,6 +34,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::digest::{sha256_bytes, Digest};
+use crate::layer_sizes::{LayerSizes, UncompressedLayer};
 use crate::layout::{Layout, LayoutWriter};
 use crate::media_types::{self, ANNOTATION_REF_NAME};
 use crate::model::{Descriptor, ImageIndex, ImageManifest};
@@ -99,6 +100,20 @@ pub struct BlobSet {
     files: BTreeMap<Digest, PathBuf>,
     layouts: Vec<(Layout, Option<Sources>)>,
     ref_name: Option<String>,
+    /// Our layers' diff_id and uncompressed size, from their descriptors:
+    /// written into layouts as `kiln-layers.json` for kiln-load.
+    sizes: LayerSizes,
+}
+
+/// The diff_id and uncompressed size a layer descriptor file records (a
+/// kiln-layer descriptor does; other digest files do not).
+fn read_layer_sizes(path: &Path) -> Option<UncompressedLayer> {
+    let bytes = fs::read(path).ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    Some(UncompressedLayer {
+        diff_id: v.get("diff_id")?.as_str()?.parse().ok()?,
+        uncompressed_size: v.get("uncompressed_size")?.as_u64()?,
+    })
 }
 
 /// Reads a digest from a descriptor JSON file or a `sha256:<hex>` / `<hex>` text file.
@@ -136,8 +151,12 @@ impl BlobSet {
         let at = |p: &Path| root.join(p);
         let target = spec.target.clone();
         let mut files = BTreeMap::new();
+        let mut sizes = LayerSizes::default();
         for b in &spec.blobs {
             let digest = read_digest_file(&at(&b.digest)).with_context(|| target.clone())?;
+            if let Some(layer) = read_layer_sizes(&at(&b.digest)) {
+                sizes.layers.insert(digest.clone(), layer);
+            }
             files.insert(digest, at(&b.blob));
         }
         let mut layouts = Vec::new();
@@ -178,6 +197,7 @@ impl BlobSet {
             files,
             layouts,
             ref_name: spec.ref_name,
+            sizes,
         })
     }
 
@@ -277,6 +297,9 @@ impl BlobSet {
             );
         }
         writer.write_absent(absent.clone())?;
+        self.sizes
+            .write_to(writer.path())
+            .with_context(|| format!("{}: writing the layout {}", self.target, dest.display()))?;
         let mut entry = self.top_json.clone();
         if let Some(name) = self.ref_name.as_deref().filter(|n| !n.is_empty()) {
             entry["annotations"] = serde_json::json!({ ANNOTATION_REF_NAME: name });

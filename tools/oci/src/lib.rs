@@ -10,8 +10,12 @@ pub mod canonical;
 // Compression told from magic bytes, shared by every tool that reads archives.
 pub mod compression;
 pub mod digest;
+// Deterministic parallel gzip and zstd encoders (layer blobs).
+pub mod encoder;
 // Reading `docker save` tarballs (base images given as a tar).
 pub mod docker_archive;
+// kiln-layers.json: the uncompressed sizes of a layout's own layers.
+pub mod layer_sizes;
 pub mod layout;
 pub mod media_types;
 pub mod model;

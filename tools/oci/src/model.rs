@@ -156,7 +156,9 @@ impl ImageIndex {
 }
 
 /// The descriptor JSON that kiln-layer writes: a layer descriptor plus the
-/// digest of the uncompressed tar (`diff_id`), which the image config needs.
+/// digest of the uncompressed tar (`diff_id`), which the image config needs,
+/// and its size (`uncompressed_size`), which a docker-save tarball's header
+/// needs before the data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerDescriptor {
     #[serde(rename = "mediaType")]
@@ -164,6 +166,7 @@ pub struct LayerDescriptor {
     pub digest: Digest,
     pub size: u64,
     pub diff_id: Digest,
+    pub uncompressed_size: u64,
 }
 
 impl LayerDescriptor {

@@ -684,11 +684,32 @@ fn write_node<W: Write>(b: &mut Builder<W>, path: &str, node: &Node) -> anyhow::
             b.append_data(&mut h, path, &bytes[..])?;
         }
         Content::File(src) => {
-            let file = File::open(src)
+            let mut file = File::open(src)
                 .with_context(|| format!("{}: opening source {}", node.origin, src.display()))?;
+            // The header holds the size seen when the entry was added: a
+            // file that no longer has it would give a layer that matches
+            // neither version, so it is an error (before, during or after
+            // the copy).
+            let changed = |file: &File| -> Option<anyhow::Error> {
+                let now = file.metadata().ok()?.len();
+                (now != node.size).then(|| {
+                    anyhow::anyhow!(
+                        "{}: source {} changed while the layer was written: it had {} bytes, now {now}",
+                        node.origin,
+                        src.display(),
+                        node.size
+                    )
+                })
+            };
+            if let Some(e) = changed(&file) {
+                return Err(e);
+            }
             let mut h = header_with(EntryType::Regular, meta, node.size);
-            b.append_data(&mut h, path, exact(file, node.size))
-                .with_context(|| format!("{}: reading source {}", node.origin, src.display()))?;
+            let copied = b.append_data(&mut h, path, exact(&mut file, node.size));
+            if let Some(e) = changed(&file) {
+                return Err(e);
+            }
+            copied.with_context(|| format!("{}: reading source {}", node.origin, src.display()))?;
         }
         Content::Segment(s) => {
             let mut h = header_with(EntryType::Regular, meta, s.len());
@@ -1134,6 +1155,34 @@ mod tests {
             seen.push(p);
         }
         assert_eq!(seen[1], &long[1..]);
+    }
+
+    #[test]
+    fn source_that_changes_size_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("grows");
+        fs::write(&src, b"12345").unwrap();
+        let mut t = Tree::new();
+        t.insert(
+            "/g",
+            Content::File(src.clone()),
+            0o644,
+            "files \"/g\" (grows)",
+        )
+        .unwrap();
+        for now in [&b"1234567"[..], b"12"] {
+            fs::write(&src, now).unwrap();
+            let err = format!("{:#}", tree_to_vec(&t).unwrap_err());
+            assert!(
+                err.contains(&format!(
+                    "files \"/g\" (grows): source {} changed while the layer was written: \
+                     it had 5 bytes, now {}",
+                    src.display(),
+                    now.len()
+                )),
+                "{err}"
+            );
+        }
     }
 
     #[test]

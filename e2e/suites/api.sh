@@ -180,14 +180,17 @@ api_outputs() {
         out=$(podman load -i "$API_BIN/config.tar" 2>&1)
         expect_eq "name.tar (legacy): podman load" "$(cat "$API_BIN/config.json.sha256")" "$(podman image inspect --format '{{.Id}}' bazel/api:config 2>&1 | tail -1)"
         podman rmi -f bazel/api:config >/dev/null 2>&1 || true
-        [ -n "$out" ] || true
+        if grep -q "Loaded image" <<<"$out"; then pass "name.tar (legacy): podman load reports the image loaded"; else fail "name.tar (legacy): podman load reports the image loaded" "$(tail -3 <<<"$out")"; fi
     else
         fail "name.tar: podman load" "podman is not installed (e2e/setup/deps.sh installs it)"
     fi
 }
 
 api_run_targets() {
-    docker_available || return 0
+    if ! docker_available; then
+        skip "bazel run :name (load, incremental load, run)" "no Docker engine answers"
+        return 0
+    fi
     local out
     docker rmi -f bazel/api:busybox bazel/api:config >/dev/null 2>&1
     out=$(api_bazel run //api:busybox 2>&1)
@@ -259,6 +262,8 @@ api_bases() {
     if docker_available; then
         expect_eq "base docker-save tarball: docker run" "built by rules_kiln" "$(docker run --rm "$(api_docker_load on_docker_tar)" 2>&1)"
         expect_eq "base OCI layout: docker run" "built by rules_kiln" "$(docker run --rm "$(api_docker_load on_oci_layout)" 2>&1)"
+    else
+        skip "base docker-save tarball and OCI layout: docker run" "no Docker engine answers"
     fi
 }
 
@@ -271,5 +276,7 @@ api_reuse() {
     expect_eq "container.image.outputs: the custom rule has name.digest" "sha256:$(api_manifest custom | sha256sum | cut -d' ' -f1)" "$(cat "$API_BIN/custom.digest")"
     if docker_available; then
         expect_eq "custom rule image runs" "from a custom rule" "$(docker run --rm "$(api_docker_load custom)" 2>&1)"
+    else
+        skip "custom rule image runs" "no Docker engine answers"
     fi
 }

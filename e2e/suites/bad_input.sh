@@ -37,6 +37,7 @@ suite_bad_input() {
     expect_failure "bad input: missing file" //bad:missing_file "//bad:not_there.bin"
     expect_failure "bad input: invalid push tag" //bad:bad_tag "//bad:bad_tag" "remote_tags" "no spaces allowed"
     expect_failure "bad input: invalid push repository" //bad:bad_repository "//bad:bad_repository" "repository" "127.0.0.1:70000/Kiln/Bad"
+    expect_failure "bad input: '..' in a push repository, at analysis" //bad:dotdot_repository "//bad:dotdot_repository: repository" "registry.example/a..b/x" "\"a..b\""
 
     # container_image / container_layer API (issue 3)
     expect_failure "bad input: data_path with .." //bad:data_path_up "//bad:data_path_up" "data_path" "../elsewhere"

@@ -183,8 +183,27 @@ def check_tag(tag, what):
     if not tag or len(tag) > 128 or tag[0] not in _TAG_FIRST or [c for c in tag.elems() if c not in _TAG_REST]:
         fail("%s: %r is not a valid tag (letters, digits, `_`, `.`, `-`; at most 128; not starting with `.` or `-`)" % (what, tag))
 
+def _path_component_ok(component):
+    """True when `component` matches [a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)* (kiln_oci::reference)."""
+    if not component or [c for c in component.elems() if c not in _PATH_CHARS or c == "/"]:
+        return False
+    if component[0] in "._-" or component[-1] in "._-":
+        return False
+
+    # Between alphanumerics: one `.`, one or two `_`, or any number of `-`.
+    normalized = component
+    for c in "abcdefghijklmnopqrstuvwxyz123456789".elems():
+        normalized = normalized.replace(c, "0")
+    for run in normalized.split("0"):
+        if run and run not in (".", "_", "__") and run != "-" * len(run):
+            return False
+    return True
+
 def check_repository(repository, what):
-    """Fails unless `repository` looks like [HOST[:PORT]/]path with a lowercase path.
+    """Fails unless `repository` is [HOST[:PORT]/]PATH with the tools' grammar.
+
+    Path components match `[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*` (so `a..b`
+    is refused), as kiln_oci::reference checks them.
 
     Args:
       repository: the repository.
@@ -200,8 +219,8 @@ def check_repository(repository, what):
             if not port.isdigit() or int(port) < 1 or int(port) > 65535:
                 fail("%s: %r has an invalid port %r (1-65535)" % (what, repository, port))
     for component in path:
-        if not component or [c for c in component.elems() if c not in _PATH_CHARS] or component[0] in "._-" or component[-1] in "._-":
-            fail("%s: %r is not a valid repository (lowercase letters, digits and `._-` separators, components joined by `/`)" % (what, repository))
+        if not _path_component_ok(component):
+            fail("%s: %r is not a valid repository: path component %r (lowercase letters and digits, separated by one `.`, one or two `_`, or `-`s; components joined by `/`)" % (what, repository, component))
 
 def expand_make_variables(ctx, value, what):
     """Expands `$(NAME)` make variables (ctx.var: --define, TARGET_CPU, ...).

@@ -479,12 +479,14 @@ pub fn merge_env(env: &mut Vec<String>, pairs: &[(String, String)]) -> Result<()
     Ok(())
 }
 
-/// Validates `N`, `N/tcp` or `N/udp` (1..=65535) and returns the
+/// Validates `N`, `N/tcp`, `N/udp` or `N/sctp` (1..=65535; Docker exposes
+/// all three) and returns the
 /// `ExposedPorts` key (`N/proto`, tcp by default).
 pub fn parse_port(port: &str) -> Result<String, String> {
-    let bad = || format!("{port:?} is not a port: expected N, N/tcp or N/udp with N in 1..65535");
+    let bad =
+        || format!("{port:?} is not a port: expected N, N/tcp, N/udp or N/sctp with N in 1..65535");
     let (num, proto) = match port.split_once('/') {
-        Some((n, p @ ("tcp" | "udp"))) => (n, p),
+        Some((n, p @ ("tcp" | "udp" | "sctp"))) => (n, p),
         Some(_) => return Err(bad()),
         None => (port, "tcp"),
     };
@@ -589,6 +591,7 @@ mod tests {
         assert_eq!(parse_port("8080").unwrap(), "8080/tcp");
         assert_eq!(parse_port("8080/tcp").unwrap(), "8080/tcp");
         assert_eq!(parse_port("53/udp").unwrap(), "53/udp");
+        assert_eq!(parse_port("9000/sctp").unwrap(), "9000/sctp");
         assert_eq!(parse_port("65535").unwrap(), "65535/tcp");
         assert_eq!(parse_port("1").unwrap(), "1/tcp");
         for bad in [
@@ -598,7 +601,7 @@ mod tests {
             "080",
             "-1",
             "+80",
-            "80/sctp",
+            "80/SCTP",
             "80/",
             "/tcp",
             "80/TCP",

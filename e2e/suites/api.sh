@@ -119,7 +119,7 @@ api_image_config() {
         '["PATH=/bin:/opt/bin","HOME=/root","FROM_LAYER=layer","GREETING=hello","LOCATION=/root/k8"]' "$(jq -c .config.Env <<<"$config")"
     expect_eq "labels: plain and @file" "$(jq -cn --arg m "$(cat e2e/basic/api/fixtures/metadata.json)" '{"org.example.metadata":($m + "\n"),"org.example.plain":"plain"}')" \
         "$(jq -c .config.Labels <<<"$config")"
-    expect_eq "ports: 80, 8443/tcp, 53/udp" '{"53/udp":{},"80/tcp":{},"8443/tcp":{}}' "$(jq -c .config.ExposedPorts <<<"$config")"
+    expect_eq "ports: 80, 8443/tcp, 53/udp, 9000/sctp" '{"53/udp":{},"80/tcp":{},"8443/tcp":{},"9000/sctp":{}}' "$(jq -c .config.ExposedPorts <<<"$config")"
     expect_eq "volumes" '{"/cache":{},"/data":{}}' "$(jq -c .config.Volumes <<<"$config")"
     expect_eq "user, workdir" "1000:1000 /srv" "$(jq -r '"\(.config.User) \(.config.WorkingDir)"' <<<"$config")"
     expect_eq "os_version: in the config" "1.2.3" "$(jq -r '."os.version"' <<<"$config")"
@@ -169,6 +169,7 @@ api_outputs() {
     fi
     local tag
     tag=$(api_docker_load config)
+    expect_eq "ports: docker inspect of the loaded image shows 9000/sctp" '{"53/udp":{},"80/tcp":{},"8443/tcp":{},"9000/sctp":{}}' "$(docker image inspect --format '{{json .Config.ExposedPorts}}' "$tag" 2>&1)"
     expect_eq "name.tar (legacy): docker load, image ID = config digest" "sha256:$(cat "$API_BIN/config.json.sha256")" "$(docker image inspect --format '{{.Id}}' "$tag" 2>&1)"
     expect_eq "docker run: cmd through /bin/sh -c, env expanded" "hello from /root" "$(docker run --rm "$tag" 2>&1)"
     tag=$(api_docker_load compressed_tarball)

@@ -19,6 +19,14 @@ expect_failure() {
 }
 
 suite_bad_input() {
+    # The shared validation vectors (tools/testdata/validation.json; the Rust
+    # side is in cargo test): the analysis-time checks agree with the tools.
+    local vout
+    if vout=$(cd e2e/basic && kbazel basic test //vectors:vectors_test --test_output=all 2>&1); then
+        pass "validation vectors: the Starlark checks accept exactly what the tools accept ($(grep -o '[0-9]* validation vectors' <<<"$vout"))"
+    else
+        fail "validation vectors: the Starlark checks accept exactly what the tools accept" "$(grep -A8 'disagree' <<<"$vout" | head -20)"
+    fi
     expect_failure "bad input: entrypoint not in the image" //bad:entrypoint_missing \
         "//bad:entrypoint_missing" "entrypoint" "/usr/bin/nope"
     local bin

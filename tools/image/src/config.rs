@@ -442,12 +442,20 @@ fn check_values(spec: &ConfigSpec) -> Result<(), AttrError> {
         }
     }
     if let Some(w) = spec.workdir.as_deref().filter(|w| !w.is_empty()) {
-        if !w.starts_with('/') {
-            return Err(attr_err(
-                "workdir",
-                format!("{w:?} is not an absolute path (it must start with /)"),
-            ));
-        }
+        check_path(w).map_err(|e| attr_err("workdir", e))?;
+    }
+    Ok(())
+}
+
+/// A path in the image's config (workdir, a volume): absolute, no NUL.
+pub fn check_path(path: &str) -> Result<(), String> {
+    if path.contains('\0') {
+        return Err(format!("{path:?} has a NUL byte"));
+    }
+    if !path.starts_with('/') {
+        return Err(format!(
+            "{path:?} is not an absolute path (it must start with /)"
+        ));
     }
     Ok(())
 }
@@ -458,9 +466,11 @@ fn check_values(spec: &ConfigSpec) -> Result<(), AttrError> {
 /// `envexpand`).
 pub fn merge_env(env: &mut Vec<String>, pairs: &[(String, String)]) -> Result<(), String> {
     for (k, v) in pairs {
-        if k.is_empty() || k.contains('=') || k.contains('\0') {
+        // The rules' rule too (utils.bzl env_name_error): no whitespace.
+        if k.is_empty() || k.contains(['=', '\0', ' ', '\t', '\r', '\n']) {
             return Err(format!(
-                "{k:?} is not a valid variable name (it must be non-empty, without '=' or NUL)"
+                "{k:?} is not a valid variable name (it must be non-empty, without '=', \
+                 whitespace or NUL)"
             ));
         }
         let v = envexpand::expand(v, env).map_err(|e| format!("{k}: {e}"))?;
@@ -583,6 +593,43 @@ mod tests {
         for bad in ["", "A=B"] {
             let err = merge_env(&mut env, &[(bad.into(), "v".into())]).unwrap_err();
             assert!(err.contains("not a valid variable name"), "{err}");
+        }
+    }
+
+    /// tools/testdata/validation.json, shared with the Starlark analysis test
+    /// e2e/basic/vectors.
+    pub(crate) fn vectors(kind: &str) -> (Vec<String>, Vec<String>) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/validation.json");
+        let all: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let list = |which: &str| -> Vec<String> {
+            serde_json::from_value(all[kind][which].clone()).unwrap()
+        };
+        (list("valid"), list("invalid"))
+    }
+
+    #[test]
+    fn shared_vectors() {
+        let (valid, invalid) = vectors("ports");
+        for p in &valid {
+            assert!(parse_port(p).is_ok(), "port {p:?} should be valid");
+        }
+        for p in &invalid {
+            assert!(parse_port(p).is_err(), "port {p:?} should be invalid");
+        }
+        let env = |k: &str| merge_env(&mut Vec::new(), &[(k.to_string(), "v".to_string())]);
+        let (valid, invalid) = vectors("env_names");
+        for k in &valid {
+            assert!(env(k).is_ok(), "env name {k:?} should be valid");
+        }
+        for k in &invalid {
+            assert!(env(k).is_err(), "env name {k:?} should be invalid");
+        }
+        let (valid, invalid) = vectors("paths");
+        for p in &valid {
+            assert!(check_path(p).is_ok(), "path {p:?} should be valid");
+        }
+        for p in &invalid {
+            assert!(check_path(p).is_err(), "path {p:?} should be invalid");
         }
     }
 

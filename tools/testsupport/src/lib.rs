@@ -11,9 +11,9 @@ use std::fs;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
-use kiln_oci::{canonical, media_types, sha256_bytes, LayerDescriptor};
+use kiln_oci::{canonical, media_types, sha256_bytes, Digest, LayerDescriptor};
 use serde_json::{json, Value};
 
 /// True when `tool` runs: a path that is a file, or a command answering
@@ -103,17 +103,16 @@ pub fn gzip_tar(path: &str, content: &[u8]) -> (Vec<u8>, Vec<u8>) {
     (e.finish().unwrap(), tar)
 }
 
-/// A gzip layer holding `app/hello` (`content`), written as kiln-layer
-/// would: `DIR/NAME.tar.gz`, its descriptor `NAME.json` and listing
-/// `NAME.listing.json`. Returns the kiln-image `layers` entry.
-pub fn layer_fixture(dir: &Path, name: &str, content: &[u8]) -> Value {
-    let (gz, tar) = gzip_tar("app/hello", content);
-    fs::write(dir.join(format!("{name}.tar.gz")), &gz).unwrap();
+/// Writes a layer as kiln-layer's outputs are: `DIR/NAME.tar.gz` (`blob`),
+/// its descriptor `NAME.json` and `NAME.listing.json`. Returns the
+/// kiln-image `layers` entry.
+pub fn write_layer(dir: &Path, name: &str, blob: &[u8], diff_id: Digest, listing: &Value) -> Value {
+    fs::write(dir.join(format!("{name}.tar.gz")), blob).unwrap();
     let desc = LayerDescriptor {
         media_type: media_types::OCI_LAYER_TAR_GZIP.into(),
-        digest: sha256_bytes(&gz),
-        size: gz.len() as u64,
-        diff_id: sha256_bytes(&tar),
+        digest: sha256_bytes(blob),
+        size: blob.len() as u64,
+        diff_id,
     };
     fs::write(
         dir.join(format!("{name}.json")),
@@ -122,7 +121,7 @@ pub fn layer_fixture(dir: &Path, name: &str, content: &[u8]) -> Value {
     .unwrap();
     fs::write(
         dir.join(format!("{name}.listing.json")),
-        r#"[{"kind":"dir","path":"app"},{"kind":"file","path":"app/hello"}]"#,
+        listing.to_string(),
     )
     .unwrap();
     json!({
@@ -130,4 +129,42 @@ pub fn layer_fixture(dir: &Path, name: &str, content: &[u8]) -> Value {
         "descriptor": format!("{name}.json"),
         "listing": format!("{name}.listing.json"),
     })
+}
+
+/// A gzip layer holding `app/hello` (`content`): see [`write_layer`].
+pub fn layer_fixture(dir: &Path, name: &str, content: &[u8]) -> Value {
+    let (gz, tar) = gzip_tar("app/hello", content);
+    let listing = json!([{"kind": "dir", "path": "app"}, {"kind": "file", "path": "app/hello"}]);
+    write_layer(dir, name, &gz, sha256_bytes(&tar), &listing)
+}
+
+/// Runs kiln-image (`bin`, its CARGO_BIN_EXE) in `dir` as the kiln_image rule
+/// does: the spec written to `NAME.spec.json`, the outputs named after `name`.
+pub fn run_kiln_image(bin: &str, dir: &Path, name: &str, spec: &Value, extra: &[&str]) -> Output {
+    fs::write(dir.join(format!("{name}.spec.json")), spec.to_string()).unwrap();
+    Command::new(bin)
+        .arg("--spec")
+        .arg(format!("{name}.spec.json"))
+        .arg("--layout")
+        .arg(format!("{name}_layout"))
+        .arg("--config")
+        .arg(format!("{name}.config.json"))
+        .arg("--digest")
+        .arg(format!("{name}.digest"))
+        .arg("--descriptor")
+        .arg(format!("{name}.descriptor.json"))
+        .arg("--listing")
+        .arg(format!("{name}.listing.json"))
+        .args(extra)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("running {bin}: {e}"))
+}
+
+/// Asserts the tool succeeded; returns its stderr.
+#[track_caller]
+pub fn assert_ok(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
 }

@@ -119,6 +119,15 @@ kbazel() {
     bazel --output_base="$KILN_WORK/ob-$ob" "$cmd" --repo_env=KILN_CARGO_TARGET_DIR="$KILN_CARGO_TARGET_DIR" "$@"
 }
 
+# host_arch: this machine's CPU in OCI terms (amd64, arm64, ...).
+host_arch() {
+    case "$(uname -m)" in
+        x86_64) echo amd64 ;;
+        aarch64 | arm64) echo arm64 ;;
+        *) uname -m ;;
+    esac
+}
+
 docker_available() {
     command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1
 }

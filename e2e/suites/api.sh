@@ -122,7 +122,7 @@ api_image_config() {
         '["PATH=/bin:/opt/bin","HOME=/root","FROM_LAYER=layer","GREETING=hello","LOCATION=/root/k8"]' "$(jq -c .config.Env <<<"$config")"
     expect_eq "labels: plain and @file" "$(jq -cn --arg m "$(cat e2e/basic/api/fixtures/metadata.json)" '{"org.example.metadata":($m + "\n"),"org.example.plain":"plain"}')" \
         "$(jq -c .config.Labels <<<"$config")"
-    expect_eq "ports: 80, 8443/tcp, 53/udp" '{"53/udp":{},"80/tcp":{},"8443/tcp":{}}' "$(jq -c .config.ExposedPorts <<<"$config")"
+    expect_eq "ports: 80, 8443/tcp, 53/udp, 9000/sctp" '{"53/udp":{},"80/tcp":{},"8443/tcp":{},"9000/sctp":{}}' "$(jq -c .config.ExposedPorts <<<"$config")"
     expect_eq "volumes" '{"/cache":{},"/data":{}}' "$(jq -c .config.Volumes <<<"$config")"
     expect_eq "user, workdir" "1000:1000 /srv" "$(jq -r '"\(.config.User) \(.config.WorkingDir)"' <<<"$config")"
     expect_eq "os_version: in the config" "1.2.3" "$(jq -r '."os.version"' <<<"$config")"
@@ -172,6 +172,7 @@ api_outputs() {
     fi
     local tag
     tag=$(api_docker_load config)
+    expect_eq "ports: docker inspect of the loaded image shows 9000/sctp" '{"53/udp":{},"80/tcp":{},"8443/tcp":{},"9000/sctp":{}}' "$(docker image inspect --format '{{json .Config.ExposedPorts}}' "$tag" 2>&1)"
     expect_eq "name.tar (legacy): docker load, image ID = config digest" "sha256:$(cat "$API_BIN/config.json.sha256")" "$(docker image inspect --format '{{.Id}}' "$tag" 2>&1)"
     expect_eq "docker run: cmd through /bin/sh -c, env expanded" "hello from /root" "$(docker run --rm "$tag" 2>&1)"
     tag=$(api_docker_load compressed_tarball)
@@ -183,14 +184,17 @@ api_outputs() {
         out=$(podman load -i "$API_BIN/config.tar" 2>&1)
         expect_eq "name.tar (legacy): podman load" "$(cat "$API_BIN/config.json.sha256")" "$(podman image inspect --format '{{.Id}}' bazel/api:config 2>&1 | tail -1)"
         podman rmi -f bazel/api:config >/dev/null 2>&1 || true
-        [ -n "$out" ] || true
+        if grep -q "Loaded image" <<<"$out"; then pass "name.tar (legacy): podman load reports the image loaded"; else fail "name.tar (legacy): podman load reports the image loaded" "$(tail -3 <<<"$out")"; fi
     else
         fail "name.tar: podman load" "podman is not installed (e2e/setup/deps.sh installs it)"
     fi
 }
 
 api_run_targets() {
-    docker_available || return 0
+    if ! docker_available; then
+        skip "bazel run :name (load, incremental load, run)" "no Docker engine answers"
+        return 0
+    fi
     local out
     docker rmi -f bazel/api:busybox bazel/api:config >/dev/null 2>&1
     out=$(api_bazel run //api:busybox 2>&1)
@@ -262,6 +266,8 @@ api_bases() {
     if docker_available; then
         expect_eq "base docker-save tarball: docker run" "built by rules_kiln" "$(docker run --rm "$(api_docker_load on_docker_tar)" 2>&1)"
         expect_eq "base OCI layout: docker run" "built by rules_kiln" "$(docker run --rm "$(api_docker_load on_oci_layout)" 2>&1)"
+    else
+        skip "base docker-save tarball and OCI layout: docker run" "no Docker engine answers"
     fi
 }
 
@@ -274,6 +280,8 @@ api_reuse() {
     expect_eq "container.image.outputs: the custom rule has name.digest" "sha256:$(api_manifest custom | sha256sum | cut -d' ' -f1)" "$(cat "$API_BIN/custom.digest")"
     if docker_available; then
         expect_eq "custom rule image runs" "from a custom rule" "$(docker run --rm "$(api_docker_load custom)" 2>&1)"
+    else
+        skip "custom rule image runs" "no Docker engine answers"
     fi
 }
 

@@ -19,6 +19,14 @@ expect_failure() {
 }
 
 suite_bad_input() {
+    # The shared validation vectors (tools/testdata/validation.json; the Rust
+    # side is in cargo test): the analysis-time checks agree with the tools.
+    local vout
+    if vout=$(cd e2e/basic && kbazel basic test //vectors:vectors_test --test_output=all 2>&1); then
+        pass "validation vectors: the Starlark checks accept exactly what the tools accept ($(grep -o '[0-9]* validation vectors' <<<"$vout"))"
+    else
+        fail "validation vectors: the Starlark checks accept exactly what the tools accept" "$(grep -A8 'disagree' <<<"$vout" | head -20)"
+    fi
     expect_failure "bad input: entrypoint not in the image" //bad:entrypoint_missing \
         "//bad:entrypoint_missing" "entrypoint" "/usr/bin/nope"
     local bin
@@ -37,6 +45,7 @@ suite_bad_input() {
     expect_failure "bad input: missing file" //bad:missing_file "//bad:not_there.bin"
     expect_failure "bad input: invalid push tag" //bad:bad_tag "//bad:bad_tag" "remote_tags" "no spaces allowed"
     expect_failure "bad input: invalid push repository" //bad:bad_repository "//bad:bad_repository" "repository" "127.0.0.1:70000/Kiln/Bad"
+    expect_failure "bad input: '..' in a push repository, at analysis" //bad:dotdot_repository "//bad:dotdot_repository: repository" "registry.example/a..b/x" "\"a..b\""
 
     # container_image / container_layer API (issue 3)
     expect_failure "bad input: data_path with .." //bad:data_path_up "//bad:data_path_up" "data_path" "../elsewhere"

@@ -13,9 +13,11 @@ suite_load() {
         fail "bazel run :load -- --tag $tag" "$(tail -20 <<<"$out")"
         return
     fi
-    expect_eq "load: docker sees the host-arch image with entrypoint /api" 'amd64 ["/api"]' \
+    local arch
+    arch=$(host_arch)
+    expect_eq "load: docker sees the host-arch image with entrypoint /api" "$arch [\"/api\"]" \
         "$(docker image inspect "$tag" --format '{{.Architecture}} {{json .Config.Entrypoint}}')"
-    config_digest="sha256:$(sha256sum <"$EX_BIN/api_amd64.json" | cut -d' ' -f1)"
+    config_digest="sha256:$(sha256sum <"$EX_BIN/api_$arch.json" | cut -d' ' -f1)"
     expect_eq "load: docker's image ID is the built config digest" "$config_digest" "$(docker image inspect "$tag" --format '{{.Id}}')"
 
     cid=$(docker run -d -p 127.0.0.1::8080 "$tag")

@@ -199,14 +199,21 @@ suite_pull() {
                 fail "load: the service on the pulled base runs" "$(docker logs "$cid" 2>&1 | tail -3)"
             fi
             docker rm -f "$cid" >/dev/null 2>&1
+            # The same search as the shallow check above, in the same output
+            # base: after the load it finds the host's base layers (fetched
+            # for it), so finding none before meant something.
+            local host_layers
+            host_layers=$(base_layers "$(host_arch)")
             found=0
-            for hex in $all_layers; do
-                [ -n "$(find "$ob" "$KILN_WORK/pull-copy" -name "$hex" 2>/dev/null | head -1)" ] && found=$((found + 1))
+            for hex in $host_layers; do
+                [ -n "$(find "$ob" -name "$hex" 2>/dev/null | head -1)" ] && found=$((found + 1))
             done
-            expect_eq "shallow check is able to fail: the copied index holds every base layer" "$n_layers" "$found"
+            expect_eq "shallow check is able to fail: after the load the output base holds the $(host_arch) base layers" "$(grep -c . <<<"$host_layers")" "$found"
         else
             fail "load: bazel run //:load on the pulled base" "$(grep -E 'ERROR|kiln' "$KILN_WORK/pull-load.log" | head -5)"
         fi
+    else
+        skip "load: the pulled base runs, layers fetched only then" "no Docker engine answers"
     fi
 
     # Refusals, each with a clear error; nothing is cached after a failure.

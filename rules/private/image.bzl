@@ -6,7 +6,7 @@ load(":layer.bzl", "LAYER_ATTRS", "build_layer", "layer_entries", "layer_mtime")
 load(":providers.bzl", "KilnImageInfo", "KilnLayerInfo", "KilnLayoutInfo")
 load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
 load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
-load(":utils.bzl", "CPU_CONSTRAINT_ATTRS", "check_config_values", "check_port", "display_label", "expand_make_variables", "platform_string", "target_platform")
+load(":utils.bzl", "CPU_CONSTRAINT_ATTRS", "check_config_values", "check_port", "display_label", "env_name_error", "expand_make_variables", "platform_string", "target_platform")
 
 TARBALL_FORMATS = ["legacy", "compressed"]
 
@@ -34,8 +34,8 @@ def default_tag(ctx, name = None):
     return "%s/%s:%s" % (repository, package, name) if package else "%s:%s" % (repository, name)
 
 def _check_env_name(label, name):
-    if not name or "=" in name or [c for c in name.elems() if c in " \t\r\n\0"]:
-        fail("%s: env: %r is not a valid environment variable name (non-empty, no `=` or whitespace)" % (label, name))
+    if env_name_error(name):
+        fail("%s: env: %s" % (label, env_name_error(name)))
 
 def _env_pairs(ctx, label, layer_infos, env):
     """Layers' env (in layer order), then the image's env; make variables expanded."""

@@ -13,7 +13,7 @@ def _image_push_impl(ctx):
 
     # A `{KEY}` placeholder is only known once stamped; kiln-push checks the result.
     if ctx.attr.repository and not (stamp and "{" in ctx.attr.repository):
-        check_repository(ctx.attr.repository, "%s: repository" % label)
+        check_repository(ctx.attr.repository, "%s: repository" % label, require_host = True)
     for tag in ctx.attr.remote_tags:
         if not (stamp and "{" in tag):
             check_tag(tag, "%s: remote_tags" % label)

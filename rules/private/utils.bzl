@@ -153,11 +153,11 @@ def check_config_values(what, entrypoint = [], cmd = [], user = "", workdir = ""
     for k, v in labels.items():
         if "\0" in k or "\0" in v:
             fail("%s: labels: %r = %r has a NUL byte" % (what, k, v))
-    if workdir and not workdir.startswith("/"):
-        fail("%s: workdir: %r is not an absolute path (it must start with /)" % (what, workdir))
+    if workdir and path_error(workdir):
+        fail("%s: workdir: %s" % (what, path_error(workdir)))
     for v in volumes:
-        if not v.startswith("/"):
-            fail("%s: volumes: %r is not an absolute path (it must start with /)" % (what, v))
+        if path_error(v):
+            fail("%s: volumes: %s" % (what, path_error(v)))
     if layer_count > MAX_LAYERS:
         fail("%s: layers: %d layers; Docker and containerd accept at most %d per image" % (what, layer_count, MAX_LAYERS))
 
@@ -172,6 +172,20 @@ def platform_string(os, arch, variant):
 _TAG_FIRST = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
 _TAG_REST = _TAG_FIRST + ".-"
 _PATH_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789._-/"
+_HOST_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-"
+
+def tag_error(tag):
+    """Why `tag` is not [A-Za-z0-9_][A-Za-z0-9._-]{0,127}, or None.
+
+    Args:
+      tag: the tag.
+
+    Returns:
+      The reason, or None when the tag is valid.
+    """
+    if not tag or len(tag) > 128 or tag[0] not in _TAG_FIRST or [c for c in tag.elems() if c not in _TAG_REST]:
+        return "%r is not a valid tag (letters, digits, `_`, `.`, `-`; at most 128; not starting with `.` or `-`)" % tag
+    return None
 
 def check_tag(tag, what):
     """Fails unless `tag` matches [A-Za-z0-9_][A-Za-z0-9._-]{0,127}.
@@ -180,28 +194,106 @@ def check_tag(tag, what):
       tag: the tag.
       what: prefix of the error message (target and attribute).
     """
-    if not tag or len(tag) > 128 or tag[0] not in _TAG_FIRST or [c for c in tag.elems() if c not in _TAG_REST]:
-        fail("%s: %r is not a valid tag (letters, digits, `_`, `.`, `-`; at most 128; not starting with `.` or `-`)" % (what, tag))
+    err = tag_error(tag)
+    if err:
+        fail("%s: %s" % (what, err))
 
-def check_repository(repository, what):
-    """Fails unless `repository` looks like [HOST[:PORT]/]path with a lowercase path.
+def _path_component_ok(component):
+    """True when `component` matches [a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)* (kiln_oci::reference)."""
+    if not component or [c for c in component.elems() if c not in _PATH_CHARS or c == "/"]:
+        return False
+    if component[0] in "._-" or component[-1] in "._-":
+        return False
+
+    # Between alphanumerics: one `.`, one or two `_`, or any number of `-`.
+    normalized = component
+    for c in "abcdefghijklmnopqrstuvwxyz123456789".elems():
+        normalized = normalized.replace(c, "0")
+    for run in normalized.split("0"):
+        if run and run not in (".", "_", "__") and run != "-" * len(run):
+            return False
+    return True
+
+def _host_ok(host):
+    """True for dot-separated labels of letters, digits and inner `-`, or a bracketed IPv6 address."""
+    if host.startswith("["):
+        return host.endswith("]") and len(host) > 2 and not [c for c in host[1:-1].elems() if c not in "0123456789abcdefABCDEF:."]
+    for label in host.split("."):
+        if not label or label[0] == "-" or label[-1] == "-" or [c for c in label.elems() if c not in _HOST_CHARS]:
+            return False
+    return True
+
+def repository_error(repository, require_host = False):
+    """Why `repository` is not [HOST[:PORT]/]PATH in the tools' grammar, or None.
+
+    Path components match `[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*` (so `a..b`
+    is refused), hosts are labels of letters, digits and inner `-`, ports
+    1-65535, as kiln_oci::reference checks them.
+
+    Args:
+      repository: the repository.
+      require_host: True where the tool needs a registry host (kiln-push).
+
+    Returns:
+      The reason, or None when the repository is valid.
+    """
+    parts = repository.split("/")
+    path = parts
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost" or parts[0].startswith("[")):
+        host = parts[0]
+        path = parts[1:]
+        if ":" in host and not host.endswith("]"):
+            host, port = host.rsplit(":", 1)
+            if not port.isdigit() or len(port) > 5 or int(port) < 1 or int(port) > 65535:
+                return "%r has an invalid port %r (1-65535)" % (repository, port)
+        if not _host_ok(host):
+            return "%r: %r is not a valid registry host (dot-separated labels of letters, digits and inner `-`)" % (repository, host)
+    elif require_host:
+        return "%r has no registry host: expected HOST[:PORT]/NAME (a host contains a `.` or a `:`, or is `localhost`)" % repository
+    for component in path:
+        if not _path_component_ok(component):
+            return "%r is not a valid repository: path component %r (lowercase letters and digits, separated by one `.`, one or two `_`, or `-`s; components joined by `/`)" % (repository, component)
+    return None
+
+def check_repository(repository, what, require_host = False):
+    """Fails unless `repository` is [HOST[:PORT]/]PATH with the tools' grammar (see repository_error).
 
     Args:
       repository: the repository.
       what: prefix of the error message (target and attribute).
+      require_host: True where the tool needs a registry host (kiln-push).
     """
-    parts = repository.split("/")
-    path = parts
-    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
-        host = parts[0]
-        path = parts[1:]
-        if ":" in host:
-            port = host.rsplit(":", 1)[1]
-            if not port.isdigit() or int(port) < 1 or int(port) > 65535:
-                fail("%s: %r has an invalid port %r (1-65535)" % (what, repository, port))
-    for component in path:
-        if not component or [c for c in component.elems() if c not in _PATH_CHARS] or component[0] in "._-" or component[-1] in "._-":
-            fail("%s: %r is not a valid repository (lowercase letters, digits and `._-` separators, components joined by `/`)" % (what, repository))
+    err = repository_error(repository, require_host)
+    if err:
+        fail("%s: %s" % (what, err))
+
+def env_name_error(name):
+    """Why `name` is not an environment variable name (non-empty, no `=`, whitespace or NUL), or None.
+
+    Args:
+      name: the variable name.
+
+    Returns:
+      The reason, or None when the name is valid.
+    """
+    if not name or "=" in name or [c for c in name.elems() if c in " \t\r\n\0"]:
+        return "%r is not a valid environment variable name (non-empty, no `=`, whitespace or NUL)" % name
+    return None
+
+def path_error(path):
+    """Why `path` (workdir, a volume) is not an absolute path without NUL, or None.
+
+    Args:
+      path: the path.
+
+    Returns:
+      The reason, or None when the path is valid.
+    """
+    if "\0" in path:
+        return "%r has a NUL byte" % path
+    if not path.startswith("/"):
+        return "%r is not an absolute path (it must start with /)" % path
+    return None
 
 def expand_make_variables(ctx, value, what):
     """Expands `$(NAME)` make variables (ctx.var: --define, TARGET_CPU, ...).
@@ -241,6 +333,20 @@ def expand_make_variables(ctx, value, what):
             i += 1
     return "".join(out)
 
+def port_error(port):
+    """Why `port` is not PORT or PORT/PROTO (tcp, udp, sctp; PORT 1-65535, no leading zero), or None.
+
+    Args:
+      port: the port string.
+
+    Returns:
+      The reason, or None when the port is valid.
+    """
+    number, _, proto = port.partition("/")
+    if not number.isdigit() or number[0] == "0" or len(number) > 5 or int(number) > 65535 or (proto and proto not in ("tcp", "udp", "sctp")) or port.endswith("/"):
+        return "%r is not a port (`80`, `80/tcp`, `53/udp`, `9000/sctp`; 1-65535)" % port
+    return None
+
 def check_port(port, what):
     """Fails unless `port` is PORT or PORT/PROTO (tcp, udp, sctp), PORT in 1-65535.
 
@@ -248,9 +354,9 @@ def check_port(port, what):
       port: the port string.
       what: prefix of the error message (target and attribute).
     """
-    number, _, proto = port.partition("/")
-    if not number.isdigit() or int(number) < 1 or int(number) > 65535 or (proto and proto not in ("tcp", "udp", "sctp")) or port.endswith("/"):
-        fail("%s: %r is not a port (`80`, `80/tcp`, `53/udp`; 1-65535)" % (what, port))
+    err = port_error(port)
+    if err:
+        fail("%s: %s" % (what, err))
 
 def check_reference(reference, what):
     """Fails unless `reference` is REPOSITORY:TAG.

@@ -442,12 +442,20 @@ fn check_values(spec: &ConfigSpec) -> Result<(), AttrError> {
         }
     }
     if let Some(w) = spec.workdir.as_deref().filter(|w| !w.is_empty()) {
-        if !w.starts_with('/') {
-            return Err(attr_err(
-                "workdir",
-                format!("{w:?} is not an absolute path (it must start with /)"),
-            ));
-        }
+        check_path(w).map_err(|e| attr_err("workdir", e))?;
+    }
+    Ok(())
+}
+
+/// A path in the image's config (workdir, a volume): absolute, no NUL.
+pub fn check_path(path: &str) -> Result<(), String> {
+    if path.contains('\0') {
+        return Err(format!("{path:?} has a NUL byte"));
+    }
+    if !path.starts_with('/') {
+        return Err(format!(
+            "{path:?} is not an absolute path (it must start with /)"
+        ));
     }
     Ok(())
 }
@@ -458,9 +466,11 @@ fn check_values(spec: &ConfigSpec) -> Result<(), AttrError> {
 /// `envexpand`).
 pub fn merge_env(env: &mut Vec<String>, pairs: &[(String, String)]) -> Result<(), String> {
     for (k, v) in pairs {
-        if k.is_empty() || k.contains('=') || k.contains('\0') {
+        // The rules' rule too (utils.bzl env_name_error): no whitespace.
+        if k.is_empty() || k.contains(['=', '\0', ' ', '\t', '\r', '\n']) {
             return Err(format!(
-                "{k:?} is not a valid variable name (it must be non-empty, without '=' or NUL)"
+                "{k:?} is not a valid variable name (it must be non-empty, without '=', \
+                 whitespace or NUL)"
             ));
         }
         let v = envexpand::expand(v, env).map_err(|e| format!("{k}: {e}"))?;
@@ -479,12 +489,14 @@ pub fn merge_env(env: &mut Vec<String>, pairs: &[(String, String)]) -> Result<()
     Ok(())
 }
 
-/// Validates `N`, `N/tcp` or `N/udp` (1..=65535) and returns the
+/// Validates `N`, `N/tcp`, `N/udp` or `N/sctp` (1..=65535; Docker exposes
+/// all three) and returns the
 /// `ExposedPorts` key (`N/proto`, tcp by default).
 pub fn parse_port(port: &str) -> Result<String, String> {
-    let bad = || format!("{port:?} is not a port: expected N, N/tcp or N/udp with N in 1..65535");
+    let bad =
+        || format!("{port:?} is not a port: expected N, N/tcp, N/udp or N/sctp with N in 1..65535");
     let (num, proto) = match port.split_once('/') {
-        Some((n, p @ ("tcp" | "udp"))) => (n, p),
+        Some((n, p @ ("tcp" | "udp" | "sctp"))) => (n, p),
         Some(_) => return Err(bad()),
         None => (port, "tcp"),
     };
@@ -584,11 +596,49 @@ mod tests {
         }
     }
 
+    /// tools/testdata/validation.json, shared with the Starlark analysis test
+    /// e2e/basic/vectors.
+    pub(crate) fn vectors(kind: &str) -> (Vec<String>, Vec<String>) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/validation.json");
+        let all: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let list = |which: &str| -> Vec<String> {
+            serde_json::from_value(all[kind][which].clone()).unwrap()
+        };
+        (list("valid"), list("invalid"))
+    }
+
+    #[test]
+    fn shared_vectors() {
+        let (valid, invalid) = vectors("ports");
+        for p in &valid {
+            assert!(parse_port(p).is_ok(), "port {p:?} should be valid");
+        }
+        for p in &invalid {
+            assert!(parse_port(p).is_err(), "port {p:?} should be invalid");
+        }
+        let env = |k: &str| merge_env(&mut Vec::new(), &[(k.to_string(), "v".to_string())]);
+        let (valid, invalid) = vectors("env_names");
+        for k in &valid {
+            assert!(env(k).is_ok(), "env name {k:?} should be valid");
+        }
+        for k in &invalid {
+            assert!(env(k).is_err(), "env name {k:?} should be invalid");
+        }
+        let (valid, invalid) = vectors("paths");
+        for p in &valid {
+            assert!(check_path(p).is_ok(), "path {p:?} should be valid");
+        }
+        for p in &invalid {
+            assert!(check_path(p).is_err(), "path {p:?} should be invalid");
+        }
+    }
+
     #[test]
     fn ports() {
         assert_eq!(parse_port("8080").unwrap(), "8080/tcp");
         assert_eq!(parse_port("8080/tcp").unwrap(), "8080/tcp");
         assert_eq!(parse_port("53/udp").unwrap(), "53/udp");
+        assert_eq!(parse_port("9000/sctp").unwrap(), "9000/sctp");
         assert_eq!(parse_port("65535").unwrap(), "65535/tcp");
         assert_eq!(parse_port("1").unwrap(), "1/tcp");
         for bad in [
@@ -598,7 +648,7 @@ mod tests {
             "080",
             "-1",
             "+80",
-            "80/sctp",
+            "80/SCTP",
             "80/",
             "/tcp",
             "80/TCP",

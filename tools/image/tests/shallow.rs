@@ -7,27 +7,15 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 use std::process::Output;
 
 use kiln_oci::{
-    canonical, media_types, sha256_bytes, Descriptor, ImageIndex, ImageManifest, LayerDescriptor,
-    Layout, LayoutWriter, SourceBlob, Sources, SOURCE_FILE,
+    media_types, sha256_bytes, Descriptor, ImageIndex, ImageManifest, Layout, LayoutWriter,
+    SourceBlob, Sources, SOURCE_FILE,
 };
+use kiln_testsupport::{gzip_tar, layer_fixture};
 use serde_json::{json, Value};
-
-fn gzip_tar(path: &str, content: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_mode(0o755);
-    h.set_size(content.len() as u64);
-    b.append_data(&mut h, path, content).unwrap();
-    let tar = b.into_inner().unwrap();
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(&tar).unwrap();
-    (e.finish().unwrap(), tar)
-}
 
 /// A pulled base: an index of linux/amd64, linux/arm64/v8 and linux/s390x,
 /// each with a layer shared by all (Docker media type, as Docker Hub images
@@ -147,30 +135,7 @@ fn shallow_base(base: &Base, complete: &Path, shallow: &Path) {
 
 /// A new layer (tar.gz, descriptor, listing) named `name` in `dir`.
 fn layer(dir: &Path, name: &str) -> Value {
-    let (gz, tar) = gzip_tar("app/hello", name.as_bytes());
-    fs::write(dir.join(format!("{name}.tar.gz")), &gz).unwrap();
-    let desc = LayerDescriptor {
-        media_type: media_types::OCI_LAYER_TAR_GZIP.into(),
-        digest: sha256_bytes(&gz),
-        size: gz.len() as u64,
-        diff_id: sha256_bytes(&tar),
-        uncompressed_size: tar.len() as u64,
-    };
-    fs::write(
-        dir.join(format!("{name}.json")),
-        canonical::to_vec(&desc).unwrap(),
-    )
-    .unwrap();
-    fs::write(
-        dir.join(format!("{name}.listing.json")),
-        r#"[{"kind":"dir","path":"app"},{"kind":"file","path":"app/hello"}]"#,
-    )
-    .unwrap();
-    json!({
-        "blob": format!("{name}.tar.gz"),
-        "descriptor": format!("{name}.json"),
-        "listing": format!("{name}.listing.json"),
-    })
+    layer_fixture(dir, name, name.as_bytes())
 }
 
 fn run(dir: &Path, name: &str, base: &str, platform: &str, layer: &Value) -> Output {

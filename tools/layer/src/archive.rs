@@ -180,22 +180,7 @@ pub fn spool_limit(compressed: u64) -> u64 {
 /// `limit` bytes are written, more is an error.
 fn spool(format: Compression, seg: Segment, limit: u64) -> anyhow::Result<Segment> {
     let input = BufReader::with_capacity(256 * 1024, seg.reader());
-    let mut decoder: Box<dyn Read> = match format {
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
-        Compression::Zstd => {
-            let mut z = zstd::stream::read::Decoder::with_buffer(input)?;
-            // Accept frames made with `zstd --long` (windows up to 2 GiB;
-            // 1 GiB, zstd's limit, on 32-bit hosts).
-            z.window_log_max(if cfg!(target_pointer_width = "64") {
-                31
-            } else {
-                30
-            })?;
-            Box::new(z)
-        }
-        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(input)),
-        Compression::None | Compression::Bzip2 => unreachable!("not a compressed format"),
-    };
+    let mut decoder = kiln_oci::compression::decoder(format, input)?;
     let file = tempfile::tempfile().context("creating a temporary file")?;
     let mut out = BufWriter::with_capacity(256 * 1024, file);
     let len = io::copy(&mut (&mut decoder).take(limit), &mut out)?;

@@ -40,16 +40,13 @@ pub fn detect(path: &Path) -> anyhow::Result<Compression> {
 pub fn open(path: &Path, compression: Compression) -> anyhow::Result<Box<dyn Read + Send>> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let file = BufReader::with_capacity(256 * 1024, file);
-    Ok(match compression {
-        Compression::None => Box::new(file),
-        // Several gzip members one after the other are one stream (Go's
-        // reader, which registries' images were written for, does the same).
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(file)
-                .with_context(|| format!("starting to decompress {}", path.display()))?,
-        ),
-    })
+    let format = match compression {
+        Compression::None => Detected::None,
+        Compression::Gzip => Detected::Gzip,
+        Compression::Zstd => Detected::Zstd,
+    };
+    kiln_oci::compression::decoder(format, file)
+        .with_context(|| format!("starting to decompress {}", path.display()))
 }
 
 /// The sha256 and size of the uncompressed content of the layer at `path`,

@@ -1,6 +1,6 @@
 //! kiln-load end to end. Tests that need docker (and go, to build the static
-//! binary the test image runs) fail when those are missing, unless
-//! KILN_SKIP_DOCKER_TESTS=1 says to skip them. The others use a stand-in CLI
+//! binary the test image runs) print a SKIP when those are missing, and fail
+//! under KILN_REQUIRE_TOOLS (set by e2e/suites/rust.sh). The others use a stand-in CLI
 //! through KILN_CONTAINER_CLI.
 
 use std::io::{Read, Write};
@@ -13,28 +13,11 @@ use kiln_oci::media_types;
 use kiln_oci::tar_writer::append_bytes;
 use kiln_oci::{sha256_bytes, Descriptor, Digest, ImageIndex, ImageManifest, LayoutWriter};
 
+/// True when the test's tools are there (see kiln_testsupport::require_tools:
+/// a SKIP line, or a panic under KILN_REQUIRE_TOOLS).
 fn tools_available(tools: &[&str]) -> bool {
-    if std::env::var("KILN_SKIP_DOCKER_TESTS").as_deref() == Ok("1") {
-        eprintln!("KILN_SKIP_DOCKER_TESTS=1: skipping");
-        return false;
-    }
-    for tool in tools {
-        // docker and go answer `version`, skopeo `--version`.
-        let found = ["version", "--version"].iter().any(|arg| {
-            Command::new(tool)
-                .arg(arg)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        });
-        assert!(
-            found,
-            "{tool} is required by this test and did not answer `{tool} version` \
-             (set KILN_SKIP_DOCKER_TESTS=1 to skip)"
-        );
-    }
-    true
+    let test = std::thread::current().name().unwrap_or("load").to_string();
+    kiln_testsupport::require_tools(&test, tools)
 }
 
 /// Prints "hello from kiln"; then `greeting: $GREETING` and `args: A|B|...`

@@ -1,7 +1,7 @@
 //! The compression of a stream, told from its first bytes (never from a file
 //! name or a media type, which tools and registries sometimes get wrong).
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
 /// A stream's compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,43 @@ impl Compression {
     }
 }
 
+/// The one decompressor factory of the tools: `input`'s content, streamed,
+/// for a stream compressed with `format`.
+/// - gzip: every member (several members one after the other are one
+///   stream, as Go's reader, which registries' images are written for,
+///   reads them);
+/// - zstd: frames made with `zstd --long` too (windows up to 2 GiB; 1 GiB,
+///   zstd's limit, on 32-bit hosts);
+/// - xz: every stream of a multi-stream file;
+/// - none: `input` as it is.
+///
+/// bzip2 is recognised (for messages) but not decompressed.
+pub fn decoder<'a, R: BufRead + Send + 'a>(
+    format: Compression,
+    input: R,
+) -> io::Result<Box<dyn Read + Send + 'a>> {
+    Ok(match format {
+        Compression::None => Box::new(input),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+        Compression::Zstd => {
+            let mut z = zstd::stream::read::Decoder::with_buffer(input)?;
+            z.window_log_max(if cfg!(target_pointer_width = "64") {
+                31
+            } else {
+                30
+            })?;
+            Box::new(z)
+        }
+        Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(input)),
+        Compression::Bzip2 => {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "bzip2-compressed data is not supported (only gzip, zstd and xz)",
+            ))
+        }
+    })
+}
+
 /// Reads until `buf` is full or the input ends; returns the count.
 pub fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
@@ -78,6 +115,43 @@ mod tests {
         assert_eq!(Compression::detect(b"BZh91A"), Compression::Bzip2);
         assert_eq!(Compression::detect(b"hello/"), Compression::None);
         assert_eq!(Compression::detect(b""), Compression::None);
+    }
+
+    #[test]
+    fn decoders_round_trip_and_accept_long_windows() {
+        use std::io::Write;
+        let data: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        let read = |format, bytes: &[u8]| {
+            let mut out = Vec::new();
+            decoder(format, bytes)
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
+            out
+        };
+        let mut gz = Vec::new();
+        for half in data.chunks(data.len() / 2) {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(half).unwrap();
+            gz.extend(e.finish().unwrap());
+        }
+        assert_eq!(read(Compression::Gzip, &gz), data, "two gzip members");
+        let mut z = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        z.long_distance_matching(true).unwrap();
+        z.window_log(31).unwrap();
+        z.write_all(&data).unwrap();
+        assert_eq!(
+            read(Compression::Zstd, &z.finish().unwrap()),
+            data,
+            "zstd --long=31"
+        );
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
+        xz.write_all(&data).unwrap();
+        assert_eq!(read(Compression::Xz, &xz.finish().unwrap()), data);
+        assert_eq!(read(Compression::None, &data), data);
+        assert!(decoder(Compression::Bzip2, &b"BZh9"[..]).is_err());
     }
 
     #[test]

@@ -97,7 +97,7 @@ pub fn normalize(path: &str) -> String {
 /// failing once more than `limit` bytes come out (the spool is then
 /// dropped by the caller, with the temporary file).
 fn spool_gunzip(file: File, spool: &mut File, limit: u64, compressed: u64) -> anyhow::Result<()> {
-    let gunzip = flate2::read::MultiGzDecoder::new(BufReader::new(file));
+    let gunzip = crate::compression::decoder(Compression::Gzip, BufReader::new(file))?;
     let mut out = io::BufWriter::new(spool);
     // One byte past the limit tells "exactly at" from "beyond".
     let written = io::copy(&mut gunzip.take(limit + 1), &mut out)?;

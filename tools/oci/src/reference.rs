@@ -493,6 +493,35 @@ fn valid_path_component(c: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// tools/testdata/validation.json, shared with the Starlark analysis test
+    /// e2e/basic/vectors (kiln-push's grammar: the host is required).
+    #[test]
+    fn shared_vectors() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/validation.json");
+        let all: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let list = |kind: &str, which: &str| -> Vec<String> {
+            serde_json::from_value(all[kind][which].clone()).unwrap()
+        };
+        for r in list("repositories", "valid") {
+            assert!(
+                Repository::parse(&r).is_ok(),
+                "repository {r:?} should be valid"
+            );
+        }
+        for r in list("repositories", "invalid") {
+            assert!(
+                Repository::parse(&r).is_err(),
+                "repository {r:?} should be invalid"
+            );
+        }
+        for t in list("tags", "valid") {
+            assert!(validate_tag(&t).is_ok(), "tag {t:?} should be valid");
+        }
+        for t in list("tags", "invalid") {
+            assert!(validate_tag(&t).is_err(), "tag {t:?} should be invalid");
+        }
+    }
+
     #[test]
     fn repositories_accepted() {
         let r = Repository::parse("127.0.0.1:5000/team/app").unwrap();

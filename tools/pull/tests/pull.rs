@@ -49,22 +49,7 @@ fn failed(out: Output) -> String {
     err
 }
 
-/// The files of a layout, relative to it.
-fn files(dir: &Path) -> BTreeSet<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                out.insert(p.strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(dir, dir, &mut out);
-    out
-}
+use kiln_testsupport::files;
 
 fn blob(d: &Digest) -> String {
     format!("blobs/sha256/{}", d.hex())

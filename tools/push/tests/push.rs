@@ -1,6 +1,6 @@
 //! kiln-push against a real registry (Debian's docker-registry), checked
-//! with skopeo. These tests fail when docker-registry or skopeo is missing,
-//! unless KILN_SKIP_DOCKER_TESTS=1 says to skip them.
+//! with skopeo. A missing docker-registry or skopeo is a printed SKIP, and a
+//! failure under KILN_REQUIRE_TOOLS (set by e2e/suites/rust.sh).
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -12,39 +12,14 @@ use kiln_oci::{sha256_bytes, Descriptor, Digest, ImageIndex, ImageManifest, Layo
 
 const REGISTRY: &str = "/usr/bin/docker-registry";
 
-/// True when the test should run; panics when a needed tool is missing and
-/// skipping was not asked for explicitly.
+/// True when the test's tools are there (see kiln_testsupport::require_tools:
+/// a SKIP line, or a panic under KILN_REQUIRE_TOOLS).
 fn tools_available(tools: &[&str]) -> bool {
-    if std::env::var("KILN_SKIP_DOCKER_TESTS").as_deref() == Ok("1") {
-        eprintln!("KILN_SKIP_DOCKER_TESTS=1: skipping");
-        return false;
-    }
-    for tool in tools {
-        let found = if tool.contains('/') {
-            Path::new(tool).is_file()
-        } else {
-            Command::new(tool)
-                .arg("--version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok()
-        };
-        assert!(
-            found,
-            "{tool} is required by this test (set KILN_SKIP_DOCKER_TESTS=1 to skip)"
-        );
-    }
-    true
+    let test = std::thread::current().name().unwrap_or("push").to_string();
+    kiln_testsupport::require_tools(&test, tools)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use kiln_testsupport::free_port;
 
 /// A docker-registry process on a loopback port, with storage in a temp dir;
 /// killed on drop.

@@ -6,63 +6,29 @@
 //! registry, copied across) and never upload them from local bytes. skopeo
 //! (a tool we did not write) then checks that what was pushed is complete.
 //!
-//! kiln-pull, kiln-image and kiln-index are other packages' binaries: they
-//! are built with `cargo build` into the same target directory first (a
-//! no-op when up to date). Nothing is skipped: a missing docker-registry,
-//! skopeo or htpasswd fails the test with what to install.
+//! kiln-pull, kiln-image and kiln-index are other packages' binaries, found
+//! next to kiln-push (`cargo test` of the workspace builds them all).
+//! Nothing is skipped: a missing docker-registry, skopeo or htpasswd fails
+//! the test with what to install.
 
 #[path = "../../registry/tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use kiln_oci::{canonical, media_types, sha256_bytes, Digest, LayerDescriptor, Layout, Sources};
+use kiln_oci::{Digest, Layout, Sources};
+use kiln_testsupport::{files, layer_fixture, sibling_bin};
 use serde_json::json;
 use support::{Action, Proxy, Registry};
 
-/// The directory of the workspace's binaries, after building the tools this
-/// test runs besides kiln-push.
-fn tools_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let push = Path::new(env!("CARGO_BIN_EXE_kiln-push"));
-        let profile_dir = push.parent().expect("binary directory");
-        let target_dir = profile_dir.parent().expect("target directory");
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev",
-            Some(other) => other,
-        };
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
-            .args(["build", "--quiet", "--bins", "--profile", profile])
-            .args(["-p", "kiln-pull", "-p", "kiln-image", "-p", "kiln-index"])
-            .arg("--target-dir")
-            .arg(target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("running cargo build");
-        assert!(
-            out.status.success(),
-            "cargo build of kiln-pull, kiln-image and kiln-index failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        profile_dir.to_path_buf()
-    })
-}
-
 /// Runs tool `name` in `dir` with `DOCKER_CONFIG=docker_config`.
 fn tool(name: &str, dir: &Path, args: &[&str], docker_config: &Path) -> Output {
-    let program = if name == "kiln-push" {
-        PathBuf::from(env!("CARGO_BIN_EXE_kiln-push"))
-    } else {
-        tools_dir().join(name)
-    };
+    let program = sibling_bin(env!("CARGO_BIN_EXE_kiln-push"), name);
     Command::new(&program)
         .args(args)
         .current_dir(dir)
@@ -80,23 +46,6 @@ fn ok(out: Output) -> String {
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "failed:\n{stderr}");
     stderr
-}
-
-/// The files of a layout, relative to it.
-fn files(dir: &Path) -> BTreeSet<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
-        for e in fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                out.insert(p.strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(dir, dir, &mut out);
-    out
 }
 
 /// `kiln-push: <word> …` lines.
@@ -123,41 +72,8 @@ fn set(digests: &[&Digest]) -> BTreeSet<String> {
 /// A new layer for `arch` (gzip tar, descriptor, listing) in `dir`, named
 /// as kiln-layer's outputs are.
 fn layer(dir: &Path, arch: &str) -> serde_json::Value {
-    let mut tar = tar::Builder::new(Vec::new());
     let content = format!("hello from {arch}\n");
-    let mut h = tar::Header::new_gnu();
-    h.set_mode(0o755);
-    h.set_size(content.len() as u64);
-    tar.append_data(&mut h, "app/hello", content.as_bytes())
-        .unwrap();
-    let tar = tar.into_inner().unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-    gz.write_all(&tar).unwrap();
-    let gz = gz.finish().unwrap();
-    let name = format!("app_{arch}");
-    fs::write(dir.join(format!("{name}.tar.gz")), &gz).unwrap();
-    let desc = LayerDescriptor {
-        media_type: media_types::OCI_LAYER_TAR_GZIP.into(),
-        digest: sha256_bytes(&gz),
-        size: gz.len() as u64,
-        diff_id: sha256_bytes(&tar),
-        uncompressed_size: tar.len() as u64,
-    };
-    fs::write(
-        dir.join(format!("{name}.json")),
-        canonical::to_vec(&desc).unwrap(),
-    )
-    .unwrap();
-    fs::write(
-        dir.join(format!("{name}.listing.json")),
-        r#"[{"kind":"dir","path":"app"},{"kind":"file","path":"app/hello"}]"#,
-    )
-    .unwrap();
-    json!({
-        "blob": format!("{name}.tar.gz"),
-        "descriptor": format!("{name}.json"),
-        "listing": format!("{name}.listing.json"),
-    })
+    layer_fixture(dir, &format!("app_{arch}"), content.as_bytes())
 }
 
 /// kiln-image on `base` for `platform`, as the kiln_image rule runs it;

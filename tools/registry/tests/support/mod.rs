@@ -42,13 +42,7 @@ pub fn run_ok(program: &str, args: &[&str]) -> Output {
     out
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("binding a loopback port")
-        .local_addr()
-        .expect("local address")
-        .port()
-}
+use kiln_testsupport::free_port;
 
 /// A `docker-registry serve` process, killed on drop.
 pub struct Registry {

@@ -26,6 +26,9 @@ need dpkg-deb dpkg
 need podman podman
 # The remote-cache suite and bench/cache.sh: nginx as a Bazel HTTP cache (WebDAV PUT).
 need nginx nginx
+# The hostile suite: a test CA, and the tools' maximum RSS.
+need openssl openssl
+need /usr/bin/time time
 if [ -n "$missing" ]; then
     [ "$(id -u)" = 0 ] || { echo "deps: missing:$missing (run as root to install them)" >&2; exit 1; }
     echo "deps: installing$missing" >&2
@@ -36,6 +39,10 @@ if [ -n "$missing" ]; then
 fi
 command -v cargo >/dev/null 2>&1 || [ -x "${HOME:-/root}/.cargo/bin/cargo" ] ||
     { echo "deps: no cargo; install a Rust toolchain (rustup) first" >&2; exit 1; }
+# cargo-fuzz, for the fuzz regression run of the rust suite (fuzz/run.sh).
+PATH="$PATH:${HOME:-/root}/.cargo/bin"
+cargo fuzz --version >/dev/null 2>&1 || cargo install --locked --quiet cargo-fuzz@0.13.2 >&2 ||
+    { echo "deps: cargo install cargo-fuzz failed" >&2; exit 1; }
 "$here/install-bazel.sh"
 # The example services' base image is made of Debian packages (not committed).
 "$here/../../examples/build/base/fetch-debs.sh"

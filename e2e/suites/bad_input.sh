@@ -61,4 +61,14 @@ suite_bad_input() {
     expect_failure "bad input: rules_docker tool override" //bad:tool_override "//bad:tool_override" "build_layer"
     expect_failure "bad input: base lacks the image's platform" //bad:platform_missing_in_base "//bad:platform_missing_in_base" "arm64" "linux/amd64"
     expect_failure "bad input: base that is no image" //bad:bad_base "//bad:bad_base" "base" "x.txt"
+
+    # issue 14: hostile and inconsistent input.
+    expect_failure "bad input: a corrupt base layout fails at build time naming the blob and file" //bad:corrupt_base \
+        "Verifying the base layout" "blob sha256:aa4dd4fbd7a6883118009f73ca1d86e44dbc9f1eff896442cddc3282c6e3cbc5" \
+        "corrupt_layout/blobs/sha256/aa4dd4fbd7a6883118009f73ca1d86e44dbc9f1eff896442cddc3282c6e3cbc5" "is corrupt"
+    expect_failure "bad input: NUL in an absolute entrypoint" //bad:nul_entrypoint "//bad:nul_entrypoint" "entrypoint" "NUL byte"
+    expect_failure "bad input: NUL in a label" //bad:nul_label "//bad:nul_label" "labels" "NUL byte"
+    expect_failure "bad input: relative workdir" //bad:relative_workdir "//bad:relative_workdir" "workdir" "not an absolute path"
+    expect_failure "bad input: relative volume" //bad:relative_volume "//bad:relative_volume" "volumes" "not an absolute path"
+    expect_failure "bad input: unknown operating_system" //bad:bad_os "//bad:bad_os" "operating_system" "linuxx"
 }

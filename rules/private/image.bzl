@@ -133,6 +133,44 @@ def _base(ctx, name, label, base, platform):
         base.label if type(base) == "Target" else base.path,
     ))
 
+def _verify_base(ctx, name, base, base_spec, base_inputs):
+    """The base verification action, for an OCI layout the build did not make.
+
+    Bases built (KilnImageInfo) or pulled (KilnLayoutInfo, verified on fetch)
+    by rules_kiln are trusted; any other layout has every blob checked once
+    (size and sha256) by its own action, which Bazel caches: an image rebuilt
+    on an unchanged base does not hash it again.
+
+    Args:
+      ctx: the rule context.
+      name: the image's name (the stamp is `<name>.base-verified`).
+      base: the `base` attribute's value.
+      base_spec: the spec's `base` object (from `_base`).
+      base_inputs: the Files of the base.
+
+    Returns:
+      A list with the verification stamp File, or an empty list.
+    """
+    if base_spec == None or "layout" not in base_spec:
+        return []
+    if type(base) == "Target" and (KilnImageInfo in base or KilnLayoutInfo in base):
+        return []
+    stamp = ctx.actions.declare_file(name + ".base-verified")
+    args = ctx.actions.args()
+    args.add("verify-layout")
+    args.add("--layout", base_spec["layout"])
+    args.add("--stamp", stamp)
+    ctx.actions.run(
+        executable = kiln_tool(ctx, "image").files_to_run,
+        arguments = [args],
+        inputs = base_inputs,
+        outputs = [stamp],
+        mnemonic = "KilnVerifyBase",
+        progress_message = "Verifying the base layout of %{label}",
+        toolchain = TOOLCHAIN_TYPES["image"],
+    )
+    return [stamp]
+
 def image_implementation(
         ctx,
         name = None,
@@ -350,6 +388,7 @@ def image_implementation(
 
     # Descriptors and listings only: kiln-image never reads a layer blob.
     inputs = [spec_file] + base_inputs + stamp_inputs + label_files.values()
+    inputs += _verify_base(ctx, name, base, base_spec, base_inputs)
     inputs += [f for layer in layer_infos for f in (layer.descriptor, layer.listing)]
     args = ctx.actions.args()
     args.add("--spec", spec_file)

@@ -403,6 +403,25 @@ fn import_tar_blob(writer: &LayoutWriter, tar: &TarFile, d: &Descriptor) -> anyh
 /// Puts the base's layers into the layout; returns their descriptors.
 /// `diff_ids` are the base config's. Layers of a shallow base that it does
 /// not hold are added to `absent` instead, with their source.
+/// A base layer blob must have its descriptor's size (checked on every
+/// build: a stat; the digest is checked once, by `verify-layout`).
+fn check_blob_size(layout: &Layout, d: &Descriptor) -> anyhow::Result<()> {
+    let path = layout.blob_path(&d.digest);
+    let len = fs::metadata(&path)
+        .with_context(|| format!("base layout: blob {} ({})", d.digest, path.display()))?
+        .len();
+    if len != d.size {
+        bail!(
+            "base layout {}: blob {} ({}) has {len} bytes, its descriptor says {}",
+            layout.dir().display(),
+            d.digest,
+            path.display(),
+            d.size
+        );
+    }
+    Ok(())
+}
+
 fn import_base(
     writer: &LayoutWriter,
     layers: &BaseLayers,
@@ -418,7 +437,10 @@ fn import_base(
         } => {
             for d in descs {
                 match layout.locate(Some(sources), d)? {
-                    Located::Present(_) => writer.add_blob_from(layout, &d.digest)?,
+                    Located::Present(_) => {
+                        check_blob_size(layout, d)?;
+                        writer.add_blob_from(layout, &d.digest)?
+                    }
                     Located::Absent(listed) => absent.add(
                         d.digest.clone(),
                         SourceBlob {
@@ -436,6 +458,7 @@ fn import_base(
             sources: None,
         } => {
             for d in descs {
+                check_blob_size(layout, d)?;
                 writer.add_blob_from(layout, &d.digest)?;
             }
             Ok(descs.clone())

@@ -6,6 +6,7 @@ mod created;
 mod entrypoint;
 mod envexpand;
 mod image;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,7 +43,31 @@ struct Args {
     config_digest: Option<PathBuf>,
 }
 
+/// `kiln-image verify-layout`: the base verification action (see verify.rs).
+#[derive(Parser)]
+#[command(name = "kiln-image verify-layout")]
+struct VerifyArgs {
+    /// The base OCI layout directory.
+    #[arg(long)]
+    layout: PathBuf,
+    /// Output: the list of verified blobs.
+    #[arg(long)]
+    stamp: PathBuf,
+}
+
 fn main() -> ExitCode {
+    // A second mode rather than subcommands, so that the image action's
+    // command line stays as it is.
+    if std::env::args().nth(1).as_deref() == Some("verify-layout") {
+        let args = VerifyArgs::parse_from(std::env::args().skip(1));
+        return match verify::verify_layout(&args.layout, &args.stamp) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kiln-image: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = Args::parse();
     let outputs = image::Outputs {
         manifest: &args.manifest,

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# fuzz/run.sh SECONDS [TARGET...]: runs each cargo-fuzz target (all by default)
+# for SECONDS, starting from fuzz/seeds/TARGET (committed) and the corpus
+# grown so far in $KILN_FUZZ_WORK/corpus/TARGET (not committed). Prints one
+# line per target: runs, coverage, features, corpus size, and the crash files.
+# Exits non-zero when any target crashed. See docs/reliability.md.
+#
+# Needs cargo-fuzz (`cargo install cargo-fuzz`); on a stable toolchain
+# RUSTC_BOOTSTRAP=1 lets it pass -Zsanitizer=address.
+set -uo pipefail
+cd "$(dirname "$0")"
+seconds=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
+shift
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo fuzz list)
+work=${KILN_FUZZ_WORK:-${TMPDIR:-/tmp}/kiln-fuzz}
+export RUSTC_BOOTSTRAP=1
+mkdir -p "$work"
+cargo fuzz build -O >"$work/build.log" 2>&1 || { tail -30 "$work/build.log"; exit 1; }
+status=0
+for t in "${targets[@]}"; do
+    mkdir -p "$work/corpus/$t" "$work/artifacts/$t"
+    log="$work/$t.log"
+    cargo fuzz run -O "$t" "$work/corpus/$t" "seeds/$t" -- \
+        -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -timeout=20 \
+        -artifact_prefix="$work/artifacts/$t/" -print_final_stats=1 >"$log" 2>&1
+    rc=$?
+    stats=$(grep -E '^#[0-9]+.*(DONE|pulse|NEW|REDUCE)' "$log" | tail -1 | sed 's/^#\([0-9]*\)\s*[A-Z]*\s*/runs \1 /')
+    crashes=$(find "$work/artifacts/$t" -type f | wc -l)
+    echo "$t: ${stats:-no stats} | crashes: $crashes (exit $rc)"
+    if [ "$rc" -ne 0 ] || [ "$crashes" -gt 0 ]; then
+        status=1
+        find "$work/artifacts/$t" -type f | sed 's/^/  crash: /'
+        grep -E 'panicked|ERROR: libFuzzer|SUMMARY' "$log" | head -5 | sed 's/^/  /'
+    fi
+done
+exit $status

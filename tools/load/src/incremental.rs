@@ -70,7 +70,15 @@ pub fn incremental_load(
             if engine::podman_has(cli, &config) {
                 return tag_only(&shown);
             }
-            return full(&format!("{shown} does not have image {config}"));
+            // The legacy layout: podman names its images `localhost/<name>`,
+            // as `podman tag` does (from the compressed one's OCI index it
+            // takes containerd's `docker.io/...` name when there is one tag).
+            eprintln!(
+                "kiln-load: full load: all {total} layers ({shown} does not have image {config})"
+            );
+            let tarball = LegacyArchive::new(layout, &info, tags, 0).with_context(in_layout)?;
+            engine::load(cli, &Tarball::Legacy(tarball))?;
+            return Ok(Outcome::Full);
         }
         Kind::Docker => {}
     }
@@ -112,8 +120,8 @@ pub fn incremental_load(
         Tarball::Compressed(_) => total,
     };
     eprintln!(
-        "kiln-load: incremental load: sending {sent} layer file(s) of {total} layers \
-         ({shown} has the bottom {skip})"
+        "kiln-load: incremental load: sending {sent} layer file(s) of {total} layers, \
+         skipping the bottom {skip} ({shown} has them)"
     );
     match engine::load(cli, &tarball) {
         Ok(()) => Ok(Outcome::Incremental {

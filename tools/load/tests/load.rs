@@ -754,7 +754,7 @@ fn incremental_load_sends_only_the_layers_docker_lacks() {
     let stderr = load("b", &tags[1]);
     assert!(
         stderr.contains("incremental load: sending 1 layer file(s) of 3 layers (")
-            && stderr.contains(" has the bottom 2)"),
+            && stderr.contains("layers, skipping the bottom 2 ("),
         "{stderr}"
     );
     assert_eq!(
@@ -929,10 +929,15 @@ fn incremental_load_into_podman_tags_what_it_has_and_loads_the_rest() {
         )),
         "{stderr}"
     );
-    // The full load is the tarball --output writes.
+    // The full load is the legacy tarball --output writes (podman names
+    // its images from it as `podman tag` does).
     let file = tmp.path().join("full.tar");
     let out = kiln_load(
-        &[&base[..], &["--output", file.to_str().unwrap()]].concat(),
+        &[
+            &base[..],
+            &["--format", "legacy", "--output", file.to_str().unwrap()],
+        ]
+        .concat(),
         &[],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));

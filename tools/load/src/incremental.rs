@@ -121,7 +121,7 @@ pub fn incremental_load(
     };
     eprintln!(
         "kiln-load: incremental load: sending {sent} layer file(s) of {total} layers, \
-         skipping the bottom {skip} ({shown} has them)"
+         skipping {skip} bottom layers ({shown} has them)"
     );
     match engine::load(cli, &tarball) {
         Ok(()) => Ok(Outcome::Incremental {

@@ -3,6 +3,7 @@
 #
 #   e2e/run.sh            all suites
 #   e2e/run.sh SUITE...   some of: rust docs examples push load reproducible toolchains api pull bad_input hostile cache compose
+#                         (and fuzz, which the default list leaves out)
 #
 # Installs what is missing first (e2e/setup/deps.sh). Results are checked with
 # tools we did not write: skopeo, umoci, crane, docker, sha256sum, gzip, file.

@@ -5,10 +5,13 @@
 # line per target: runs, coverage, features, corpus size, and the crash files.
 # Exits non-zero when any target crashed. See docs/reliability.md.
 #
-# Needs cargo-fuzz (`cargo install cargo-fuzz`); on a stable toolchain
-# RUSTC_BOOTSTRAP=1 lets it pass -Zsanitizer=address.
+# Installs cargo-fuzz when missing; on a stable toolchain RUSTC_BOOTSTRAP=1
+# lets it pass -Zsanitizer=address.
 set -uo pipefail
 cd "$(dirname "$0")"
+PATH="$PATH:${HOME:-/root}/.cargo/bin"
+cargo fuzz --version >/dev/null 2>&1 || cargo install --locked --quiet cargo-fuzz@0.13.2 ||
+    { echo "fuzz/run.sh: cargo install cargo-fuzz failed" >&2; exit 1; }
 seconds=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")

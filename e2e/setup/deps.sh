@@ -39,10 +39,6 @@ if [ -n "$missing" ]; then
 fi
 command -v cargo >/dev/null 2>&1 || [ -x "${HOME:-/root}/.cargo/bin/cargo" ] ||
     { echo "deps: no cargo; install a Rust toolchain (rustup) first" >&2; exit 1; }
-# cargo-fuzz, for the fuzz regression run of the rust suite (fuzz/run.sh).
-PATH="$PATH:${HOME:-/root}/.cargo/bin"
-cargo fuzz --version >/dev/null 2>&1 || cargo install --locked --quiet cargo-fuzz@0.13.2 >&2 ||
-    { echo "deps: cargo install cargo-fuzz failed" >&2; exit 1; }
 "$here/install-bazel.sh"
 # The example services' base image is made of Debian packages (not committed).
 "$here/../../examples/build/base/fetch-debs.sh"

@@ -1,5 +1,16 @@
-# bazel run //build/api:load into the Docker engine, then docker run and /healthz.
+# bazel run //build/api:load into the Docker engine, then docker run and /healthz;
+# then incremental loads (tag only / only the missing layers / full) into Docker
+# and podman, from a generated workspace (e2e/lib/load_workspace.sh).
+# shellcheck source=e2e/lib/load_workspace.sh
+source e2e/lib/load_workspace.sh
+
 suite_load() {
+    suite_load_example
+    suite_load_incremental
+    suite_load_podman
+}
+
+suite_load_example() {
     source e2e/suites/examples.sh
     if ! docker_available; then
         fail "load: a Docker engine answers (required: this machine kind has one)" "$(docker info 2>&1 | tail -3)"
@@ -19,6 +30,13 @@ suite_load() {
         "$(docker image inspect "$tag" --format '{{.Architecture}} {{json .Config.Entrypoint}}')"
     config_digest="sha256:$(sha256sum <"$EX_BIN/api_$arch.json" | cut -d' ' -f1)"
     expect_eq "load: docker's image ID is the built config digest" "$config_digest" "$(docker image inspect "$tag" --format '{{.Id}}')"
+    # service_image's :load is incremental: docker has the image now, so it is only tagged.
+    if out=$(cd examples && kbazel ex1 run //build/api:load -- --tag "$tag-again" 2>&1) && grep -q "kiln-load: tag only: " <<<"$out"; then
+        pass "load: service_image :load of an image docker has only tags it"
+    else
+        fail "load: service_image :load of an image docker has only tags it" "$(tail -5 <<<"$out")"
+    fi
+    docker rmi "$tag-again" >/dev/null 2>&1
 
     cid=$(docker run -d -p 127.0.0.1::8080 "$tag")
     port=$(docker port "$cid" 8080/tcp | sed -n '1s/.*://p')
@@ -47,4 +65,110 @@ suite_load() {
     else
         fail "load: default tag kiln/api:dev present" "bazel run :load failed"
     fi
+}
+
+# LOAD_WS: the generated workspace of the incremental checks (one per run).
+load_ws() {
+    [ -n "${LOAD_WS:-}" ] && return 0
+    LOAD_NAME="e2e-$$"
+    LOAD_WS="$KILN_WORK/load-ws"
+    rm -rf "$LOAD_WS"
+    write_load_workspace "$LOAD_WS" "$LOAD_NAME" || { unset LOAD_WS; return 1; }
+}
+
+# lrun TARGET [ARGS...]: bazel run in the generated workspace; output in $out.
+lrun() {
+    local target=$1; shift
+    out=$(cd "$LOAD_WS" && kbazel load run "$target" -- "$@" 2>&1)
+}
+
+# expect_load NAME KIND TARGET [ARGS...]: the load succeeds and reports KIND
+# ("tag only", "incremental load: sending 1 layer", "full load").
+expect_load() {
+    local name=$1 kind=$2; shift 2
+    if lrun "$@" && grep -q "^kiln-load: $kind" <<<"$out"; then
+        pass "$name"
+    else
+        fail "$name" "$(grep -E '^kiln-load|ERROR' <<<"$out" | tail -5)"
+    fi
+}
+
+suite_load_incremental() {
+    if ! docker_available; then
+        fail "load: a Docker engine answers (required: this machine kind has one)"
+        return
+    fi
+    load_ws || { fail "load: the incremental-load workspace is written (go build)"; return; }
+    local base="kiln-load-$LOAD_NAME/base:latest" app="kiln-load-$LOAD_NAME/app:latest" bin config first again full
+    bin="$(cd "$LOAD_WS" && kbazel load info bazel-bin 2>/dev/null)"
+    expect_load "load: incremental: base image, docker lacks it: full load" "full load: all 1 layers" //:load_base
+    expect_load "load: incremental: app on it: only its top layer is sent" \
+        "incremental load: sending 1 layer file(s) of 2 layers" //:load
+    config="sha256:$(sha256sum <"$bin/app.json" | cut -d' ' -f1)"
+    first=$(docker image inspect "$app" --format '{{.Id}} {{json .RepoTags}} {{json .RootFS.Layers}} {{json .Config}}')
+    expect_eq "load: incremental: image ID is the config digest, RepoTags the tag" "$config [\"$app\"]" "$(cut -d' ' -f1,2 <<<"$first")"
+    expect_eq "load: incremental: docker run works" "hello from kiln|$(head -c 16 "$LOAD_WS/top.txt")" \
+        "$(docker run --rm --network none "$app" | paste -sd'|')"
+    expect_load "load: incremental: unchanged: tag only" "tag only: docker already has image $config" //:load
+    again=$(docker image inspect "$app" --format '{{.Id}} {{json .RepoTags}} {{json .RootFS.Layers}} {{json .Config}}')
+    expect_eq "load: incremental: tag only leaves the image as it was" "$first" "$again"
+
+    # docker rmi of the base image (and of the app, which holds its layer
+    # too): the engine lost the base layer, the next load is a full one.
+    docker rmi "$app" "$base" >/dev/null 2>&1
+    expect_load "load: incremental: after docker rmi of the base: full load" "full load: all 2 layers" //:load
+    full=$(docker image inspect "$app" --format '{{.Id}} {{json .RepoTags}} {{json .RootFS.Layers}} {{json .Config}}')
+    expect_eq "load: incremental: docker inspect equals a full load's (ID, RepoTags, layers, config)" "$first" "$full"
+
+    # A 1 KiB change of the top layer: only it is sent.
+    set_top "$LOAD_WS"
+    expect_load "load: incremental: top layer changed: only it is sent" \
+        "incremental load: sending 1 layer file(s) of 2 layers" //:load
+    expect_eq "load: incremental: docker runs the changed image" "hello from kiln|$(head -c 16 "$LOAD_WS/top.txt")" \
+        "$(docker run --rm --network none "$app" | paste -sd'|')"
+    docker rmi "$app" "$base" >/dev/null 2>&1
+}
+
+# podman is not in the chroot Bazel runs in (e2e/setup/install-bazel.sh: `bazel run`
+# starts kiln-load there), so these checks run kiln-load built by cargo on the host
+# with the launcher's arguments, on the layout Bazel built.
+suite_load_podman() {
+    if ! command -v podman >/dev/null 2>&1; then
+        skip "load: podman: incremental loads" "podman is not installed (e2e/setup/deps.sh installs it)"
+        return
+    fi
+    load_ws || { fail "load: the incremental-load workspace is written (go build)"; return; }
+    local app="kiln-load-$LOAD_NAME/app" bin config tags_inc tags_full kiln_load
+    if ! (cd "$LOAD_WS" && kbazel load build //:app >/dev/null 2>&1) || ! cargo build -q -p kiln-load 2>/dev/null; then
+        fail "load: podman: kiln-load and the image build"
+        return
+    fi
+    kiln_load="${CARGO_TARGET_DIR:-$KILN_ROOT/target}/debug/kiln-load"
+    bin="$(cd "$LOAD_WS" && kbazel load info bazel-bin 2>/dev/null)"
+    config="$(sha256sum <"$bin/app.json" | cut -d' ' -f1)"
+    prun() { out=$(KILN_CONTAINER_CLI=podman "$kiln_load" --layout "$bin/app.oci" --incremental "$@" 2>&1); }
+    expect_podman() {
+        local name=$1 kind=$2; shift 2
+        if prun "$@" && grep -q "^kiln-load: $kind" <<<"$out"; then pass "$name"; else fail "$name" "$(tail -5 <<<"$out")"; fi
+    }
+    podman rmi --force "$config" >/dev/null 2>&1
+    expect_podman "load: podman: image it lacks: full load" "full load: all 2 layers (podman does not have image" --tag "$app:a"
+    expect_podman "load: podman: image it has: tag only" "tag only: podman already has image" --tag "$app:b"
+    expect_eq "load: podman: image ID is the config digest" "$config" "$(podman image inspect "$app:b" --format '{{.Id}}')"
+    tags_inc=$(podman image inspect "$config" --format '{{range .RepoTags}}{{.}} {{end}}' | tr ' ' '\n' | sort | paste -sd' ')
+    # podman run cannot start containers on this machine (its sandbox refuses
+    # runc's setrlimit), so the image's filesystem is checked through a created
+    # container's export instead.
+    local cid
+    cid=$(podman create --network none "$app:b" 2>&1) &&
+        expect_eq "load: podman: the loaded image's filesystem has the built top.txt (podman create + export)" \
+            "$(cat "$LOAD_WS/top.txt")" "$(podman export "$cid" | tar -xOf - top.txt)" ||
+        fail "load: podman: the loaded image's filesystem has the built top.txt (podman create + export)" "$cid"
+    podman rm "$cid" >/dev/null 2>&1
+    # The same two tags from one full load:
+    podman rmi --force "$config" >/dev/null 2>&1
+    prun --tag "$app:a" --tag "$app:b"
+    tags_full=$(podman image inspect "$config" --format '{{range .RepoTags}}{{.}} {{end}}' 2>&1 | tr ' ' '\n' | sort | paste -sd' ')
+    expect_eq "load: podman: RepoTags equal a full load's" "$tags_full" "$tags_inc"
+    podman rmi --force "$config" >/dev/null 2>&1
 }

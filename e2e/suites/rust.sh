@@ -9,18 +9,6 @@ suite_rust() {
     else
         fail "cargo test" "$(grep -E 'FAILED|panicked|error' <<<"$out" | head -20)"
     fi
-    # Fuzz regression: the seeds replayed and each target fuzzed a few seconds
-    # (the long runs are docs/reliability.md's).
-    if cargo fuzz --version >/dev/null 2>&1; then
-        local fuzz_out
-        if fuzz_out=$(KILN_FUZZ_WORK="$KILN_WORK/fuzz" fuzz/run.sh 3 2>&1); then
-            pass "fuzz: seeds and 3 s of every target, no crash ($(wc -l <<<"$fuzz_out") targets)"
-        else
-            fail "fuzz: seeds and 3 s of every target, no crash" "$fuzz_out"
-        fi
-    else
-        skip "fuzz: regression run" "cargo-fuzz is not installed (e2e/setup/deps.sh installs it)"
-    fi
     local buildifier="$KILN_ROOT/../shared/bin/buildifier"
     if [ -x "$buildifier" ]; then
         check "buildifier: Starlark formatted and lint-clean" \

@@ -22,7 +22,7 @@ def _image_load_impl(ctx):
     # The image's blob Files (runfiles) become a layout of symlinks at run
     # time; a pulled base's layers are fetched into it.
     layout, files = runfiles_layout(ctx, ctx.label.name, image, fetch = True)
-    write_launcher(ctx, launcher, tool.tool, [("--stamp", f) for f in stamp], {"--tag": tags}, layout = layout)
+    write_launcher(ctx, launcher, tool.tool, [("--incremental", None)] + [("--stamp", f) for f in stamp], {"--tag": tags}, layout = layout)
     return [DefaultInfo(
         executable = launcher,
         runfiles = ctx.runfiles(files = files + [image.digest, tool.tool] + stamp),
@@ -33,7 +33,19 @@ image_load = rule(
     doc = """`bazel run` loads `image` into the local Docker daemon (podman when there is no docker).
 
 For an image_index, the image for the machine's own platform is loaded
-(`-- --platform linux/arm64` picks another). `-- --tag REPO:TAG` replaces `repo_tags`.""",
+(`-- --platform linux/arm64` picks another). `-- --tag REPO:TAG` replaces `repo_tags`.
+
+The load is incremental and says which of three it did:
+- **tag only**: the engine already has the image (Docker: an image whose ID is the
+  config digest; podman: `podman image exists`), so only `repo_tags` are set;
+- **incremental**: Docker's classic image store has the bottom layers (by chain ID),
+  so only the layers above them are sent, in a docker-save tarball that leaves out
+  the others' `layer.tar` (rules_docker's incremental loader);
+- **full**: every layer is sent. This is also what happens when an incremental load
+  fails because the engine dropped a layer meanwhile, and on Docker's containerd
+  image store, whose `docker load` imports every blob (with a one-line notice).
+
+The result is the same as a full load: the same image ID (the config digest) and tags.""",
     attrs = dict(STAMP_ATTRS, **{
         "image": attr.label(
             doc = "The container_image or image_index to load.",

@@ -135,16 +135,14 @@ pub fn load(cli: &OsStr, tarball: &Tarball) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How an engine stores images, which decides what `--incremental` can do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Store {
-    /// Docker's own image and layer store (graph drivers: overlay2,
-    /// fuse-overlayfs, ...): it skips reading a layer file of a docker-save
-    /// tarball whose chain ID it already has.
-    DockerClassic,
-    /// Docker with the containerd image store: it imports every blob.
-    DockerContainerd,
-    /// podman, or anything that does not answer like Docker.
+/// Which engine a CLI drives, told by `<cli> --version` (no daemon round
+/// trip): podman's CLI, and docker when it is podman-docker, print
+/// "podman version ...".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Docker,
+    Podman,
+    /// Neither answers like docker nor podman (nerdctl, a wrapper, ...).
     Other,
 }
 
@@ -153,19 +151,91 @@ fn capture(cli: &OsStr, args: &[&str]) -> io::Result<Output> {
     Command::new(cli).args(args).stdin(Stdio::null()).output()
 }
 
-/// Asks the engine which image store it has (`docker info`). podman has no
-/// `DriverStatus` field, so its template fails: `Other`.
-pub fn store(cli: &OsStr) -> Store {
-    match capture(cli, &["info", "--format", "{{json .DriverStatus}}"]) {
-        Ok(out) if out.status.success() => {
-            if String::from_utf8_lossy(&out.stdout).contains("io.containerd.snapshotter") {
-                Store::DockerContainerd
-            } else {
-                Store::DockerClassic
-            }
-        }
-        _ => Store::Other,
+pub fn kind(cli: &OsStr) -> Kind {
+    match capture(cli, &["--version"]) {
+        Ok(out) if out.status.success() => parse_kind(&String::from_utf8_lossy(&out.stdout)),
+        _ => Kind::Other,
     }
+}
+
+fn parse_kind(version: &str) -> Kind {
+    let first = version.trim_start().to_ascii_lowercase();
+    if first.starts_with("podman") {
+        Kind::Podman
+    } else if first.starts_with("docker") {
+        Kind::Docker
+    } else {
+        Kind::Other
+    }
+}
+
+/// How a Docker daemon stores images, which decides what an incremental
+/// load can skip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    /// Docker's own image and layer store (graph drivers: overlay2,
+    /// fuse-overlayfs, ...): it skips reading a layer file of a docker-save
+    /// tarball whose chain ID it already has.
+    Classic,
+    /// The containerd image store (Docker 24+ with snapshotters): `docker
+    /// load` imports every blob. `address` is the containerd socket the
+    /// daemon reports (`docker info`'s Containerd.Address), when it does.
+    Containerd { address: Option<PathBuf> },
+}
+
+/// Asks the daemon which image store it has (`docker info`, read as JSON:
+/// older CLIs lack the Containerd field a template would name).
+pub fn store(cli: &OsStr) -> anyhow::Result<Store> {
+    let shown = cli.to_string_lossy();
+    let out = capture(cli, &["info", "--format", "{{json .}}"])
+        .with_context(|| format!("starting `{shown} info`"))?;
+    if !out.status.success() {
+        bail!(
+            "`{shown} info` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    parse_store(&out.stdout)
+        .with_context(|| format!("reading `{shown} info --format '{{{{json .}}}}'`"))
+}
+
+fn parse_store(info: &[u8]) -> anyhow::Result<Store> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Info {
+        #[serde(default)]
+        driver_status: Option<Vec<Vec<String>>>,
+        #[serde(default)]
+        containerd: Option<Containerd>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Containerd {
+        #[serde(default)]
+        address: String,
+    }
+    let info: Info = serde_json::from_slice(info)?;
+    let snapshotter = info
+        .driver_status
+        .unwrap_or_default()
+        .iter()
+        .flatten()
+        .any(|v| v.starts_with("io.containerd.snapshotter"));
+    if !snapshotter {
+        return Ok(Store::Classic);
+    }
+    let address = info
+        .containerd
+        .map(|c| c.address)
+        .filter(|a| !a.is_empty())
+        .map(PathBuf::from);
+    Ok(Store::Containerd { address })
+}
+
+/// `podman image exists REFERENCE`: exit 0 when it has it, 1 when not.
+pub fn podman_has(cli: &OsStr, reference: &str) -> bool {
+    capture(cli, &["image", "exists", reference]).is_ok_and(|out| out.status.success())
 }
 
 /// The ID of the image `reference` names, if the engine has it.
@@ -329,6 +399,39 @@ mod tests {
         assert_eq!(args[5], "sha256:dup");
         assert_eq!(args.len(), 5 + MAX_INSPECTED_IMAGES);
         assert_eq!(*args.last().unwrap(), "sha256:299");
+    }
+
+    #[test]
+    fn version_tells_the_engine() {
+        assert_eq!(parse_kind("podman version 4.3.1\n"), Kind::Podman);
+        assert_eq!(
+            parse_kind("Docker version 28.2.2, build e6534b4\n"),
+            Kind::Docker
+        );
+        assert_eq!(parse_kind("nerdctl version 1.7.0\n"), Kind::Other);
+        assert_eq!(parse_kind(""), Kind::Other);
+    }
+
+    #[test]
+    fn info_tells_the_image_store() {
+        let classic = br#"{"Driver":"overlay2","DriverStatus":[["Backing Filesystem","extfs"]]}"#;
+        assert_eq!(parse_store(classic).unwrap(), Store::Classic);
+        // Docker 20.10 through a newer CLI: no DriverStatus, no Containerd.
+        let old = br#"{"Driver":"fuse-overlayfs","DriverStatus":null,"Containerd":null}"#;
+        assert_eq!(parse_store(old).unwrap(), Store::Classic);
+        let containerd = br#"{"Driver":"overlayfs","DriverStatus":[["driver-type","io.containerd.snapshotter.v1"]],"Containerd":{"Address":"/run/containerd/containerd.sock","Namespaces":{"Containers":"moby"}}}"#;
+        assert_eq!(
+            parse_store(containerd).unwrap(),
+            Store::Containerd {
+                address: Some(PathBuf::from("/run/containerd/containerd.sock"))
+            }
+        );
+        let no_address = br#"{"DriverStatus":[["driver-type","io.containerd.snapshotter.v1"]]}"#;
+        assert_eq!(
+            parse_store(no_address).unwrap(),
+            Store::Containerd { address: None }
+        );
+        assert!(parse_store(b"not json").is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod archive;
 mod engine;
+mod incremental;
 mod layer;
 mod legacy;
 mod shell;
@@ -23,7 +24,7 @@ use kiln_oci::select;
 use kiln_oci::{Descriptor, Layout, Platform, Stamp};
 
 use crate::archive::Archive;
-use crate::legacy::{chain_ids, Image, LegacyArchive};
+use crate::legacy::{Image, LegacyArchive};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -74,7 +75,7 @@ struct Cli {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum Format {
+pub enum Format {
     Compressed,
     Legacy,
 }
@@ -164,7 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
     let engine = engine::find_cli()?;
     if cli.incremental {
-        incremental_load(&engine, &layout, &image, &tags, cli.format)?;
+        incremental::incremental_load(&engine, &layout, &image, &tags, cli.format)?;
     } else {
         let tarball = plan(&layout, &image, &tags, cli.format).with_context(in_layout)?;
         load(&engine, &tarball)?;
@@ -177,7 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// The whole tarball in `format`.
-fn plan(
+pub fn plan(
     layout: &Layout,
     image: &Descriptor,
     tags: &[TaggedName],
@@ -194,7 +195,7 @@ fn plan(
 
 /// Loads `tarball`; a failure of a compressed tarball with zstd layers gets a
 /// hint, because Docker before 23.0 reads them as truncated gzip.
-fn load(engine: &OsStr, tarball: &Tarball) -> anyhow::Result<()> {
+pub fn load(engine: &OsStr, tarball: &Tarball) -> anyhow::Result<()> {
     let result = engine::load(engine, tarball);
     match tarball {
         Tarball::Compressed(a) if a.has_zstd_layers() => result.context(
@@ -203,84 +204,6 @@ fn load(engine: &OsStr, tarball: &Tarball) -> anyhow::Result<()> {
         ),
         _ => result,
     }
-}
-
-/// `--incremental`: tag an image the engine already has; otherwise send a
-/// legacy tarball without the layers whose chain the engine has.
-fn incremental_load(
-    engine: &OsStr,
-    layout: &Layout,
-    image: &Descriptor,
-    tags: &[TaggedName],
-    format: Format,
-) -> anyhow::Result<()> {
-    let shown = engine.to_string_lossy();
-    let in_layout = || format!("--layout {}", layout.dir().display());
-    let info = Image::read(layout, image).with_context(in_layout)?;
-    let total = info.diff_ids.len();
-    let config = info.config_digest().to_string();
-    let store = engine::store(engine);
-    if store == engine::Store::Other {
-        eprintln!(
-            "kiln-load: incremental load: `{shown}` is not Docker, loading all {total} layers"
-        );
-        return load(
-            engine,
-            &plan(layout, image, tags, format).with_context(in_layout)?,
-        );
-    }
-
-    // Docker's image ID is the config digest.
-    if engine::image_id(engine, &config).as_deref() == Some(config.as_str()) {
-        for t in tags {
-            engine::tag(engine, &config, &t.to_string())?;
-        }
-        let names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
-        eprintln!(
-            "kiln-load: incremental load: {shown} already has image {config}, nothing loaded; \
-             tagged {}",
-            names.join(", ")
-        );
-        return Ok(());
-    }
-
-    if store == engine::Store::DockerContainerd {
-        eprintln!(
-            "kiln-load: incremental load: skipped 0 of {total} layers ({shown} uses the \
-             containerd image store, which imports every layer)"
-        );
-        return load(
-            engine,
-            &plan(layout, image, tags, format).with_context(in_layout)?,
-        );
-    }
-
-    // Docker's classic store reads only manifest.json and skips the layer
-    // files whose chain it has: the legacy layout, whose uncompressed layers
-    // every Docker version reads (zstd ones included).
-    let names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
-    let known = engine::known_chain_ids(engine, &names);
-    let skip = chain_ids(&info.diff_ids)
-        .iter()
-        .take_while(|c| known.contains(*c))
-        .count();
-    let tarball = LegacyArchive::new(layout, &info, tags, skip).with_context(in_layout)?;
-    eprintln!(
-        "kiln-load: incremental load: skipped {skip} of {total} layers ({shown} has {}), \
-         sending {} layer file(s)",
-        if skip == 0 { "none of them" } else { "them" },
-        tarball.layer_files()
-    );
-    engine::load(engine, &Tarball::Legacy(tarball)).with_context(|| {
-        if skip == 0 {
-            "incremental load".to_string()
-        } else {
-            format!(
-                "incremental load without the {skip} bottom layers {shown} had \
-                 (if it removed them meanwhile, load again)"
-            )
-        }
-    })
 }
 
 /// A path the user typed: under `bazel run` the tool runs in the runfiles

@@ -725,7 +725,10 @@ fn incremental_load_sends_only_the_layers_docker_lacks() {
 
     // Nothing of A is in docker yet (its base layer holds a nonce).
     let stderr = load("a", &tags[0]);
-    assert!(stderr.contains("skipped 0 of 3 layers"), "{stderr}");
+    assert!(
+        stderr.contains("full load: all 3 layers (") && stderr.contains(" has none of them)"),
+        "{stderr}"
+    );
     assert_eq!(layer_files(&captured).len(), 3);
     assert_eq!(image_field(&tags[0], "{{.Id}}"), a.config.to_string());
 
@@ -733,7 +736,8 @@ fn incremental_load_sends_only_the_layers_docker_lacks() {
     std::fs::remove_file(&captured).unwrap();
     let stderr = load("b", &tags[1]);
     assert!(
-        stderr.contains("skipped 2 of 3 layers (") && stderr.contains("sending 1 layer file(s)"),
+        stderr.contains("incremental load: sending 1 layer file(s) of 3 layers (")
+            && stderr.contains("layers, skipping 2 bottom layers ("),
         "{stderr}"
     );
     assert_eq!(
@@ -755,45 +759,168 @@ fn incremental_load_sends_only_the_layers_docker_lacks() {
     let stderr = load("b", &tags[2]);
     assert!(
         stderr.contains(&format!(
-            "already has image {}, nothing loaded; tagged {}",
-            b.config, tags[2]
+            "tag only: {} already has image {}, nothing loaded; tagged {}",
+            cli.display(),
+            b.config,
+            tags[2]
         )),
         "{stderr}"
     );
     assert!(!captured.exists(), "docker load ran");
     assert_eq!(image_field(&tags[2], "{{.Id}}"), b.config.to_string());
+
+    // What the incremental loads made is what a full load makes: remove
+    // everything, load B in full under the same tags, compare.
+    let inspected = |t: &str| image_field(t, "{{.Id}} {{json .RepoTags}} {{json .RootFS.Layers}}");
+    let incremental = inspected(&tags[1]);
+    let rm = docker(&["image", "rm", "--force", &tags[0], &tags[1], &tags[2]]);
+    assert!(rm.status.success(), "{}", text(&rm.stderr));
+    let full = tmp.path().join("full.tar");
+    let out = kiln_load(
+        &[
+            "--layout",
+            tmp.path().join("b").to_str().unwrap(),
+            "--tag",
+            &tags[1],
+            "--tag",
+            &tags[2],
+            "--format",
+            "legacy",
+            "--output",
+            full.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let load_full = docker(&["load", "-i", full.to_str().unwrap()]);
+    assert!(load_full.status.success(), "{}", text(&load_full.stderr));
+    assert_eq!(inspected(&tags[1]), incremental);
 }
 
 #[test]
-fn incremental_load_into_other_engines_is_a_full_load() {
+fn incremental_load_falls_back_to_a_full_load_when_docker_lost_a_layer() {
+    if !tools_available(&["docker", "go"]) {
+        return;
+    }
+    let (program, arch) = static_hello();
+    let tmp = tempfile::tempdir().unwrap();
+    let n = nonce("lost-layer");
+    let base = tar_of(&[("hello", program, 0o755), ("nonce", n.as_bytes(), 0o644)]);
+    let top_a = tar_of(&[("etc/top", b"top of A", 0o644)]);
+    let top_b = tar_of(&[("etc/top", b"top of B", 0o644)]);
+    stacked_layout(
+        &tmp.path().join("a"),
+        arch,
+        &[(&base, Comp::Gzip), (&top_a, Comp::Gzip)],
+    );
+    let (b, b_diffs) = stacked_layout(
+        &tmp.path().join("b"),
+        arch,
+        &[(&base, Comp::Gzip), (&top_b, Comp::Gzip)],
+    );
+    let name = format!("kiln-load-test/lost-layer-{}", std::process::id());
+    let (tag_a, tag_b) = (format!("{name}:a"), format!("{name}:b"));
+    let _cleanup = DockerImages(vec![tag_a.clone(), tag_b.clone()]);
+    let load = |layout: &str, tag: &str, cli: &Path| {
+        let layout = tmp.path().join(layout);
+        kiln_load(
+            &[
+                "--layout",
+                layout.to_str().unwrap(),
+                "--tag",
+                tag,
+                "--incremental",
+            ],
+            &[("KILN_CONTAINER_CLI", cli)],
+        )
+    };
+    let out = load("a", &tag_a, Path::new("docker"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // Between listing A's layers and loading B, the engine loses the base
+    // layer (A is removed, as by `docker rmi` or a prune): the tarball
+    // without it fails, and kiln-load sends everything instead.
+    let captured = tmp.path().join("captured.tar");
+    let cli = script(
+        tmp.path(),
+        "racing-docker",
+        &format!(
+            "if [ \"$1\" = load ] && [ ! -e '{marker}' ]; then touch '{marker}'; \
+             docker image rm --force '{tag_a}' >/dev/null; fi\n\
+             if [ \"$1\" = load ]; then tee '{captured}' | docker \"$@\"; else exec docker \"$@\"; fi",
+            marker = tmp.path().join("raced").display(),
+            captured = captured.display(),
+        ),
+    );
+    let out = load("b", &tag_b, &cli);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("incremental load: sending 1 layer file(s) of 2 layers")
+            && stderr.contains("the incremental load failed")
+            && stderr.contains("full load: all 2 layers (retrying with every layer)"),
+        "{stderr}"
+    );
+    assert_eq!(
+        layer_files(&captured).len(),
+        2,
+        "the retry sent both layers"
+    );
+    assert_eq!(image_field(&tag_b, "{{.Id}}"), b.config.to_string());
+    assert_eq!(
+        image_field(&tag_b, "{{json .RootFS.Layers}}"),
+        json_digests(&b_diffs)
+    );
+    let run = docker(&["run", "--rm", "--network", "none", &tag_b]);
+    assert!(run.status.success(), "docker run: {}", text(&run.stderr));
+    assert_eq!(text(&run.stdout), "hello from kiln\n");
+}
+
+#[test]
+fn incremental_load_into_podman_tags_what_it_has_and_loads_the_rest() {
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("layout");
-    fake_layout(&layout);
+    let image = fake_layout(&layout);
     let captured = tmp.path().join("captured.tar");
-    // An engine that does not answer `info` like Docker (podman has no
-    // DriverStatus): every layer is sent, in the --format asked for.
+    let calls = tmp.path().join("calls");
+    // A podman whose `image exists` answers from a file: 1 (no such image), then 0.
+    let exists = tmp.path().join("exists");
+    std::fs::write(&exists, "1").unwrap();
     let cli = script(
         tmp.path(),
         "podman",
         &format!(
-            "case \"$1\" in load) cat > '{}';; *) exit 125;; esac",
-            captured.display()
+            "echo \"$*\" >> '{calls}'\n\
+             case \"$1\" in --version) echo 'podman version 4.3.1';; \
+             load) cat > '{captured}';; \
+             image) exit $(cat '{exists}');; tag) ;; *) exit 125;; esac",
+            calls = calls.display(),
+            captured = captured.display(),
+            exists = exists.display(),
         ),
     );
     let base = ["--layout", layout.to_str().unwrap(), "--tag", "app:v1"];
-    let out = kiln_load(
-        &[&base[..], &["--incremental"]].concat(),
-        &[("KILN_CONTAINER_CLI", &cli)],
-    );
+    let args = [&base[..], &["--incremental"]].concat();
+    let out = kiln_load(&args, &[("KILN_CONTAINER_CLI", &cli)]);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("is not Docker, loading all 1 layers"),
+        stderr.contains(&format!(
+            "full load: all 1 layers ({} does not have image {})",
+            cli.display(),
+            image.config
+        )),
         "{stderr}"
     );
+    // The full load is the legacy tarball --output writes (podman names
+    // its images from it as `podman tag` does).
     let file = tmp.path().join("full.tar");
     let out = kiln_load(
-        &[&base[..], &["--output", file.to_str().unwrap()]].concat(),
+        &[
+            &base[..],
+            &["--format", "legacy", "--output", file.to_str().unwrap()],
+        ]
+        .concat(),
         &[],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -801,6 +928,55 @@ fn incremental_load_into_other_engines_is_a_full_load() {
         std::fs::read(&captured).unwrap(),
         std::fs::read(&file).unwrap()
     );
+
+    // Now podman has it: only tagged.
+    std::fs::write(&exists, "0").unwrap();
+    std::fs::remove_file(&captured).unwrap();
+    std::fs::remove_file(&calls).unwrap();
+    let out = kiln_load(&args, &[("KILN_CONTAINER_CLI", &cli)]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("tag only: "), "{stderr}");
+    assert!(!captured.exists(), "podman load ran");
+    let config = image.config.to_string();
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap(),
+        format!("--version\nimage exists {config}\ntag {config} app:v1\n")
+    );
+}
+
+#[test]
+fn incremental_load_into_an_unknown_engine_is_a_full_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    fake_layout(&layout);
+    let captured = tmp.path().join("captured.tar");
+    let cli = script(
+        tmp.path(),
+        "nerdctl",
+        &format!(
+            "case \"$1\" in load) cat > '{}';; *) exit 125;; esac",
+            captured.display()
+        ),
+    );
+    let out = kiln_load(
+        &[
+            "--layout",
+            layout.to_str().unwrap(),
+            "--tag",
+            "app:v1",
+            "--incremental",
+        ],
+        &[("KILN_CONTAINER_CLI", &cli)],
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("full load: all 1 layers (")
+            && stderr.contains("like neither docker nor podman"),
+        "{stderr}"
+    );
+    assert!(captured.exists());
 }
 
 /// Containers created from `image` (running or not).

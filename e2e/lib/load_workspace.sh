@@ -5,7 +5,7 @@
 # this checkout's rules_kiln, with two images and an image_load for each:
 #   :base  one layer: a static Go program (/hello prints "hello from kiln" and
 #          /top.txt) and nonce.txt, so that no other run's image shares it;
-#   :app   on :base; [a DATA_MIB layer of /work/shared/bench/workload.py data,
+#   :app   on :base; [a DATA_MIB layer of ../shared/bench/workload.py data,
 #          gzip --fast]; a top layer holding top.txt (1 KiB).
 # :load_base and :load tag them kiln-load-NAME/base:latest and kiln-load-NAME/app:latest.
 # set_top DIR writes new top.txt bytes (a 1 KiB top layer change).
@@ -45,7 +45,7 @@ GO
     local data_layer="" data_ref=""
     if [ "$data_mib" -gt 0 ]; then
         if [ ! -f "$dir/data.tar" ]; then
-            python3 /work/shared/bench/workload.py "$dir/data" "$data_mib" >/dev/null || return 1
+            python3 "$KILN_ROOT/../shared/bench/workload.py" "$dir/data" "$data_mib" >/dev/null || return 1
             tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$dir/data" -cf "$dir/data.tar" . || return 1
             rm -rf "$dir/data"
         fi

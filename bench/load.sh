@@ -12,6 +12,7 @@
 # next run instead of in a temporary directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+KILN_ROOT=$(pwd)
 # shellcheck source=e2e/lib/load_workspace.sh
 source e2e/lib/load_workspace.sh
 data_mib=${1:-1024}

@@ -6,8 +6,6 @@
 //! Tests that need umoci, skopeo or a Docker daemon are skipped (with a
 //! message) when the tool is missing, unless KILN_REQUIRE_TOOLS is set.
 
-mod support;
-
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -126,7 +124,7 @@ fn layer(dir: &Path, name: &str, files: &[(&str, &str)]) -> Value {
 }
 
 fn run_with(dir: &Path, name: &str, spec: &Value, extra: &[&str]) -> Output {
-    support::run_image(dir, name, spec, extra)
+    kiln_testsupport::run_kiln_image(env!("CARGO_BIN_EXE_kiln-image"), dir, name, spec, extra)
 }
 
 fn run(dir: &Path, name: &str, spec: &Value) -> Output {

@@ -1,8 +1,6 @@
 //! Runs the kiln-image binary on specs in a temporary directory: a scratch
 //! image, an image on top of it, and failures.
 
-mod support;
-
 use std::fs;
 use std::path::Path;
 use std::process::Output;
@@ -42,7 +40,7 @@ fn layer(dir: &Path, name: &str, listing: Value) -> Value {
 }
 
 fn run(dir: &Path, name: &str, spec: Value) -> Output {
-    support::run_image(dir, name, &spec, &[])
+    kiln_testsupport::run_kiln_image(env!("CARGO_BIN_EXE_kiln-image"), dir, name, &spec, &[])
 }
 
 fn ok(out: Output) {

@@ -3,8 +3,6 @@
 //! The layouts are made here by hand; tools/push/tests/shallow.rs runs the
 //! whole chain against real registries.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
@@ -147,7 +145,7 @@ fn run(dir: &Path, name: &str, base: &str, platform: &str, layer: &Value) -> Out
         "config": {"entrypoint": ["/app/hello"], "env": [["PATH", "$PATH:/app"]]},
         "ref_name": "latest",
     });
-    support::run_image(dir, name, &spec, &[])
+    kiln_testsupport::run_kiln_image(env!("CARGO_BIN_EXE_kiln-image"), dir, name, &spec, &[])
 }
 
 #[track_caller]

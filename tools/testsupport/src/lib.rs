@@ -13,6 +13,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use kiln_oci::blob_set::{BlobSet, Link};
 use kiln_oci::{canonical, media_types, sha256_bytes, Digest, LayerDescriptor};
 use serde_json::{json, Value};
 
@@ -152,14 +153,33 @@ pub fn layer_fixture(dir: &Path, name: &str, content: &[u8]) -> Value {
 }
 
 /// Runs kiln-image (`bin`, its CARGO_BIN_EXE) in `dir` as the kiln_image rule
-/// does: the spec written to `NAME.spec.json`, the outputs named after `name`.
+/// does (the spec written to `NAME.spec.json`, the outputs named after
+/// `name`), then writes the OCI layout the rules' `oci_layout` output group
+/// would (kiln_oci::blob_set) at `NAME_layout`, so that tests check the image
+/// through what its consumers see. `spec`'s layers may carry `"blob"` (the
+/// layer file): kiln-image does not read it; the layout writer does.
 pub fn run_kiln_image(bin: &str, dir: &Path, name: &str, spec: &Value, extra: &[&str]) -> Output {
+    let mut spec = spec.clone();
+    // The layout's ref.name is the layout writer's business now.
+    if let Some(o) = spec.as_object_mut() {
+        o.remove("ref_name");
+    }
+    let mut blobs = Vec::new();
+    if let Some(layers) = spec.get_mut("layers").and_then(Value::as_array_mut) {
+        for l in layers {
+            if let Some(blob) = l.as_object_mut().and_then(|o| o.remove("blob")) {
+                blobs.push(json!({"blob": blob, "digest": l["descriptor"]}));
+            }
+        }
+    }
     fs::write(dir.join(format!("{name}.spec.json")), spec.to_string()).unwrap();
-    Command::new(bin)
+    let out = Command::new(bin)
         .arg("--spec")
         .arg(format!("{name}.spec.json"))
-        .arg("--layout")
-        .arg(format!("{name}_layout"))
+        .arg("--manifest")
+        .arg(format!("{name}.manifest.json"))
+        .arg("--base-blobs")
+        .arg(format!("{name}_base_blobs"))
         .arg("--config")
         .arg(format!("{name}.config.json"))
         .arg("--digest")
@@ -171,7 +191,34 @@ pub fn run_kiln_image(bin: &str, dir: &Path, name: &str, spec: &Value, extra: &[
         .args(extra)
         .current_dir(dir)
         .output()
-        .unwrap_or_else(|e| panic!("running {bin}: {e}"))
+        .unwrap_or_else(|e| panic!("running {bin}: {e}"));
+    if !out.status.success() {
+        return out;
+    }
+    let config = fs::read(dir.join(format!("{name}.config.json"))).unwrap();
+    fs::write(
+        dir.join(format!("{name}.config.sha")),
+        sha256_bytes(&config).to_string(),
+    )
+    .unwrap();
+    blobs.push(
+        json!({"blob": format!("{name}.config.json"), "digest": format!("{name}.config.sha")}),
+    );
+    let mut layouts = Vec::new();
+    if dir.join(format!("{name}_base_blobs")).exists() {
+        layouts.push(json!(format!("{name}_base_blobs")));
+    }
+    let set = json!({
+        "target": spec["target"],
+        "top": {"blob": format!("{name}.manifest.json"), "descriptor": format!("{name}.descriptor.json")},
+        "blobs": blobs,
+        "layouts": layouts,
+        "ref_name": "latest",
+    });
+    let set = BlobSet::from_spec(serde_json::from_value(set).unwrap(), dir).unwrap();
+    set.write_layout(&dir.join(format!("{name}_layout")), Link::HardOrCopy)
+        .unwrap();
+    out
 }
 
 /// Asserts the tool succeeded; returns its stderr.

@@ -139,7 +139,7 @@ suite_load_podman() {
     fi
     load_ws || { fail "load: the incremental-load workspace is written (go build)"; return; }
     local app="kiln-load-$LOAD_NAME/app" bin config tags_inc tags_full kiln_load
-    if ! (cd "$LOAD_WS" && kbazel load build //:app >/dev/null 2>&1) || ! cargo build -q -p kiln-load 2>/dev/null; then
+    if ! (cd "$LOAD_WS" && kbazel load build --output_groups=+oci_layout //:app >/dev/null 2>&1) || ! cargo build -q -p kiln-load 2>/dev/null; then
         fail "load: podman: kiln-load and the image build"
         return
     fi

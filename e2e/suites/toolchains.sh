@@ -28,6 +28,7 @@ suite_toolchains() {
     expect_eq "toolchains: source mode was used by default" "source" "$(tc_mode basic)"
 
     bin=$(cd e2e/basic && kbazel basic info bazel-bin 2>/dev/null)
+    (cd e2e/basic && kbazel basic build --output_groups=+oci_layout //:app >/dev/null 2>&1) || fail "build //:app --output_groups=+oci_layout"
     config=$(skopeo inspect --config "oci:$bin/app.oci")
     expect_eq "config: env in order" '["GREETING=hi","PATH=/usr/bin:/bin"]' "$(jq -c .config.Env <<<"$config")"
     expect_eq "config: labels, user, workdir" '{"org.example.team":"kiln"} 65532 /srv' \

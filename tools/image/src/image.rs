@@ -163,10 +163,10 @@ fn read_base(spec: &BaseSpec, platform: &Platform, scratch: &Path) -> anyhow::Re
                 descriptor: top,
             }
         } else {
-            let bytes = set.read_verified(&top)?;
-            let index: ImageIndex = serde_json::from_slice(&bytes)
-                .with_context(|| format!("parsing index {}", top.digest))?;
-            select::select_manifest(&set, &index, platform)?
+            // The top is a real image index, not a layout's index.json: wrap
+            // it as a layout would, so that its manifests are chosen by
+            // platform (select_manifest takes a lone manifest entry as is).
+            select::select_manifest(&set, &ImageIndex::new(vec![top]), platform)?
         };
         if set.is_absent(&selected.manifest.config) {
             bail!(

@@ -21,8 +21,9 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use kiln_oci::blob_set::{BlobSet, Link};
 use kiln_oci::{Digest, Layout, Sources};
-use kiln_testsupport::{files, layer_fixture, sibling_bin};
+use kiln_testsupport::{files, layer_fixture, run_kiln_image, sibling_bin};
 use serde_json::json;
 use support::{Action, Proxy, Registry};
 
@@ -77,8 +78,8 @@ fn layer(dir: &Path, arch: &str) -> serde_json::Value {
 }
 
 /// kiln-image on `base` for `platform`, as the kiln_image rule runs it;
-/// the layout is `<name>_layout`.
-fn image(dir: &Path, name: &str, base: &str, platform: &str, docker_config: &Path) {
+/// the layout (what the oci_layout output group writes) is `<name>_layout`.
+fn image(dir: &Path, name: &str, base: &str, platform: &str, _docker_config: &Path) {
     let arch = platform.split('/').nth(1).unwrap();
     let spec = json!({
         // The same target for every image: it is part of the config's history.
@@ -87,39 +88,24 @@ fn image(dir: &Path, name: &str, base: &str, platform: &str, docker_config: &Pat
         "layers": [layer(dir, arch)],
         "platform": platform.parse::<kiln_oci::Platform>().unwrap(),
         "config": {"entrypoint": ["/app/hello"], "env": [["PATH", "$PATH:/app"]]},
-        "ref_name": "latest",
     });
-    fs::write(dir.join(format!("{name}.spec.json")), spec.to_string()).unwrap();
-    let layout = format!("{name}_layout");
-    let outputs: Vec<String> = ["config.json", "digest", "descriptor.json", "listing.json"]
-        .iter()
-        .map(|f| format!("{name}.{f}"))
-        .collect();
-    ok(tool(
-        "kiln-image",
-        dir,
-        &[
-            "--spec",
-            &format!("{name}.spec.json"),
-            "--layout",
-            &layout,
-            "--config",
-            &outputs[0],
-            "--digest",
-            &outputs[1],
-            "--descriptor",
-            &outputs[2],
-            "--listing",
-            &outputs[3],
-        ],
-        docker_config,
-    ));
+    let bin = sibling_bin(env!("CARGO_BIN_EXE_kiln-push"), "kiln-image");
+    ok(run_kiln_image(bin.to_str().unwrap(), dir, name, &spec, &[]));
 }
 
-/// kiln-index of `images` (layout directories) into `<name>_layout`.
+/// kiln-index of `images` (image layouts `<image>_layout`, whose manifest
+/// descriptors are `<image>.descriptor.json`) into `<name>_layout`, as the
+/// image_index rule and its oci_layout output group make it.
 fn index(dir: &Path, name: &str, images: &[&str], docker_config: &Path) {
-    let images: Vec<_> = images.iter().map(|l| json!({"layout": l})).collect();
-    let spec = json!({"target": "//app:index", "images": images, "ref_name": "v1"});
+    let stems: Vec<&str> = images
+        .iter()
+        .map(|l| l.strip_suffix("_layout").expect("an image layout"))
+        .collect();
+    let descriptors: Vec<_> = stems
+        .iter()
+        .map(|s| json!({"descriptor": format!("{s}.descriptor.json")}))
+        .collect();
+    let spec = json!({"target": "//app:index", "images": descriptors});
     fs::write(dir.join(format!("{name}.spec.json")), spec.to_string()).unwrap();
     ok(tool(
         "kiln-index",
@@ -127,13 +113,24 @@ fn index(dir: &Path, name: &str, images: &[&str], docker_config: &Path) {
         &[
             "--spec",
             &format!("{name}.spec.json"),
-            "--layout",
-            &format!("{name}_layout"),
+            "--index",
+            &format!("{name}.index.json"),
+            "--descriptor",
+            &format!("{name}.descriptor.json"),
             "--digest",
             &format!("{name}.digest"),
         ],
         docker_config,
     ));
+    let set = json!({
+        "target": "//app:index",
+        "top": {"blob": format!("{name}.index.json"), "descriptor": format!("{name}.descriptor.json")},
+        "layouts": images,
+        "ref_name": "v1",
+    });
+    let set = BlobSet::from_spec(serde_json::from_value(set).unwrap(), dir).unwrap();
+    set.write_layout(&dir.join(format!("{name}_layout")), Link::HardOrCopy)
+        .unwrap();
 }
 
 fn push(dir: &Path, layout: &str, repository: &str, docker_config: &Path) -> Output {

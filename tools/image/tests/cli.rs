@@ -5,38 +5,19 @@ use std::fs;
 use std::path::Path;
 use std::process::Output;
 
-use kiln_oci::{
-    canonical, media_types, sha256_bytes, sha256_file, LayerDescriptor, Layout, ListingEntry,
-};
+use kiln_oci::{media_types, sha256_bytes, sha256_file, Layout, ListingEntry};
 use serde_json::{json, Value};
 
 /// Writes a fake layer (the image tool never looks inside blobs).
 fn layer(dir: &Path, name: &str, listing: Value) -> Value {
-    let blob = dir.join(format!("{name}.tar.gz"));
     let bytes = format!("layer {name}").into_bytes();
-    fs::write(&blob, &bytes).unwrap();
-    let desc = LayerDescriptor {
-        media_type: media_types::OCI_LAYER_TAR_GZIP.into(),
-        digest: sha256_bytes(&bytes),
-        size: bytes.len() as u64,
-        diff_id: sha256_bytes(name.as_bytes()),
-        uncompressed_size: name.len() as u64,
-    };
-    fs::write(
-        dir.join(format!("{name}.json")),
-        canonical::to_vec(&desc).unwrap(),
+    kiln_testsupport::write_layer(
+        dir,
+        name,
+        &bytes,
+        (sha256_bytes(name.as_bytes()), name.len() as u64),
+        &listing,
     )
-    .unwrap();
-    fs::write(
-        dir.join(format!("{name}.listing.json")),
-        listing.to_string(),
-    )
-    .unwrap();
-    json!({
-        "blob": format!("{name}.tar.gz"),
-        "descriptor": format!("{name}.json"),
-        "listing": format!("{name}.listing.json"),
-    })
 }
 
 fn run(dir: &Path, name: &str, spec: Value) -> Output {

@@ -83,7 +83,7 @@ measure() {
     local wall rss
     wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$work/time")
     rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time")
-    rows+=("$name|$wall|$rss")
+    rows+=("$name"$'\t'"$wall"$'\t'"$rss")
     [ "$name" = "GNU tar | gzip -6 | sha256sum (both streams)" ] && gnu=$wall
     return 0
 }
@@ -93,25 +93,25 @@ bazel_row() { # NAME TARGET: a clean rebuild of TARGET (warm server, tools built
     s=$(date +%s.%N)
     kb build --repo_env=KILN_CARGO_TARGET_DIR="$CARGO_TARGET_DIR" "$2" >"$work/b.log" 2>&1 || { tail -20 "$work/b.log"; exit 1; }
     e=$(date +%s.%N)
-    rows+=("$1|$(echo "$e - $s" | bc -l)|")
+    rows+=("$1"$'\t'"$(echo "$e - $s" | bc -l)"$'\t')
 }
-pipe() { bash -o pipefail -c "$1"; }
+pipe=(bash -o pipefail -c)
 tarcmd="tar --sort=name -C '$ws' -cf - data"
 
 measure "kiln-layer gzip -6 (direct)" "$layer" --spec "$work/gzip.json" --blob "$work/k.tar.gz" --descriptor "$work/k.json" --listing "$work/k.l.json"
 measure "kiln-layer zstd -3 (direct)" "$layer" --spec "$work/zstd.json" --blob "$work/k.tar.zst" --descriptor "$work/kz.json" --listing "$work/kz.l.json"
 bazel_row "bazel build container_layer gzip" //:layer
 bazel_row "bazel build container_layer zstd" //:layer_zstd
-measure "GNU tar | gzip -6 | sha256sum (both streams)" pipe "$tarcmd | tee >(sha256sum >'$work/t.sha') | gzip -6 -n | tee '$work/t.tar.gz' | sha256sum"
-measure "tar | pigz -6 | sha256sum (both streams)" pipe "$tarcmd | tee >(sha256sum >'$work/p.sha') | pigz -6 -n | tee '$work/p.tar.gz' | sha256sum"
-measure "tar | zstd -3 -T0 | sha256sum (both streams)" pipe "$tarcmd | tee >(sha256sum >'$work/z.sha') | zstd -q -3 -T0 | tee '$work/z.tar.zst' | sha256sum"
-measure "floor: tar | sha256sum" pipe "$tarcmd | sha256sum"
+measure "GNU tar | gzip -6 | sha256sum (both streams)" "${pipe[@]}" "$tarcmd | tee >(sha256sum >'$work/t.sha') | gzip -6 -n | tee '$work/t.tar.gz' | sha256sum"
+measure "tar | pigz -6 | sha256sum (both streams)" "${pipe[@]}" "$tarcmd | tee >(sha256sum >'$work/p.sha') | pigz -6 -n | tee '$work/p.tar.gz' | sha256sum"
+measure "tar | zstd -3 -T0 | sha256sum (both streams)" "${pipe[@]}" "$tarcmd | tee >(sha256sum >'$work/z.sha') | zstd -q -3 -T0 | tee '$work/z.tar.zst' | sha256sum"
+measure "floor: tar | sha256sum" "${pipe[@]}" "$tarcmd | sha256sum"
 
 echo "input: $files files, $((total / 1048576)) MiB (workload.py $mib); $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 printf '| %-46s | %8s | %7s | %7s | %12s |\n' "path" "time s" "MB/s" "x GNU" "peak RSS MiB"
 printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..48})" "----------" "---------" "---------" "--------------"
 for r in "${rows[@]}"; do
-    IFS='|' read -r name wall rss <<<"$r"
+    IFS=$'\t' read -r name wall rss <<<"$r"
     printf '| %-46s | %8.2f | %7.1f | %7.2f | %12s |\n' "$name" "$wall" "$(echo "$total / 1000000 / $wall" | bc -l)" \
         "$(echo "$wall / $gnu" | bc -l)" "$([ -n "$rss" ] && echo $((rss / 1024)) || echo "(in Bazel)")"
 done

@@ -76,7 +76,16 @@ cache_bytes() {
 # "INFO: N processes: A remote cache hit, B internal, C linux-sandbox." (internal
 # ones do not execute anything).
 executed_actions() {
-    grep -E '^INFO: [0-9]+ process' "$1" | tail -1 |
-        tr ',' '\n' | grep -vE 'remote cache hit|internal|disk cache hit|INFO: [0-9]+ processes?:? *$' |
-        grep -oE '[0-9]+ (linux-sandbox|local|processwrapper-sandbox|sandbox|worker|remote)' | awk '{ n += $1 } END { print n + 0 }'
+    # One awk (no grep in a pipeline): a summary with no executed kind must
+    # give 0, not a failed pipeline under `set -o pipefail`.
+    awk '/^INFO: [0-9]+ process/ { line = $0 }
+        END {
+            sub(/^INFO: [0-9]+ processes?:? */, "", line)
+            k = split(line, parts, ", "); n = 0
+            for (i = 1; i <= k; i++)
+                if (parts[i] !~ /cache hit|internal/ && parts[i] ~ /^[0-9]+ (linux-sandbox|local|processwrapper-sandbox|sandbox|worker|remote)/) {
+                    split(parts[i], w, " "); n += w[1]
+                }
+            print n
+        }' "$1"
 }

@@ -34,6 +34,7 @@ kb() {
 cleanup() {
     docker rmi --force "$app" "$base" kiln-load-bench/plain:latest >/dev/null 2>&1 || true
     kb shutdown >/dev/null 2>&1 || true
+    if [ -d "$work/ob-examples" ]; then (cd "$work/examples" && bazel --output_base="$work/ob-examples" shutdown >/dev/null 2>&1) || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -78,5 +79,22 @@ tarball="$(kb info bazel-bin 2>/dev/null)/app.tar"
 docker rmi --force "$app" >/dev/null 2>&1
 t=$(seconds docker load -i "$tarball")
 row "plain: docker load -i app.tar (every layer, every time)" "$t" "$(stat -c %s "$tarball" | numfmt --to=iec) tarball"
-t=$(seconds docker tag "$app" kiln-load-bench/plain:latest)
+# The image `docker load -i` just loaded ("Loaded image: NAME" or "Loaded image ID: ID").
+loaded=$(grep -m1 '^Loaded image' "$work/log" | sed 's/^Loaded image[^:]*: //')
+t=$(seconds docker tag "$loaded" kiln-load-bench/plain:latest)
 row "limit: docker tag (what an unchanged load must do)" "$t"
+
+# `make oci-load` of the seven example services (examples/: one `bazel run
+# //dev:oci_load`), the first time and then unchanged.
+# shellcheck source=e2e/lib/monorepo.sh
+source e2e/lib/monorepo.sh
+mono_workspace "$work/examples"
+make_oci_load() {
+    (cd "$work/examples" && make -s oci-load BAZEL="bazel --output_base=$work/ob-examples" \
+        BAZEL_FLAGS="--repo_env=KILN_CARGO_TARGET_DIR=$KILN_CARGO_TARGET_DIR")
+}
+make_oci_load >/dev/null 2>&1
+for run in 1 2 3; do
+    t=$(seconds make_oci_load)
+    printf '%-58s %6.2f s            %s\n' "make oci-load, seven services unchanged (run $run)" "$t" "$(said)"
+done

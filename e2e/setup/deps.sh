@@ -29,6 +29,8 @@ need nginx nginx
 # The hostile suite: a test CA, and the tools' maximum RSS.
 need openssl openssl
 need /usr/bin/time time
+# kiln-load's containerd client compiles containerd's .proto files (cargo build).
+need protoc protobuf-compiler
 if [ -n "$missing" ]; then
     [ "$(id -u)" = 0 ] || { echo "deps: missing:$missing (run as root to install them)" >&2; exit 1; }
     echo "deps: installing$missing" >&2

@@ -17,7 +17,7 @@ set -eu
 
 root="${KILN_BAZEL_ROOT:-/opt/kiln-bazel-sid}"
 mirror="http://deb.debian.org/debian"
-packages="bazel-bootstrap ca-certificates git golang-go crane skopeo"
+packages="bazel-bootstrap ca-certificates git golang-go crane skopeo protobuf-compiler"
 apt_opts="-o Acquire::Check-Valid-Until=false -o Acquire::Retries=3"
 
 say() { printf 'install-bazel: %s\n' "$*" >&2; }

@@ -8,6 +8,7 @@ suite_load() {
     suite_load_example
     suite_load_incremental
     suite_load_podman
+    suite_load_containerd
 }
 
 suite_load_example() {
@@ -171,4 +172,66 @@ suite_load_podman() {
     tags_full=$(podman image inspect "$config" --format '{{range .RepoTags}}{{.}} {{end}}' 2>&1 | tr ' ' '\n' | sort | paste -sd' ')
     expect_eq "load: podman: RepoTags equal a full load's" "$tags_full" "$tags_inc"
     podman rmi --force "$config" >/dev/null 2>&1
+}
+
+# containerd's content API (what Docker's containerd image store gets, and
+# `--containerd SOCKET` for containerd itself): Docker 20.10 here has the
+# classic store, so these checks load into the containerd that runs under
+# Docker, in a namespace of their own, and check the result with ctr.
+suite_load_containerd() {
+    local socket="" s
+    for s in /run/containerd/containerd.sock /var/run/docker/containerd/containerd.sock; do
+        [ -S "$s" ] && { socket=$s; break; }
+    done
+    if ! command -v ctr >/dev/null 2>&1 || [ -z "$socket" ]; then
+        skip "load: containerd: content API import" "no ctr or no containerd socket (Docker's containerd package has both)"
+        return
+    fi
+    load_ws || { fail "load: the incremental-load workspace is written (go build)"; return; }
+    local ns="kiln-e2e-$LOAD_NAME" app="kiln-load-$LOAD_NAME/app" bin manifest kiln_load out total
+    if ! (cd "$LOAD_WS" && kbazel load build --output_groups=+oci_layout //:app >/dev/null 2>&1) || ! cargo build -q -p kiln-load 2>/dev/null; then
+        fail "load: containerd: kiln-load and the image build"
+        return
+    fi
+    kiln_load="${CARGO_TARGET_DIR:-$KILN_ROOT/target}/debug/kiln-load"
+    bin="$(cd "$LOAD_WS" && kbazel load info bazel-bin 2>/dev/null)"
+    ctrd() { ctr -a "$socket" -n "$ns" "$@"; }
+    cimport() { out=$("$kiln_load" --layout "$bin/app.oci" --containerd "$socket" --namespace "$ns" "$@" 2>&1); }
+    manifest=$(jq -r '.manifests[0].digest' "$bin/app.oci/index.json")
+    total=$(($(jq '.layers | length' "$bin/app.oci/blobs/sha256/${manifest#sha256:}") + 2))
+
+    if cimport --tag "$app:ctrd"; then
+        expect_eq "load: containerd: a first import writes every blob (manifest, config, layers)" \
+            "wrote $total blob(s), 0 already present" "$(grep -o 'wrote [0-9]* blob(s) ([0-9]* bytes), [0-9]* already present' <<<"$out" | sed -E 's/ \([0-9]+ bytes\)//')"
+    else
+        fail "load: containerd: a first import" "$out"
+    fi
+    expect_eq "load: containerd: ctr images ls: the tag names the built manifest" "$manifest" \
+        "$(ctrd images ls | awk -v n="docker.io/$app:ctrd" '$1 == n { print $3 }')"
+    # ctr counts the config and the layers.
+    check "load: containerd: ctr images check: complete" \
+        bash -c "ctr -a '$socket' -n '$ns' images check | grep -F 'docker.io/$app:ctrd' | grep -q 'complete ($((total - 1))/$((total - 1)))'"
+    expect_eq "load: containerd: no lease is left behind" "" "$(ctrd leases ls -q | grep kiln-load || true)"
+    if cimport --tag "$app:ctrd2"; then
+        expect_eq "load: containerd: an unchanged image writes nothing" \
+            "wrote 0 blob(s), $total already present" "$(grep -o 'wrote [0-9]* blob(s) ([0-9]* bytes), [0-9]* already present' <<<"$out" | sed -E 's/ \([0-9]+ bytes\)//')"
+    else
+        fail "load: containerd: an unchanged image" "$out"
+    fi
+    set_top "$LOAD_WS"
+    if (cd "$LOAD_WS" && kbazel load build --output_groups=+oci_layout //:app >/dev/null 2>&1) && cimport --tag "$app:ctrd"; then
+        # The new top layer, the config and the manifest; the bottom layers are there.
+        expect_eq "load: containerd: after a top layer change only the new blobs are written" \
+            "wrote 3 blob(s)" "$(grep -o 'wrote [0-9]* blob(s)' <<<"$out")"
+        manifest=$(jq -r '.manifests[0].digest' "$bin/app.oci/index.json")
+        expect_eq "load: containerd: the tag moved to the new manifest" "$manifest" \
+            "$(ctrd images ls | awk -v n="docker.io/$app:ctrd" '$1 == n { print $3 }')"
+    else
+        fail "load: containerd: import after a top layer change" "$out"
+    fi
+    # containerd unpacks and runs it (native snapshotter: no overlay needed).
+    out=$(timeout 120 ctr -a "$socket" -n "$ns" run --rm --snapshotter native "docker.io/$app:ctrd" "kiln-$LOAD_NAME" 2>&1)
+    expect_eq "load: containerd: ctr run of the imported image prints the built top.txt" \
+        "hello from kiln $(head -c 16 "$LOAD_WS/top.txt")" "$(tr '\n' ' ' <<<"$out" | sed 's/ $//')"
+    ctrd images rm "docker.io/$app:ctrd" "docker.io/$app:ctrd2" >/dev/null 2>&1
 }

@@ -35,15 +35,22 @@ image_load = rule(
 For an image_index, the image for the machine's own platform is loaded
 (`-- --platform linux/arm64` picks another). `-- --tag REPO:TAG` replaces `repo_tags`.
 
-The load is incremental and says which of three it did:
+The load is incremental and says which it did:
 - **tag only**: the engine already has the image (Docker: an image whose ID is the
   config digest; podman: `podman image exists`), so only `repo_tags` are set;
 - **incremental**: Docker's classic image store has the bottom layers (by chain ID),
   so only the layers above them are sent, in a docker-save tarball that leaves out
   the others' `layer.tar` (rules_docker's incremental loader);
+- **containerd import**: Docker's containerd image store, when the containerd socket
+  that `docker info` names is reachable: only the blobs containerd lacks are written
+  through its content API, and each tag becomes an image record in Docker's namespace;
 - **full**: every layer is sent. This is also what happens when an incremental load
   fails because the engine dropped a layer meanwhile, and on Docker's containerd
-  image store, whose `docker load` imports every blob (with a one-line notice).
+  image store when its socket is not reachable (with a one-line notice).
+
+`-- --containerd SOCKET [--namespace NAME]` loads into containerd itself instead
+(e.g. `/run/containerd/containerd.sock` and `k8s.io` for a local Kubernetes), the same
+way: only the blobs it lacks.
 
 The result is the same as a full load: the same image ID (the config digest) and tags.""",
     attrs = dict(STAMP_ATTRS, **{

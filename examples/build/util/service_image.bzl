@@ -24,5 +24,7 @@ def service_image(name, binary, **kwargs):
         ports = kwargs.pop("ports", ["8080/tcp"]),
         repository = kwargs.pop("repository", "127.0.0.1:5000/kiln/" + name),
         local_tag = kwargs.pop("local_tag", "kiln/%s:dev" % name),
+        # The monorepo's own aggregates (//dev:oci_load) use every service.
+        visibility = kwargs.pop("visibility", ["//:__subpackages__"]),
         **kwargs
     )

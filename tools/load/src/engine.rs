@@ -169,6 +169,9 @@ fn parse_kind(version: &str) -> Kind {
     }
 }
 
+/// The containerd namespace Docker uses unless `docker info` names another.
+pub const DOCKER_NAMESPACE: &str = "moby";
+
 /// How a Docker daemon stores images, which decides what an incremental
 /// load can skip.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,8 +182,12 @@ pub enum Store {
     Classic,
     /// The containerd image store (Docker 24+ with snapshotters): `docker
     /// load` imports every blob. `address` is the containerd socket the
-    /// daemon reports (`docker info`'s Containerd.Address), when it does.
-    Containerd { address: Option<PathBuf> },
+    /// daemon reports (`docker info`'s Containerd.Address), when it does;
+    /// `namespace` the one its images live in (Containerd.Namespaces).
+    Containerd {
+        address: Option<PathBuf>,
+        namespace: String,
+    },
 }
 
 /// Asks the daemon which image store it has (`docker info`, read as JSON:
@@ -214,6 +221,14 @@ fn parse_store(info: &[u8]) -> anyhow::Result<Store> {
     struct Containerd {
         #[serde(default)]
         address: String,
+        #[serde(default)]
+        namespaces: Option<Namespaces>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Namespaces {
+        #[serde(default)]
+        containers: String,
     }
     let info: Info = serde_json::from_slice(info)?;
     let snapshotter = info
@@ -225,12 +240,22 @@ fn parse_store(info: &[u8]) -> anyhow::Result<Store> {
     if !snapshotter {
         return Ok(Store::Classic);
     }
-    let address = info
-        .containerd
-        .map(|c| c.address)
-        .filter(|a| !a.is_empty())
-        .map(PathBuf::from);
-    Ok(Store::Containerd { address })
+    let (address, namespace) = match info.containerd {
+        Some(c) => (
+            Some(c.address).filter(|a| !a.is_empty()).map(PathBuf::from),
+            c.namespaces.map(|n| n.containers).unwrap_or_default(),
+        ),
+        None => (None, String::new()),
+    };
+    Ok(Store::Containerd {
+        address,
+        // Docker keeps its images in the namespace of its containers.
+        namespace: if namespace.is_empty() {
+            DOCKER_NAMESPACE.to_string()
+        } else {
+            namespace
+        },
+    })
 }
 
 /// `podman image exists REFERENCE`: exit 0 when it has it, 1 when not.
@@ -419,17 +444,21 @@ mod tests {
         // Docker 20.10 through a newer CLI: no DriverStatus, no Containerd.
         let old = br#"{"Driver":"fuse-overlayfs","DriverStatus":null,"Containerd":null}"#;
         assert_eq!(parse_store(old).unwrap(), Store::Classic);
-        let containerd = br#"{"Driver":"overlayfs","DriverStatus":[["driver-type","io.containerd.snapshotter.v1"]],"Containerd":{"Address":"/run/containerd/containerd.sock","Namespaces":{"Containers":"moby"}}}"#;
+        let containerd = br#"{"Driver":"overlayfs","DriverStatus":[["driver-type","io.containerd.snapshotter.v1"]],"Containerd":{"Address":"/run/containerd/containerd.sock","Namespaces":{"Containers":"moby-other"}}}"#;
         assert_eq!(
             parse_store(containerd).unwrap(),
             Store::Containerd {
-                address: Some(PathBuf::from("/run/containerd/containerd.sock"))
+                address: Some(PathBuf::from("/run/containerd/containerd.sock")),
+                namespace: "moby-other".to_string(),
             }
         );
         let no_address = br#"{"DriverStatus":[["driver-type","io.containerd.snapshotter.v1"]]}"#;
         assert_eq!(
             parse_store(no_address).unwrap(),
-            Store::Containerd { address: None }
+            Store::Containerd {
+                address: None,
+                namespace: DOCKER_NAMESPACE.to_string(),
+            }
         );
         assert!(parse_store(b"not json").is_err());
     }

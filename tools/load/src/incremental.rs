@@ -6,15 +6,21 @@
 //! - **incremental**: Docker's classic store has the bottom layers (by chain
 //!   ID), so a docker-save tarball without their `layer.tar` files is sent
 //!   (what rules_docker's incremental loader did);
+//! - **containerd import**: Docker's containerd image store, whose socket is
+//!   here: the blobs containerd lacks are written through its content API
+//!   and the tags are its image records (src/containerd.rs);
 //! - **full**: everything is sent. Also what a failed incremental load falls
-//!   back to (the engine dropped a layer since it was asked).
+//!   back to (the engine dropped a layer since it was asked), and what the
+//!   containerd store gets when its socket is not reachable (with a notice).
 
 use std::ffi::OsStr;
+use std::path::Path;
 
 use anyhow::Context;
 use kiln_oci::reference::TaggedName;
 use kiln_oci::{Descriptor, Layout};
 
+use crate::containerd;
 use crate::engine::{self, Kind, Store};
 use crate::legacy::{chain_ids, Image, LegacyArchive};
 use crate::{load, plan, Format, Tarball};
@@ -23,8 +29,31 @@ use crate::{load, plan, Format, Tarball};
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
     Tagged,
-    Incremental { sent: usize, skipped: usize },
+    Incremental {
+        sent: usize,
+        skipped: usize,
+    },
+    /// Written into containerd's content store (only what it lacked).
+    Imported(containerd::Imported),
     Full,
+}
+
+/// The one line saying what a containerd import did.
+pub fn report_import(
+    done: &containerd::Imported,
+    socket: &Path,
+    namespace: &str,
+    names: &[String],
+) {
+    eprintln!(
+        "kiln-load: containerd import: wrote {} blob(s) ({} bytes), {} already present, \
+         into {} namespace {namespace}; tagged {}",
+        done.written,
+        done.written_bytes,
+        done.present,
+        socket.display(),
+        names.join(", ")
+    );
 }
 
 pub fn incremental_load(
@@ -40,6 +69,7 @@ pub fn incremental_load(
     let total = info.diff_ids.len();
     let config = info.config_digest().to_string();
     let names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    let normalized: Vec<String> = tags.iter().map(|t| t.normalized()).collect();
     let full = |why: &str| -> anyhow::Result<Outcome> {
         eprintln!("kiln-load: full load: all {total} layers ({why})");
         load(
@@ -89,10 +119,34 @@ pub fn incremental_load(
     }
     match engine::store(cli)? {
         Store::Classic => {}
-        Store::Containerd { .. } => {
+        Store::Containerd {
+            address: Some(socket),
+            namespace,
+        } if socket.exists() => {
+            // containerd's content API: only the blobs it lacks are written,
+            // and the image records Docker lists are the tags.
+            match containerd::import(&socket, &namespace, layout, image, &normalized) {
+                Ok(done) => {
+                    report_import(&done, &socket, &namespace, &names);
+                    return Ok(Outcome::Imported(done));
+                }
+                Err(e) => {
+                    eprintln!("kiln-load: notice: containerd import failed ({e:#})");
+                    return full(&format!(
+                        "{shown} uses the containerd image store, whose `docker load` imports every layer"
+                    ));
+                }
+            }
+        }
+        Store::Containerd { address, .. } => {
+            let why = match address {
+                Some(socket) => format!("its containerd socket {} is not here", socket.display()),
+                None => "`docker info` names no containerd socket".to_string(),
+            };
+            eprintln!("kiln-load: notice: {shown} uses the containerd image store and {why}: sending every layer");
             return full(&format!(
                 "{shown} uses the containerd image store, whose `docker load` imports every layer"
-            ))
+            ));
         }
     }
 

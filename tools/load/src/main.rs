@@ -4,6 +4,7 @@
 //! Contract: docs/internals.md, section kiln-load.
 
 mod archive;
+mod containerd;
 mod engine;
 mod incremental;
 mod layer;
@@ -59,6 +60,19 @@ struct Cli {
     /// image store; other engines get a full load).
     #[arg(long)]
     incremental: bool,
+    /// Load into containerd at this socket through its content API (only the
+    /// blobs it lacks are written; each tag becomes an image record), instead
+    /// of into docker or podman.
+    #[arg(long, value_name = "SOCKET")]
+    containerd: Option<PathBuf>,
+    /// containerd namespace for --containerd (Docker's is `moby`, k3s's `k8s.io`).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "default",
+        requires = "containerd"
+    )]
+    namespace: String,
     /// Bazel status file whose `KEY value` lines fill `{KEY}` in tags (repeatable).
     #[arg(long = "stamp", value_name = "FILE")]
     stamps: Vec<PathBuf>,
@@ -163,6 +177,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
+    if let Some(socket) = cli.containerd.as_deref() {
+        if run_flags.is_some() {
+            bail!("--run-flags runs the image with docker or podman; it does not apply to --containerd");
+        }
+        let names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        let normalized: Vec<String> = tags.iter().map(|t| t.normalized()).collect();
+        let done = containerd::import(socket, &cli.namespace, &layout, &image, &normalized)
+            .with_context(in_layout)?;
+        incremental::report_import(&done, socket, &cli.namespace, &names);
+        return Ok(ExitCode::SUCCESS);
+    }
     let engine = engine::find_cli()?;
     if cli.incremental {
         incremental::incremental_load(&engine, &layout, &image, &tags, cli.format)?;

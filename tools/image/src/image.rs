@@ -13,7 +13,7 @@ use serde_json::Value;
 use kiln_oci::atomic::AtomicFile;
 use kiln_oci::blob_set::BlobSet;
 use kiln_oci::compression::{read_up_to, Compression, MAGIC_LEN};
-use kiln_oci::docker_archive::TarFile;
+use kiln_oci::docker_archive::{blob_name, TarFile};
 use kiln_oci::media_types;
 use kiln_oci::select::{self, BlobStore};
 use kiln_oci::{
@@ -379,7 +379,7 @@ fn import_docker_layer(
 /// Copies one blob of an OCI layout packed in a tarball into the layout,
 /// checking size and digest on the way.
 fn import_tar_blob(writer: &LayoutWriter, tar: &TarFile, d: &Descriptor) -> anyhow::Result<()> {
-    let (mut reader, size) = tar.open_member(&TarFile::blob_name(&d.digest))?;
+    let (mut reader, size) = tar.open_member(&blob_name(&d.digest))?;
     if size != d.size {
         bail!(
             "blob {} has {size} bytes but its descriptor says {}",

@@ -1,7 +1,9 @@
-//! The docker-save tarball: an OCI layout (`oci-layout`, `index.json`,
-//! `blobs/sha256/*`) plus Docker's `manifest.json`, so that both Docker's
-//! classic loader (which reads only manifest.json, e.g. Docker 20.10) and
-//! OCI-aware loaders (containerd-backed Docker, podman) can read it.
+//! The compressed docker-save tarball: an OCI layout (`oci-layout`,
+//! `index.json`, `blobs/sha256/*`) plus Docker's `manifest.json`, so that
+//! both Docker's classic loader (which reads only manifest.json, e.g. Docker
+//! 20.10) and OCI-aware loaders (containerd-backed Docker, podman) can read
+//! it. The format (names, documents, member writing) is
+//! kiln_oci::docker_archive's; this plans what goes in and checks it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -9,16 +11,10 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use kiln_oci::media_types;
+use kiln_oci::docker_archive::writer::{encode_index, encode_manifest};
+use kiln_oci::docker_archive::{tagged_index, ArchiveWriter, DockerSaveImage};
 use kiln_oci::reference::TaggedName;
-use kiln_oci::tar_writer::{append_bytes, append_dir, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
-use kiln_oci::{canonical, Descriptor, Digest, ImageIndex, ImageManifest, Layout};
-use tar::Builder;
-
-use crate::layer::append_hashed;
-
-/// containerd's annotation for an image's full name.
-pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
+use kiln_oci::{Descriptor, Digest, ImageManifest, Layout};
 
 /// A blob to copy from the layout into the tarball.
 #[derive(Debug, Clone)]
@@ -36,10 +32,6 @@ pub struct Archive {
     index_json: Vec<u8>,
     manifest_json: Vec<u8>,
     zstd_layers: bool,
-}
-
-fn blob_name(d: &Digest) -> String {
-    format!("blobs/sha256/{}", d.hex())
 }
 
 impl Archive {
@@ -78,35 +70,14 @@ impl Archive {
             );
         }
 
-        // Docker's classic format. RepoTags as the user wrote them: Docker
-        // normalises them itself.
-        let manifest_json = canonical::to_vec(&serde_json::json!([{
-            "Config": blob_name(&manifest.config.digest),
-            "RepoTags": tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
-            "Layers": manifest.layers.iter().map(|l| blob_name(&l.digest)).collect::<Vec<_>>(),
-        }]))?;
-
-        // One entry per tag, all for the same manifest: an annotation holds a
-        // single name. containerd wants the normalised name; the OCI ref name
-        // is the reference as given (a full reference is allowed there, and
-        // podman reads it as the image's name).
-        let entries = tags
-            .iter()
-            .map(|t| {
-                let mut d = Descriptor::new(
-                    manifest_desc.media_type.clone(),
-                    manifest_desc.digest.clone(),
-                    manifest_desc.size,
-                );
-                d.platform = manifest_desc.platform.clone();
-                d.annotations = Some(BTreeMap::from([
-                    (ANNOTATION_CONTAINERD_NAME.to_string(), t.normalized()),
-                    (media_types::ANNOTATION_REF_NAME.to_string(), t.to_string()),
-                ]));
-                d
-            })
-            .collect();
-        let index_json = canonical::to_vec(&ImageIndex::new(entries))?;
+        // Docker's classic loader reads manifest.json; OCI-aware ones the
+        // index, one entry per tag.
+        let manifest_json = encode_manifest(&[DockerSaveImage::oci(
+            &manifest.config.digest,
+            &manifest.layers,
+            tags,
+        )])?;
+        let index_json = encode_index(&tagged_index(manifest_desc, tags))?;
 
         Ok(Archive {
             blobs: blobs.into_values().collect(),
@@ -140,16 +111,14 @@ impl Archive {
     /// before manifest.json is written, so a reader never sees a complete
     /// image built from corrupt data.
     pub fn write<W: Write>(&self, out: W) -> anyhow::Result<W> {
-        let mut b = Builder::new(out);
-        append_dir(&mut b, "blobs/", DEFAULT_DIR_MODE).context("writing the tarball")?;
-        append_dir(&mut b, "blobs/sha256/", DEFAULT_DIR_MODE).context("writing the tarball")?;
+        let mut w = ArchiveWriter::new(out);
+        w.blob_dirs().context("writing the tarball")?;
         for blob in &self.blobs {
             let file = File::open(&blob.path)
                 .with_context(|| format!("opening blob {}", blob.path.display()))?;
-            let actual = append_hashed(&mut b, &blob_name(&blob.digest), blob.size, file)
-                .with_context(|| {
-                    format!("copying blob {} into the tarball", blob.path.display())
-                })?;
+            let actual = w.blob(&blob.digest, blob.size, file).with_context(|| {
+                format!("copying blob {} into the tarball", blob.path.display())
+            })?;
             if actual != blob.digest {
                 bail!(
                     "blob {} is corrupt: its content has digest {actual}",
@@ -157,23 +126,12 @@ impl Archive {
                 );
             }
         }
-        append_bytes(&mut b, "index.json", DEFAULT_FILE_MODE, &self.index_json)
+        w.index_json(&self.index_json)
             .context("writing the tarball")?;
-        append_bytes(
-            &mut b,
-            "manifest.json",
-            DEFAULT_FILE_MODE,
-            &self.manifest_json,
-        )
-        .context("writing the tarball")?;
-        append_bytes(
-            &mut b,
-            "oci-layout",
-            DEFAULT_FILE_MODE,
-            media_types::OCI_LAYOUT_FILE.as_bytes(),
-        )
-        .context("writing the tarball")?;
-        b.into_inner().context("finishing the tarball")
+        w.manifest_json(&self.manifest_json)
+            .context("writing the tarball")?;
+        w.oci_layout().context("writing the tarball")?;
+        w.finish().context("finishing the tarball")
     }
 }
 
@@ -182,7 +140,8 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    use kiln_oci::{sha256_bytes, LayoutWriter, Platform};
+    use kiln_oci::docker_archive::blob_name;
+    use kiln_oci::{canonical, media_types, sha256_bytes, LayoutWriter, Platform};
 
     struct Fixture {
         _dir: tempfile::TempDir,

@@ -7,7 +7,6 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use kiln_oci::compression::{read_up_to, Compression as Detected, MAGIC_LEN};
-use kiln_oci::digest::HashingReader;
 use kiln_oci::{Digest, HashingWriter};
 
 /// How a layer blob is compressed, told by its first bytes (not its media
@@ -58,25 +57,6 @@ pub fn measure(path: &Path, compression: Compression) -> anyhow::Result<(Digest,
         .with_context(|| format!("decompressing {}", path.display()))?;
     let (_, digest, size) = hash.finish();
     Ok((digest, size))
-}
-
-/// Appends `reader` to the tarball as a `size`-byte file (mode 0644) and
-/// returns the sha256 of what was copied, for the caller to check.
-pub fn append_hashed<W: io::Write>(
-    b: &mut tar::Builder<W>,
-    name: &str,
-    size: u64,
-    reader: impl Read,
-) -> io::Result<Digest> {
-    let mut reader = HashingReader::new(reader);
-    kiln_oci::tar_writer::append_file(
-        b,
-        name,
-        kiln_oci::tar_writer::DEFAULT_FILE_MODE,
-        size,
-        &mut reader,
-    )?;
-    Ok(reader.finish().1)
 }
 
 #[cfg(test)]

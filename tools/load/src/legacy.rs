@@ -3,7 +3,9 @@
 //! `manifest.json` and `repositories`, and no OCI index. Every engine that
 //! has ever loaded `docker save` output reads it (Docker 1.10+, podman,
 //! skopeo's `docker-archive:`), and an incremental load leaves out the
-//! `layer.tar` files the engine already has.
+//! `layer.tar` files the engine already has. The format (names, documents,
+//! member writing) is kiln_oci::docker_archive's; this plans what goes in,
+//! decompresses the layers and checks them.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -12,13 +14,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{bail, Context};
+use kiln_oci::docker_archive::writer::{encode_manifest, encode_repositories};
+use kiln_oci::docker_archive::{repositories, ArchiveWriter, DockerSaveImage};
 use kiln_oci::layer_sizes::LayerSizes;
 use kiln_oci::reference::TaggedName;
-use kiln_oci::tar_writer::{append_bytes, append_dir, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
-use kiln_oci::{canonical, sha256_bytes, Descriptor, Digest, ImageManifest, Layout};
-use tar::Builder;
+use kiln_oci::{sha256_bytes, Descriptor, Digest, ImageManifest, Layout};
 
-use crate::layer::{self, append_hashed, Compression};
+use crate::layer::{self, Compression};
 
 /// An image manifest with its config, as read from a layout.
 #[derive(Debug)]
@@ -101,20 +103,12 @@ struct Layer {
     size: u64,
 }
 
-fn layer_dir(diff_id: &Digest) -> String {
-    format!("{}/", diff_id.hex())
-}
-
-fn layer_tar(diff_id: &Digest) -> String {
-    format!("{}/layer.tar", diff_id.hex())
-}
-
 /// Everything the legacy tarball holds, decided before the first byte is written.
 #[derive(Debug)]
 pub struct LegacyArchive {
     /// Sorted by diff_id, each once; only the layers to write.
     layers: Vec<Layer>,
-    config_name: String,
+    config_digest: Digest,
     config: Vec<u8>,
     manifest_json: Vec<u8>,
     repositories: Vec<u8>,
@@ -192,29 +186,16 @@ impl LegacyArchive {
             })
             .collect();
 
-        let config_name = format!("{}.json", image.config_digest().hex());
-        // RepoTags as the user wrote them: the engine normalises them itself.
-        let manifest_json = canonical::to_vec(&serde_json::json!([{
-            "Config": config_name,
-            "RepoTags": tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
-            "Layers": image.diff_ids.iter().map(layer_tar).collect::<Vec<_>>(),
-        }]))?;
-        // `repositories` (name -> tag -> top layer directory) is what loaders
-        // without manifest.json (Docker before 1.10) read.
-        let mut repositories: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
-        if let Some(top) = image.diff_ids.last() {
-            for t in tags {
-                repositories
-                    .entry(t.name.as_str())
-                    .or_default()
-                    .insert(t.tag.as_str(), top.hex());
-            }
-        }
-        let repositories = canonical::to_vec(&repositories)?;
+        let manifest_json = encode_manifest(&[DockerSaveImage::legacy(
+            image.config_digest(),
+            &image.diff_ids,
+            tags,
+        )])?;
+        let repositories = encode_repositories(&repositories(tags, image.diff_ids.last()))?;
 
         Ok(LegacyArchive {
             layers: layers_out,
-            config_name,
+            config_digest: image.config_digest().clone(),
             config: image.config.clone(),
             manifest_json,
             repositories,
@@ -237,17 +218,11 @@ impl LegacyArchive {
     /// way and hashed: content that no longer matches its diff_id (the blob
     /// changed since planning) stops the stream before manifest.json.
     pub fn write<W: Write>(&self, out: W) -> anyhow::Result<W> {
-        let mut b = Builder::new(out);
+        let mut w = ArchiveWriter::new(out);
         for l in &self.layers {
-            append_dir(&mut b, &layer_dir(&l.diff_id), DEFAULT_DIR_MODE)
-                .context("writing the tarball")?;
-            let actual = append_hashed(
-                &mut b,
-                &layer_tar(&l.diff_id),
-                l.size,
-                layer::open(&l.blob, l.compression)?,
-            )
-            .with_context(|| format!("copying layer {} into the tarball", l.blob.display()))?;
+            let actual = w
+                .legacy_layer(&l.diff_id, l.size, layer::open(&l.blob, l.compression)?)
+                .with_context(|| format!("copying layer {} into the tarball", l.blob.display()))?;
             if actual != l.diff_id {
                 bail!(
                     "layer {} changed while being loaded: its content now has diff_id {actual}, \
@@ -257,23 +232,13 @@ impl LegacyArchive {
                 );
             }
         }
-        append_bytes(&mut b, &self.config_name, DEFAULT_FILE_MODE, &self.config)
+        w.legacy_config(&self.config_digest, &self.config)
             .context("writing the tarball")?;
-        append_bytes(
-            &mut b,
-            "manifest.json",
-            DEFAULT_FILE_MODE,
-            &self.manifest_json,
-        )
-        .context("writing the tarball")?;
-        append_bytes(
-            &mut b,
-            "repositories",
-            DEFAULT_FILE_MODE,
-            &self.repositories,
-        )
-        .context("writing the tarball")?;
-        b.into_inner().context("finishing the tarball")
+        w.manifest_json(&self.manifest_json)
+            .context("writing the tarball")?;
+        w.repositories(&self.repositories)
+            .context("writing the tarball")?;
+        w.finish().context("finishing the tarball")
     }
 }
 
@@ -322,14 +287,15 @@ fn measure_all(planned: &[(Digest, Digest, PathBuf, Compression)]) -> anyhow::Re
 /// `skip` layers are left out (for tests).
 #[cfg(test)]
 fn expected_entries(image: &Image, skip: usize) -> Vec<String> {
+    use kiln_oci::docker_archive::{legacy_config_name, legacy_layer_dir, legacy_layer_name};
     use std::collections::BTreeSet;
     let needed: BTreeSet<&Digest> = image.diff_ids.iter().skip(skip).collect();
     let mut names = Vec::new();
     for d in needed {
-        names.push(layer_dir(d));
-        names.push(layer_tar(d));
+        names.push(legacy_layer_dir(d));
+        names.push(legacy_layer_name(d));
     }
-    names.push(format!("{}.json", image.config_digest().hex()));
+    names.push(legacy_config_name(image.config_digest()));
     names.push("manifest.json".to_string());
     names.push("repositories".to_string());
     names
@@ -340,6 +306,7 @@ mod tests {
     use super::*;
     use std::io::Read;
 
+    use kiln_oci::docker_archive::legacy_layer_name;
     use kiln_oci::{media_types, LayoutWriter};
 
     struct Fixture {
@@ -486,7 +453,7 @@ mod tests {
         let got = entries(&a.write(Vec::new()).unwrap());
         let names: Vec<String> = got.into_iter().map(|(n, _, _)| n).collect();
         assert_eq!(names, expected_entries(&f.image, 2));
-        assert!(!names.contains(&layer_tar(&f.image.diff_ids[1])));
+        assert!(!names.contains(&legacy_layer_name(&f.image.diff_ids[1])));
         // Skipping everything leaves only the config and the Docker files.
         let a = LegacyArchive::new(&f.layout, &f.image, &tags(&["app:v1"]), 4).unwrap();
         assert_eq!(a.layer_files(), 0);

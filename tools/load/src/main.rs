@@ -1,7 +1,7 @@
 //! kiln-load: loads an image from an OCI layout into docker or podman, by
 //! streaming a docker-save tarball into `docker load` / `podman load`.
 //!
-//! Contract: docs/internals.md, section kiln-load.
+//! Contract: docs/internals.md, "Docker (kiln-load)".
 
 mod archive;
 mod containerd;

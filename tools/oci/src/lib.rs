@@ -12,7 +12,7 @@ pub mod compression;
 pub mod digest;
 // Deterministic parallel gzip and zstd encoders (layer blobs).
 pub mod encoder;
-// Reading `docker save` tarballs (base images given as a tar).
+// The `docker save` tarball: read (base images given as a tar) and written (kiln-load).
 pub mod docker_archive;
 // kiln-layers.json: the uncompressed sizes of a layout's own layers.
 pub mod layer_sizes;

@@ -2,9 +2,10 @@
 //! not hold, each with the registry repository it can be fetched from.
 //!
 //! kiln-pull writes one next to a base image's index, manifests and configs
-//! (the layers stay in the registry); kiln-image and kiln-index carry the
-//! entries their outputs still reference; kiln-push mounts or copies those
-//! blobs registry-side, and `kiln-pull fetch-blobs` downloads them.
+//! (the layers stay in the registry); `kiln-pull layout` (and kiln-image,
+//! for a foreign shallow base's `--base-blobs`) carry the entries their
+//! layouts still reference; kiln-push mounts or copies those blobs
+//! registry-side, and `kiln-pull fetch-blobs` downloads them.
 //!
 //! ```json
 //! {"blobs":{"sha256:…":{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip",

@@ -2,7 +2,7 @@
 //! manifests and configs; the layers stay in the registry, listed in
 //! `kiln-source.json`), and `fetch-blobs` to complete such a layout.
 //!
-//! Contract: `docs/internals.md`, "kiln-pull and kiln-registry (issue 4)".
+//! Contract: `docs/internals.md`, "Registry".
 
 mod fetch;
 mod pull;

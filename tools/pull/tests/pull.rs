@@ -1,16 +1,16 @@
 //! kiln-pull against a real registry (distribution 2.8), run as the binary
 //! the repository rule runs.
 
-#[path = "../../registry/tests/support/mod.rs"]
-mod support;
-
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::{Command, Output};
 
 use kiln_oci::{media_types, Digest};
-use support::{Proxy, Registry, TestLayout};
+use kiln_testsupport::registry::{
+    basic_auth, docker_config, run_ok, skopeo_push, write_layout, Action, Proxy, Registry,
+    TestLayout,
+};
 
 const PULL: &str = env!("CARGO_BIN_EXE_kiln-pull");
 
@@ -76,8 +76,8 @@ struct Setup {
 fn setup(platforms: &[&str], index: bool) -> Setup {
     let registry = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
-    let layout = support::write_layout(&tmp.path().join("src"), platforms, index, "v1");
-    support::skopeo_push(
+    let layout = write_layout(&tmp.path().join("src"), platforms, index, "v1");
+    skopeo_push(
         &layout,
         "v1",
         &format!("{}/kiln/base:v1", registry.addr),
@@ -218,7 +218,7 @@ fn pull_index_by_digest_keeps_requested_platforms_only() {
         );
     }
     for (arch, want) in [("amd64", "amd64"), ("arm64", "arm64")] {
-        let o = support::run_ok(
+        let o = run_ok(
             "skopeo",
             &[
                 "--override-arch",
@@ -237,7 +237,7 @@ fn pull_index_by_digest_keeps_requested_platforms_only() {
     // arm64 image out of the layout (reading and verifying every blob it
     // copies), then umoci unpacks that.
     let arm64 = s.tmp.path().join("arm64");
-    support::run_ok(
+    run_ok(
         "skopeo",
         &[
             "--override-arch",
@@ -248,7 +248,7 @@ fn pull_index_by_digest_keeps_requested_platforms_only() {
         ],
     );
     let bundle = s.tmp.path().join("bundle");
-    support::run_ok(
+    run_ok(
         "umoci",
         &[
             "unpack",
@@ -308,7 +308,7 @@ fn single_manifest_fetch_blobs_unpacks_with_umoci() {
         None,
     ));
     let bundle = s.tmp.path().join("bundle");
-    support::run_ok(
+    run_ok(
         "umoci",
         &[
             "unpack",
@@ -327,7 +327,7 @@ fn single_manifest_fetch_blobs_unpacks_with_umoci() {
             .len(),
         300 * 1024
     );
-    let o = support::run_ok(
+    let o = run_ok(
         "skopeo",
         &["inspect", &format!("oci:{}:v1", full.display())],
     );
@@ -500,8 +500,8 @@ fn missing_platform_is_an_error_listing_what_the_index_has() {
 fn basic_auth_from_docker_config_auths() {
     let registry = Registry::start_with_htpasswd("kiln", "s3cret-pw");
     let tmp = tempfile::tempdir().unwrap();
-    let layout = support::write_layout(&tmp.path().join("src"), &["linux/amd64"], false, "v1");
-    support::skopeo_push(
+    let layout = write_layout(&tmp.path().join("src"), &["linux/amd64"], false, "v1");
+    skopeo_push(
         &layout,
         "v1",
         &format!("{}/kiln/base:v1", registry.addr),
@@ -510,9 +510,9 @@ fn basic_auth_from_docker_config_auths() {
     let image = format!("{}/kiln/base", registry.addr);
     let digest = layout.top.digest.to_string();
     let good = tmp.path().join("good");
-    support::docker_config(
+    docker_config(
         &good,
-        &serde_json::json!({"auths": {registry.addr.clone(): {"auth": support::basic_auth("kiln", "s3cret-pw")}}}),
+        &serde_json::json!({"auths": {registry.addr.clone(): {"auth": basic_auth("kiln", "s3cret-pw")}}}),
     );
     let out = tmp.path().join("layout");
     let pull = |config: &Path, out: &Path| {
@@ -548,9 +548,9 @@ fn basic_auth_from_docker_config_auths() {
     assert!(full.join(blob(&layout.images[0].layers[1].digest)).exists());
 
     let bad = tmp.path().join("bad");
-    support::docker_config(
+    docker_config(
         &bad,
-        &serde_json::json!({"auths": {registry.addr.clone(): {"auth": support::basic_auth("kiln", "wrong-pw")}}}),
+        &serde_json::json!({"auths": {registry.addr.clone(): {"auth": basic_auth("kiln", "wrong-pw")}}}),
     );
     let out = tmp.path().join("refused");
     let err = failed(pull(&bad, &out));
@@ -589,8 +589,8 @@ fn basic_auth_from_docker_config_auths() {
 fn credential_helper_on_path() {
     let registry = Registry::start_with_htpasswd("kiln", "helper-pw");
     let tmp = tempfile::tempdir().unwrap();
-    let layout = support::write_layout(&tmp.path().join("src"), &["linux/amd64"], false, "v1");
-    support::skopeo_push(
+    let layout = write_layout(&tmp.path().join("src"), &["linux/amd64"], false, "v1");
+    skopeo_push(
         &layout,
         "v1",
         &format!("{}/kiln/base:v1", registry.addr),
@@ -622,11 +622,11 @@ fn credential_helper_on_path() {
     let image = format!("{}/kiln/base", registry.addr);
     let digest = layout.top.digest.to_string();
     let config = tmp.path().join("docker");
-    support::docker_config(
+    docker_config(
         &config,
         &serde_json::json!({
             "credHelpers": {registry.addr.clone(): "kilntest"},
-            "auths": {registry.addr.clone(): {"auth": support::basic_auth("kiln", "not-used")}}
+            "auths": {registry.addr.clone(): {"auth": basic_auth("kiln", "not-used")}}
         }),
     );
     let out = tmp.path().join("layout");
@@ -652,15 +652,13 @@ fn credential_helper_on_path() {
     // A credsStore that has nothing for the registry: anonymous, and the
     // refusal says which helper was asked.
     let store = tmp.path().join("store");
-    support::docker_config(
+    docker_config(
         &store,
         &serde_json::json!({"credsStore": "kilntest", "credHelpers": {"other.example": "kilntest"}}),
     );
     let other = tmp.path().join("other-registry");
     std::fs::write(tmp.path().join("asked"), "").unwrap();
-    let proxy = Proxy::start(&registry.addr, |_| support::Action::Forward {
-        corrupt: false,
-    });
+    let proxy = Proxy::start(&registry.addr, |_| Action::Forward { corrupt: false });
     let via_proxy = format!("{}/kiln/base", proxy.addr);
     let err = failed(kiln_pull(
         &[
@@ -797,13 +795,13 @@ fn fetch_blobs_takes_each_blob_from_its_own_source() {
     let digest = s.layout.top.digest.to_string();
     // The same image in a second registry, reached through a recording proxy.
     let other = Registry::start();
-    support::skopeo_push(
+    skopeo_push(
         &s.layout,
         "v1",
         &format!("{}/kiln/other:v1", other.addr),
         None,
     );
-    let proxy = Proxy::start(&other.addr, |_| support::Action::Forward { corrupt: false });
+    let proxy = Proxy::start(&other.addr, |_| Action::Forward { corrupt: false });
     let work = s.tmp.path().join("work");
     std::fs::create_dir(&work).unwrap();
     let out = work.join("layout");

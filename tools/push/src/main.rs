@@ -1,6 +1,6 @@
 //! kiln-push: pushes the image or index an OCI layout names to a registry.
 //!
-//! Contract: docs/internals.md, section kiln-push.
+//! Contract: docs/internals.md, "Pushing (kiln-push)".
 
 mod plan;
 mod registry;

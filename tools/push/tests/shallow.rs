@@ -11,9 +11,6 @@
 //! Nothing is skipped: a missing docker-registry, skopeo or htpasswd fails
 //! the test with what to install.
 
-#[path = "../../registry/tests/support/mod.rs"]
-mod support;
-
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
@@ -23,9 +20,12 @@ use std::sync::Arc;
 
 use kiln_oci::blob_set::{BlobSet, Link};
 use kiln_oci::{Digest, Layout, Sources};
+use kiln_testsupport::registry::{
+    basic_auth, docker_config, run_ok, skopeo_digest, skopeo_push, write_layout, Action, Proxy,
+    Registry,
+};
 use kiln_testsupport::{files, layer_fixture, run_kiln_image, sibling_bin};
 use serde_json::json;
-use support::{Action, Proxy, Registry};
 
 /// Runs tool `name` in `dir` with `DOCKER_CONFIG=docker_config`.
 fn tool(name: &str, dir: &Path, args: &[&str], docker_config: &Path) -> Output {
@@ -160,7 +160,7 @@ fn skopeo_copy_all(reference: &str, dest: &Path, creds: Option<&str>) {
         args.extend(["--src-creds", c]);
     }
     args.extend([src.as_str(), dest.as_str()]);
-    support::run_ok("skopeo", &args);
+    run_ok("skopeo", &args);
 }
 
 #[test]
@@ -195,13 +195,13 @@ fn shallow_base_to_push_mounts_copies_and_finds() {
     let nc = no_config.path();
 
     // The base: three platforms in registry A, two of them pulled.
-    let base = support::write_layout(
+    let base = write_layout(
         &d.join("src"),
         &["linux/amd64", "linux/arm64/v8", "linux/s390x"],
         true,
         "v1",
     );
-    support::skopeo_push(&base, "v1", &format!("{}/base:v1", a.addr), None);
+    skopeo_push(&base, "v1", &format!("{}/base:v1", a.addr), None);
     let top = base.top.digest.to_string();
     ok(tool(
         "kiln-pull",
@@ -368,7 +368,7 @@ fn shallow_base_to_push_mounts_copies_and_finds() {
         .count();
     assert_eq!(mounts, 3);
     assert_eq!(
-        support::skopeo_digest(&format!("{}/app:v1", a.addr)).to_string(),
+        skopeo_digest(&format!("{}/app:v1", a.addr)).to_string(),
         index_digest
     );
     skopeo_copy_all(&format!("{}/app:v1", a.addr), &d.join("copy_a"), None);
@@ -438,8 +438,8 @@ fn push_with_basic_auth_from_docker_config() {
     let no_config = tempfile::tempdir().unwrap();
     let nc = no_config.path();
 
-    let base = support::write_layout(&d.join("src"), &["linux/amd64"], false, "v1");
-    support::skopeo_push(&base, "v1", &format!("{}/kiln/base:v1", a.addr), None);
+    let base = write_layout(&d.join("src"), &["linux/amd64"], false, "v1");
+    skopeo_push(&base, "v1", &format!("{}/kiln/base:v1", a.addr), None);
     ok(tool(
         "kiln-pull",
         d,
@@ -471,9 +471,9 @@ fn push_with_basic_auth_from_docker_config() {
 
     // With `auths` in $DOCKER_CONFIG/config.json.
     let config = tempfile::tempdir().unwrap();
-    support::docker_config(
+    docker_config(
         config.path(),
-        &json!({"auths": {c.addr.clone(): {"auth": support::basic_auth("kiln", "s3cret")}}}),
+        &json!({"auths": {c.addr.clone(): {"auth": basic_auth("kiln", "s3cret")}}}),
     );
     let out = push(d, "img_layout", &repository, config.path());
     let stderr = ok(out);

@@ -13,7 +13,8 @@
 //! treats the 202 of an unsuccessful mount as an error without cancelling
 //! the session.
 //!
-//! The contract is `docs/internals.md` ("kiln-pull and kiln-registry").
+//! The contract is `docs/internals.md` ("The registry client") and
+//! `docs/reliability.md`.
 
 mod auth;
 mod client;

@@ -2,11 +2,12 @@
 //! blobs, corruption, Basic auth, token auth, mounts and cross-registry
 //! copies.
 
-mod support;
-
 use kiln_oci::{media_types, sha256_bytes, Digest};
 use kiln_registry::{Client, ClientOptions, DockerConfig, ImageRef, RepoRef, Target, Transfer};
-use support::{Action, Proxy, Registry, Request};
+use kiln_testsupport::registry::{
+    basic_auth, docker_config, run_ok, skopeo_digest, skopeo_push, write_layout, Action, Proxy,
+    Registry, Request,
+};
 
 fn client(config: DockerConfig) -> Client {
     Client::new(ClientOptions {
@@ -26,7 +27,7 @@ fn by_digest(repo: &RepoRef, d: &Digest) -> ImageRef {
 
 fn config_with(json: serde_json::Value) -> (tempfile::TempDir, DockerConfig) {
     let dir = tempfile::tempdir().expect("tempdir");
-    support::docker_config(dir.path(), &json);
+    docker_config(dir.path(), &json);
     let config = DockerConfig::load(dir.path()).expect("config");
     (dir, config)
 }
@@ -39,13 +40,13 @@ fn message(e: anyhow::Error) -> String {
 async fn manifests_and_blobs() {
     let registry = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
-    let layout = support::write_layout(
+    let layout = write_layout(
         &tmp.path().join("src"),
         &["linux/amd64", "linux/arm64/v8"],
         true,
         "v1",
     );
-    support::skopeo_push(
+    skopeo_push(
         &layout,
         "v1",
         &format!("{}/kiln/base:v1", registry.addr),
@@ -138,8 +139,8 @@ async fn manifests_and_blobs() {
 async fn corrupt_blob_is_refused_and_nothing_is_written() {
     let registry = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
-    let layout = support::write_layout(&tmp.path().join("src"), &["linux/amd64"], false, "v1");
-    support::skopeo_push(
+    let layout = write_layout(&tmp.path().join("src"), &["linux/amd64"], false, "v1");
+    skopeo_push(
         &layout,
         "v1",
         &format!("{}/kiln/base:v1", registry.addr),
@@ -190,8 +191,8 @@ async fn corrupt_blob_is_refused_and_nothing_is_written() {
 async fn basic_auth_from_docker_config() {
     let registry = Registry::start_with_htpasswd("kiln", "s3cret-pw");
     let tmp = tempfile::tempdir().unwrap();
-    let layout = support::write_layout(&tmp.path().join("src"), &["linux/amd64"], false, "v1");
-    support::skopeo_push(
+    let layout = write_layout(&tmp.path().join("src"), &["linux/amd64"], false, "v1");
+    skopeo_push(
         &layout,
         "v1",
         &format!("{}/kiln/base:v1", registry.addr),
@@ -201,7 +202,7 @@ async fn basic_auth_from_docker_config() {
     let top = by_digest(&base, &layout.top.digest);
 
     let (_dir, good) = config_with(serde_json::json!({
-        "auths": {registry.addr.clone(): {"auth": support::basic_auth("kiln", "s3cret-pw")}}
+        "auths": {registry.addr.clone(): {"auth": basic_auth("kiln", "s3cret-pw")}}
     }));
     let c = client(good);
     let m = c.get_manifest(&top).await.unwrap();
@@ -213,7 +214,7 @@ async fn basic_auth_from_docker_config() {
         .unwrap();
 
     let (dir, bad) = config_with(serde_json::json!({
-        "auths": {registry.addr.clone(): {"auth": support::basic_auth("kiln", "wrong-pw")}}
+        "auths": {registry.addr.clone(): {"auth": basic_auth("kiln", "wrong-pw")}}
     }));
     let err = message(client(bad).get_manifest(&top).await.unwrap_err());
     let config_path = dir.path().join("config.json");
@@ -308,8 +309,8 @@ fn token_requests(proxy: &Proxy) -> Vec<Request> {
 async fn bearer_tokens() {
     let registry = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
-    let layout = support::write_layout(&tmp.path().join("src"), &["linux/amd64"], false, "v1");
-    support::skopeo_push(
+    let layout = write_layout(&tmp.path().join("src"), &["linux/amd64"], false, "v1");
+    skopeo_push(
         &layout,
         "v1",
         &format!("{}/kiln/base:v1", registry.addr),
@@ -339,13 +340,13 @@ async fn bearer_tokens() {
     assert!(asked[0].query().contains(scope), "{}", asked[0].query());
 
     // User and password: Basic auth on the token request.
-    let basic = format!("Basic {}", support::basic_auth("kiln", "pw"));
+    let basic = format!("Basic {}", basic_auth("kiln", "pw"));
     let expected = basic.clone();
     let proxy = token_registry(&registry.addr, move |r| {
         r.header("authorization") == Some(expected.as_str()) && r.query().contains("account=kiln")
     });
     let (_d, cfg) = config_with(serde_json::json!({
-        "auths": {proxy.addr.clone(): {"auth": support::basic_auth("kiln", "pw")}}
+        "auths": {proxy.addr.clone(): {"auth": basic_auth("kiln", "pw")}}
     }));
     let base = repo(&proxy.addr, "kiln/base");
     client(cfg)
@@ -375,7 +376,7 @@ async fn bearer_tokens() {
     // The token service refuses: the error says who asked, with what.
     let proxy = token_registry(&registry.addr, |_| false);
     let (dir, cfg) = config_with(serde_json::json!({
-        "auths": {proxy.addr.clone(): {"auth": support::basic_auth("kiln", "bad-pw")}}
+        "auths": {proxy.addr.clone(): {"auth": basic_auth("kiln", "bad-pw")}}
     }));
     let base = repo(&proxy.addr, "kiln/base");
     let err = message(
@@ -405,8 +406,8 @@ async fn bearer_tokens() {
 async fn mount_within_a_registry() {
     let registry = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
-    let layout = support::write_layout(&tmp.path().join("src"), &["linux/amd64"], false, "v1");
-    support::skopeo_push(&layout, "v1", &format!("{}/kiln/a:v1", registry.addr), None);
+    let layout = write_layout(&tmp.path().join("src"), &["linux/amd64"], false, "v1");
+    skopeo_push(&layout, "v1", &format!("{}/kiln/a:v1", registry.addr), None);
     let (a, b) = (
         repo(&registry.addr, "kiln/a"),
         repo(&registry.addr, "kiln/b"),
@@ -448,8 +449,8 @@ async fn mount_within_a_registry() {
 async fn copy_across_registries() {
     let (one, two) = (Registry::start(), Registry::start());
     let tmp = tempfile::tempdir().unwrap();
-    let layout = support::write_layout(&tmp.path().join("src"), &["linux/arm64/v8"], false, "v1");
-    support::skopeo_push(&layout, "v1", &format!("{}/kiln/base:v1", one.addr), None);
+    let layout = write_layout(&tmp.path().join("src"), &["linux/arm64/v8"], false, "v1");
+    skopeo_push(&layout, "v1", &format!("{}/kiln/base:v1", one.addr), None);
     let src = repo(&one.addr, "kiln/base");
     let dest = repo(&two.addr, "kiln/copy");
     let image = &layout.images[0];
@@ -499,12 +500,12 @@ async fn copy_across_registries() {
         .unwrap();
     assert_eq!(pushed, image.manifest.digest);
     assert_eq!(
-        support::skopeo_digest(&format!("{}/kiln/copy:v1", two.addr)),
+        skopeo_digest(&format!("{}/kiln/copy:v1", two.addr)),
         image.manifest.digest
     );
     // skopeo reads every blob back and checks its digest.
     let out = tmp.path().join("copied");
-    support::run_ok(
+    run_ok(
         "skopeo",
         &[
             "copy",
@@ -513,7 +514,7 @@ async fn copy_across_registries() {
             &format!("oci:{}:v1", out.display()),
         ],
     );
-    let out = support::run_ok("skopeo", &["inspect", &format!("oci:{}:v1", out.display())]);
+    let out = run_ok("skopeo", &["inspect", &format!("oci:{}:v1", out.display())]);
     let inspect: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(inspect["Architecture"], "arm64");
     assert_eq!(inspect["Layers"].as_array().unwrap().len(), 2);

@@ -1,6 +1,7 @@
 //! Test support for the integration tests of the rules_kiln tools (a
 //! dev-dependency only): the external tools a test needs, the workspace's
-//! binaries, layer fixtures and layout listings.
+//! binaries, layer fixtures and layout listings; [`registry`]: real
+//! registries, test layouts pushed to them and an HTTP proxy in front.
 //!
 //! No silent skips: a test whose tool is missing prints a `SKIP` line that
 //! the test harness does not capture, and panics instead when
@@ -16,6 +17,8 @@ use std::process::{Command, Output, Stdio};
 use kiln_oci::blob_set::{BlobSet, Link};
 use kiln_oci::{canonical, media_types, sha256_bytes, Digest, LayerDescriptor};
 use serde_json::{json, Value};
+
+pub mod registry;
 
 /// True when `tool` runs: a path that is a file, or a command answering
 /// `--version` or `version` (docker and go answer only the latter).

@@ -1,12 +1,11 @@
-//! Test support shared by the kiln-registry and kiln-pull integration
-//! tests (kiln-pull includes this file with `#[path]`): a real registry
+//! Registry starters for the kiln-registry and kiln-pull integration
+//! tests: a real registry
 //! (Debian's `docker-registry`, distribution 2.8) on a free loopback port,
 //! OCI layouts written here and pushed with skopeo, and a small HTTP proxy
 //! that can corrupt blobs or play a token-authenticated registry.
 //!
 //! Nothing is skipped: a missing `docker-registry`, `skopeo` or `htpasswd`
 //! makes the test fail with a message saying what to install.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -20,6 +19,8 @@ use std::time::{Duration, Instant};
 use kiln_oci::{
     media_types, Descriptor, Digest, ImageIndex, ImageManifest, LayoutWriter, Platform,
 };
+
+use crate::free_port;
 
 /// Runs `program args…`, failing the test (with what to install) when the
 /// program is missing.
@@ -41,8 +42,6 @@ pub fn run_ok(program: &str, args: &[&str]) -> Output {
     );
     out
 }
-
-use kiln_testsupport::free_port;
 
 /// A `docker-registry serve` process, killed on drop.
 pub struct Registry {

@@ -1,14 +1,7 @@
 //! Reading `docker save` tarballs (and OCI layouts packed in a tar) without
 //! unpacking them: the tar is indexed once (headers only, file data is
-//! seeked over) and members are then read in place by offset.
-//!
-//! Formats seen in the wild:
-//! - legacy (Docker < 25): `manifest.json`, the config as `<hex>.json`, each
-//!   layer as `<id>/layer.tar` (uncompressed);
-//! - Docker ≥ 25: the same `manifest.json` pointing at `blobs/sha256/<hex>`,
-//!   plus `index.json` and `oci-layout` (an OCI layout); `<id>/layer.tar` may
-//!   be symlinks to the blobs;
-//! - a plain OCI layout in a tar (`index.json`, `blobs/`).
+//! seeked over) and members are then read in place by offset. The formats
+//! are described in [`super`].
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -16,10 +9,10 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use serde::Deserialize;
 
+use super::{blob_name, DockerSaveImage, INDEX_JSON, MANIFEST_JSON};
 use crate::compression::{read_up_to, Compression, MAGIC_LEN};
-use crate::digest::{sha256_bytes, Digest};
+use crate::digest::sha256_bytes;
 use crate::model::{Descriptor, ImageIndex};
 use crate::select::BlobStore;
 
@@ -62,19 +55,6 @@ pub struct TarFile {
     /// Keeps the decompressed copy alive; removed on drop.
     _scratch: Option<tempfile::TempPath>,
     members: BTreeMap<String, Member>,
-}
-
-/// One image of a `docker save` `manifest.json`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct DockerSaveImage {
-    /// Archive path of the config JSON.
-    #[serde(rename = "Config")]
-    pub config: String,
-    #[serde(rename = "RepoTags", default)]
-    pub repo_tags: Option<Vec<String>>,
-    /// Archive paths of the layers, base first.
-    #[serde(rename = "Layers", default)]
-    pub layers: Vec<String>,
 }
 
 /// Normalises an archive path: no leading `/` or `./`, no `.` components or
@@ -317,29 +297,24 @@ impl TarFile {
 
     /// `manifest.json` of a `docker save` tarball, if it has one.
     pub fn docker_manifest(&self) -> anyhow::Result<Option<Vec<DockerSaveImage>>> {
-        if !self.contains("manifest.json") {
+        if !self.contains(MANIFEST_JSON) {
             return Ok(None);
         }
-        self.read_member_json("manifest.json").map(Some)
+        self.read_member_json(MANIFEST_JSON).map(Some)
     }
 
     /// `index.json` of an OCI layout in the tarball, if it has one.
     pub fn oci_index(&self) -> anyhow::Result<Option<ImageIndex>> {
-        if !self.contains("index.json") {
+        if !self.contains(INDEX_JSON) {
             return Ok(None);
         }
-        self.read_member_json("index.json").map(Some)
-    }
-
-    /// Archive path of blob `digest` in an OCI layout in the tarball.
-    pub fn blob_name(digest: &Digest) -> String {
-        format!("blobs/sha256/{}", digest.hex())
+        self.read_member_json(INDEX_JSON).map(Some)
     }
 }
 
 impl BlobStore for TarFile {
     fn read_verified(&self, desc: &Descriptor) -> anyhow::Result<Vec<u8>> {
-        let name = TarFile::blob_name(&desc.digest);
+        let name = blob_name(&desc.digest);
         let bytes = self.read_member(&name)?;
         if bytes.len() as u64 != desc.size {
             bail!(

@@ -112,6 +112,10 @@ crane() {
 # every fresh output base (see rules/private/toolchains_repo.bzl).
 export KILN_CARGO_TARGET_DIR="${KILN_CARGO_TARGET_DIR:-$KILN_WORK/cargo-target}"
 
+# The launchers' cache of fetched base layers (kiln-pull layout --cache): the
+# tests' own, not the user's ~/.cache.
+export KILN_BLOB_CACHE="${KILN_BLOB_CACHE:-$KILN_WORK/blob-cache}"
+
 # kbazel OUTPUT_BASE_NAME ARGS...: bazel with its own output base under KILN_WORK.
 kbazel() {
     local ob=$1; shift

@@ -98,6 +98,7 @@ pull_expect_failure() {
 blob_puts() { grep -E '"PUT /v2/[^ ]*/blobs/uploads/' "$1" | grep -c "$2"; }
 
 suite_pull() {
+    rm -rf "$KILN_BLOB_CACHE"  # the first load below fetches, the second takes from it
     # shellcheck source=/dev/null
     source e2e/suites/examples.sh
     ensure_examples_built || { fail "pull: the examples build"; return; }
@@ -209,6 +210,15 @@ suite_pull() {
                 [ -n "$(find "$ob" -name "$hex" 2>/dev/null | head -1)" ] && found=$((found + 1))
             done
             expect_eq "shallow check is able to fail: after the load the output base holds the $(host_arch) base layers" "$(grep -c . <<<"$host_layers")" "$found"
+            # A second load downloads nothing: the fetched layers are in the
+            # launcher's blob cache, and Docker has the image.
+            if pull_bazel run //:load >"$KILN_WORK/pull-load2.log" 2>&1; then
+                check "load: a second load of the pulled-base image fetches 0 blobs (the blob cache has them)" \
+                    grep -q "fetched 0 blobs (0 bytes) from .*; [1-9][0-9]* from the cache" "$KILN_WORK/pull-load2.log"
+                check "load: a second load of the pulled-base image is tag only" grep -q "kiln-load: tag only" "$KILN_WORK/pull-load2.log"
+            else
+                fail "load: a second bazel run //:load on the pulled base" "$(grep -E 'ERROR|kiln' "$KILN_WORK/pull-load2.log" | head -5)"
+            fi
         else
             fail "load: bazel run //:load on the pulled base" "$(grep -E 'ERROR|kiln' "$KILN_WORK/pull-load.log" | head -5)"
         fi

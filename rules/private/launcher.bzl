@@ -23,7 +23,8 @@ defaults=()
 
 # The image's blobs are runfiles, scattered: a layout of symlinks to them
 # (made in milliseconds, no layer copied) lives as long as this run. With
-# fetch, a pulled base's layers are downloaded into it first.
+# fetch, a pulled base's layers are downloaded into it first, once: they are
+# kept in $KILN_BLOB_CACHE (default ~/.cache/rules_kiln) for later runs.
 _LAYOUT = """work=$(mktemp -d "${{TMPDIR:-/tmp}}/kiln-run.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 "$runfiles/{pull}" layout --spec "$runfiles/{spec}" --root "$runfiles" --output "$work/layout" --symlink{fetch}"""
@@ -66,7 +67,8 @@ def write_launcher(ctx, output, tool, fixed_args, default_flags, layout = None):
             layout = _LAYOUT.format(
                 pull = rlocation_path(ctx, layout.pull),
                 spec = rlocation_path(ctx, layout.spec),
-                fetch = " --fetch" if layout.fetch else "",
+                # Blobs fetched once are kept for later runs (kiln-pull layout --cache).
+                fetch = ' --fetch --cache "${KILN_BLOB_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/rules_kiln}"' if layout.fetch else "",
             ) if layout else "",
             run = '"$tool" "${fixed[@]}" "${defaults[@]}" "$@"' if layout else 'exec "$tool" "${fixed[@]}" "${defaults[@]}" "$@"',
         ),

@@ -13,10 +13,15 @@ use kiln_registry::{repo_of, Client, SourceBlob, Sources, SOURCE_FILE};
 /// Blobs downloaded at once.
 const CONCURRENCY: usize = 4;
 
+/// `cache`: blobs fetched by earlier runs (`DIR/blobs/sha256/HEX`), used
+/// when present with the right size and filled with what is downloaded.
+/// Sizes only: whatever reads a blob checks its digest (kiln-load while
+/// streaming, the registry on upload), and only verified downloads enter it.
 pub async fn fetch_blobs(
     client: Client,
     layout_dir: PathBuf,
     output: PathBuf,
+    cache: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let layout = Layout::open(&layout_dir)?;
     // A layout without kiln-source.json is complete already: it is copied
@@ -57,8 +62,21 @@ pub async fn fetch_blobs(
         .into_iter()
         .map(|(digest, blob)| Ok((digest, blob.size, repo_of(blob)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let count = missing.len();
-    let bytes: u64 = futures_util::stream::iter(missing)
+    let cache = cache.map(BlobCache::new);
+    let mut cached = 0usize;
+    let mut to_fetch = Vec::new();
+    for (digest, size, repo) in missing {
+        match cache.as_ref().and_then(|c| c.get(&digest, size)) {
+            Some(path) => {
+                writer.add_blob_file(&path, &digest)?;
+                cached += 1;
+            }
+            None => to_fetch.push((digest, size, repo)),
+        }
+    }
+    let count = to_fetch.len();
+    let fetched: Vec<Digest> = to_fetch.iter().map(|(d, _, _)| d.clone()).collect();
+    let bytes: u64 = futures_util::stream::iter(to_fetch)
         .map(|(digest, size, repo)| {
             let dest = writer.blob_path(&digest);
             let client = &client;
@@ -71,6 +89,11 @@ pub async fn fetch_blobs(
         .buffer_unordered(CONCURRENCY)
         .try_fold(0u64, |total, n| async move { Ok(total + n) })
         .await?;
+    if let Some(cache) = &cache {
+        for digest in &fetched {
+            cache.put(digest, &writer.blob_path(digest));
+        }
+    }
 
     writer
         .finish_with(&index_json)
@@ -82,8 +105,12 @@ pub async fn fetch_blobs(
             layout_dir.display()
         );
     } else {
+        let from_cache = match &cache {
+            Some(c) => format!("; {cached} from the cache {}", c.dir.display()),
+            None => String::new(),
+        };
         eprintln!(
-            "kiln-pull: fetched {count} blobs ({bytes} bytes) from {}",
+            "kiln-pull: fetched {count} blobs ({bytes} bytes) from {}{from_cache}",
             from.join(", ")
         );
     }
@@ -138,4 +165,49 @@ fn image_blobs<'s>(
         }
     }
     Ok(())
+}
+
+/// Downloaded blobs kept across `bazel run`s (see [`fetch_blobs`]).
+struct BlobCache {
+    dir: PathBuf,
+}
+
+impl BlobCache {
+    fn new(dir: PathBuf) -> BlobCache {
+        BlobCache { dir }
+    }
+
+    fn path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join("blobs").join("sha256").join(digest.hex())
+    }
+
+    /// The cached blob, when there is one of the expected size.
+    fn get(&self, digest: &Digest, size: u64) -> Option<PathBuf> {
+        let path = self.path(digest);
+        let meta = fs::metadata(&path).ok()?;
+        (meta.is_file() && meta.len() == size).then_some(path)
+    }
+
+    /// Adds a verified download (a hard link, else a copy, renamed into
+    /// place). A cache that cannot be written only costs the next run a
+    /// download, so that is a notice, not an error.
+    fn put(&self, digest: &Digest, blob: &std::path::Path) {
+        let dest = self.path(digest);
+        let result = (|| -> std::io::Result<()> {
+            let dir = dest.parent().unwrap_or(&self.dir);
+            fs::create_dir_all(dir)?;
+            let tmp = dir.join(format!(".{}.{}", digest.hex(), std::process::id()));
+            let _ = fs::remove_file(&tmp);
+            if fs::hard_link(blob, &tmp).is_err() {
+                fs::copy(blob, &tmp)?;
+            }
+            fs::rename(&tmp, &dest)
+        })();
+        if let Err(e) = result {
+            eprintln!(
+                "kiln-pull: notice: could not keep blob {digest} in the cache {}: {e}",
+                self.dir.display()
+            );
+        }
+    }
 }

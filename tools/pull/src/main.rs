@@ -77,6 +77,12 @@ enum Command {
         /// Download the blobs a pulled (shallow) base lacks.
         #[arg(long)]
         fetch: bool,
+        /// With --fetch: a directory of blobs fetched before (blobs/sha256/HEX,
+        /// kept across runs), taken from there when present and filled with
+        /// what is downloaded. The launchers of `bazel run` pass one, so a
+        /// second `:load` of an image on a pulled base downloads nothing.
+        #[arg(long, value_name = "DIR", requires = "fetch")]
+        cache: Option<PathBuf>,
     },
 }
 
@@ -96,7 +102,7 @@ fn main() -> ExitCode {
             };
             (
                 label,
-                run(|client| fetch::fetch_blobs(client, layout, output)),
+                run(|client| fetch::fetch_blobs(client, layout, output, None)),
             )
         }
         Some(Command::Layout {
@@ -105,9 +111,10 @@ fn main() -> ExitCode {
             output,
             symlink,
             fetch,
+            cache,
         }) => (
             spec.display().to_string(),
-            write_layout(&spec, &root, &output, symlink, fetch),
+            write_layout(&spec, &root, &output, symlink, fetch, cache),
         ),
         None => {
             let image = cli.image.clone().unwrap_or_default();
@@ -168,6 +175,7 @@ fn write_layout(
     output: &std::path::Path,
     symlink: bool,
     fetch: bool,
+    cache: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let set = BlobSet::load(spec, root)?;
     let link = if symlink {
@@ -188,7 +196,7 @@ fn write_layout(
             .with_context(|| format!("renaming {} to {}", shallow.display(), output.display()))
     } else {
         let (s, o) = (shallow.clone(), output.to_path_buf());
-        run(|client| fetch::fetch_blobs(client, s, o))
+        run(|client| fetch::fetch_blobs(client, s, o, cache))
     };
     let _ = std::fs::remove_dir_all(&shallow);
     result

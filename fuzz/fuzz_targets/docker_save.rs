@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 
-use kiln_oci::docker_archive::TarFile;
+use kiln_oci::docker_archive::{blob_name, TarFile};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(Some(index)) = tar.oci_index() {
         for m in index.manifests.iter().take(16) {
-            let _ = tar.read_member(&TarFile::blob_name(&m.digest));
+            let _ = tar.read_member(&blob_name(&m.digest));
         }
     }
 });

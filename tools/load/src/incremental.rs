@@ -20,6 +20,7 @@ use anyhow::Context;
 use kiln_oci::reference::TaggedName;
 use kiln_oci::{Descriptor, Layout};
 
+use crate::archive::Archive;
 use crate::containerd;
 use crate::engine::{self, Kind, Store};
 use crate::legacy::{chain_ids, Image, LegacyArchive};
@@ -165,7 +166,15 @@ pub fn incremental_load(
     };
     if skip == 0 {
         eprintln!("kiln-load: full load: all {total} layers ({shown} has none of them)");
-        engine::load(cli, &legacy(0)?)?;
+        // The layers as built (Docker decompresses them itself, and the pipe
+        // carries the compressed bytes) unless one is zstd, which Docker
+        // before 23.0 reads only from the legacy layout.
+        let compressed = Archive::new(layout, image, tags).with_context(in_layout)?;
+        if compressed.has_zstd_layers() {
+            engine::load(cli, &legacy(0)?)?;
+        } else {
+            engine::load(cli, &Tarball::Compressed(compressed))?;
+        }
         return Ok(Outcome::Full);
     }
     let tarball = legacy(skip)?;

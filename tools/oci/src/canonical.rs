@@ -74,6 +74,17 @@ mod tests {
     use std::collections::HashMap;
 
     #[test]
+    fn numbers_round_trip_exactly() {
+        // `1e-0307` parsed without float_roundtrip came back as 1.0000000000000001e-307.
+        for text in ["[1e-0307]", "[0.1]", "[1.7976931348623157e308]", "[5e-324]"] {
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            let again: serde_json::Value =
+                serde_json::from_slice(&to_vec(&value).unwrap()).unwrap();
+            assert_eq!(value, again, "{text}");
+        }
+    }
+
+    #[test]
     fn sorts_keys_at_every_depth() {
         let v = json!({
             "b": {"z": 1, "a": [ {"y": true, "x": null} ]},

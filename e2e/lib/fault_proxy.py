@@ -18,7 +18,7 @@ so that a run hits every fault deterministically:
   PUT manifests    #1 500                    #2 slow: held 1 s
 
 Every injected fault is logged to --log as `FAULT KIND METHOD PATH`, every
-forwarded request as `PASS METHOD PATH STATUS`. The port it listens on is
+forwarded request as `PASS METHOD PATH STATUS REQUEST_BODY_BYTES`. The port it listens on is
 written to --port-file once it listens.
 """
 
@@ -95,6 +95,17 @@ def main():
         def body_length(self):
             return int(self.headers.get("Content-Length") or 0)
 
+        def read_chunked(self):
+            parts = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+
         def answer(self, status, headers, body=b""):
             self.send_response(status)
             for k, v in headers.items():
@@ -129,7 +140,12 @@ def main():
                 note(f"FAULT reset {self.command} {self.path}")
                 self.reset()
                 return
-            body = self.rfile.read(length) if length else None
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                body = self.read_chunked()
+                del self.headers["Transfer-Encoding"]
+                self.headers["Content-Length"] = str(len(body))
+            else:
+                body = self.rfile.read(length) if length else None
             if fault and fault[0] == "status":
                 note(f"FAULT {fault[1]} {self.command} {self.path}")
                 msg = b'{"errors":[{"code":"UNAVAILABLE","message":"injected by fault_proxy"}]}'
@@ -143,7 +159,7 @@ def main():
                 note(f"FAULT reset-after-upstream-{status} {self.command} {self.path}")
                 self.reset()
                 return
-            note(f"PASS {self.command} {self.path} {status}")
+            note(f"PASS {self.command} {self.path} {status} {len(body or b'')}")
             try:
                 self.send_response(status)
                 for k, v in headers:

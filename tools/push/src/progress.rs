@@ -254,6 +254,60 @@ mod tests {
     }
 
     #[test]
+    fn live_lines_show_each_blob_in_flight_and_are_erased_in_place() {
+        let sent = Arc::new(AtomicU64::new(1536));
+        let in_flight = vec![
+            InFlight {
+                id: 0,
+                label: "sha256:0123456789ab".into(),
+                size: 4096,
+                sent: sent.clone(),
+                started: Instant::now() - Duration::from_secs(1),
+            },
+            InFlight {
+                id: 1,
+                label: "sha256:ba9876543210".into(),
+                size: 10 << 20,
+                sent: Arc::new(AtomicU64::new(0)),
+                started: Instant::now(),
+            },
+        ];
+        let mut out = Vec::new();
+        assert_eq!(draw(&mut out, &in_flight), 2);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].starts_with("  uploading sha256:0123456789ab 1.5 KiB/4.0 KiB "),
+            "{text}"
+        );
+        assert!(lines[0].ends_with("/s"), "{text}");
+        assert!(
+            lines[1].starts_with("  uploading sha256:ba9876543210 0 B/10.0 MiB "),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        erase(&mut out, 2);
+        assert_eq!(out, b"\x1b[2F\x1b[J");
+        let mut out = Vec::new();
+        erase(&mut out, 0);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn uploads_leave_the_live_lines_when_done() {
+        let p = Progress::with_live(false);
+        let a = p.start_upload("a".into(), 10);
+        let b = p.start_upload("b".into(), 20);
+        assert_eq!(p.lock().in_flight.len(), 2);
+        p.finish_upload(a, None);
+        let left: Vec<String> = p.lock().in_flight.iter().map(|f| f.label.clone()).collect();
+        assert_eq!(left, vec!["b".to_string()]);
+        p.finish_upload(b, None);
+        assert!(p.lock().in_flight.is_empty());
+    }
+
+    #[test]
     fn summary_says_when_nothing_was_done() {
         let t = Tally {
             present: 3,

@@ -89,6 +89,10 @@ pub struct BlobJob<'a> {
     pub source: &'a BlobSource,
     /// The services that need it, one per distinct repository.
     pub services: Vec<usize>,
+    /// Services that have it already (their manifests are in place, and a
+    /// registry accepts a manifest only once its blobs are there): what
+    /// the others mount it from.
+    pub holders: Vec<usize>,
 }
 
 /// The blobs of the services that need content, each digest once, in
@@ -107,6 +111,7 @@ pub fn blob_jobs<'a>(services: &'a [Service], needs: &[Needs]) -> Vec<BlobJob<'a
                     size: blob.size,
                     source: &blob.source,
                     services: Vec::new(),
+                    holders: Vec::new(),
                 });
                 jobs.len() - 1
             });
@@ -120,6 +125,23 @@ pub fn blob_jobs<'a>(services: &'a [Service], needs: &[Needs]) -> Vec<BlobJob<'a
                 .any(|&j| services[j].repo == service.repo)
             {
                 job.services.push(i);
+            }
+        }
+    }
+    for (i, service) in services.iter().enumerate() {
+        if matches!(needs[i], Needs::Content(_)) {
+            continue;
+        }
+        for blob in &service.plan.blobs {
+            if let Some(&n) = by_digest.get(&blob.digest) {
+                let job = &mut jobs[n];
+                if !job
+                    .holders
+                    .iter()
+                    .any(|&j| services[j].repo == service.repo)
+                {
+                    job.holders.push(i);
+                }
             }
         }
     }
@@ -298,6 +320,9 @@ impl Pusher {
     async fn blob(&self, job: &BlobJob<'_>, services: &[Service]) -> anyhow::Result<()> {
         let digest = job.digest;
         let mut have: HashMap<&str, usize> = HashMap::new();
+        for &i in &job.holders {
+            have.entry(&services[i].repo.registry).or_insert(i);
+        }
         let mut missing = Vec::new();
         for &i in &job.services {
             let s = &services[i];
@@ -364,7 +389,7 @@ impl Pusher {
                 };
                 // Asked once up front: a blob the cache lacks is an error
                 // naming it, not an upload that fails half-way.
-                if cas.open(digest, size).await?.is_none() {
+                if !cas.has(digest).await? {
                     return Err(anyhow!(
                         "neither in the local outputs ({}) nor in the remote cache ({})",
                         output.display(),
@@ -390,16 +415,27 @@ impl Pusher {
             }
             BlobSource::Remote(from) => {
                 let transfer = self.client.ensure_blob(from, dest, digest, size).await?;
-                let (word, count): (&str, fn(&mut crate::progress::Tally)) = match transfer {
-                    Transfer::Exists => ("exists", |t| t.present += 1),
-                    Transfer::Mounted => ("mounted", |t| t.mounted += 1),
-                    Transfer::Copied => ("copied", |t| t.copied += 1),
+                let line = match transfer {
+                    Transfer::Exists => {
+                        self.progress.count(|t| t.present += 1);
+                        format!("exists blob {digest} ({size} bytes) in {}", service.display)
+                    }
+                    Transfer::Mounted => {
+                        self.progress.count(|t| t.mounted += 1);
+                        format!(
+                            "mounted blob {digest} ({size} bytes) into {} from {from}",
+                            service.display
+                        )
+                    }
+                    Transfer::Copied => {
+                        self.progress.count(|t| t.copied += 1);
+                        format!(
+                            "copied blob {digest} ({size} bytes) into {} from {from}",
+                            service.display
+                        )
+                    }
                 };
-                self.progress.count(count);
-                self.progress.line(&format!(
-                    "{word} blob {digest} ({size} bytes) from {from} into {}",
-                    service.display
-                ));
+                self.progress.line(&line);
                 Ok(())
             }
         }
@@ -570,8 +606,14 @@ mod tests {
         // The base: one job for a, b and d (c is up to date); a local file
         // wins over the lazy output.
         assert_eq!(jobs[0].services, vec![0, 1, 3]);
+        assert_eq!(
+            jobs[0].holders,
+            vec![2],
+            "c has it: the others mount from there"
+        );
         assert_eq!(jobs[0].source, &local("runfiles/base"));
         assert_eq!(jobs[1].services, vec![0]);
+        assert!(jobs[1].holders.is_empty());
     }
 
     #[test]

@@ -51,6 +51,24 @@ impl HttpCas {
         format!("{}cas/{}", self.base, digest.hex())
     }
 
+    /// Whether the cache has blob `digest` (`HEAD`, no bytes moved).
+    pub async fn has(&self, digest: &Digest) -> anyhow::Result<bool> {
+        let url = self.url_of(digest);
+        let deadline = Duration::from_secs(300);
+        let response = self
+            .http
+            .head(&url)
+            .timeout(deadline)
+            .send()
+            .await
+            .map_err(|e| send_error(e, &url, deadline))?;
+        match response.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            status => Err(anyhow!("HTTP {status} from {url} (HEAD)")),
+        }
+    }
+
     /// Opens blob `digest` (`size` bytes) in the cache: `Ok(None)` when the
     /// cache does not have it (404). The stream fails, before its last
     /// piece, when the bytes do not hash to `digest`.

@@ -89,8 +89,11 @@ pub struct Client {
     timeout: Duration,
     registries: Mutex<HashMap<String, Arc<RegistryState>>>,
     retry: RetryPolicy,
-    notify: Option<Box<dyn Fn(&str) + Send + Sync>>,
+    notify: Option<RetryNotify>,
 }
+
+/// What [`Client::on_retry`] calls.
+type RetryNotify = Box<dyn Fn(&str) + Send + Sync>;
 
 /// The bytes of a blob to upload, as they are read.
 pub type BlobStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send + 'static>>;

@@ -336,7 +336,7 @@ fn run_helper_within(
     server: &str,
     timeout: Duration,
 ) -> anyhow::Result<Option<Secret>> {
-    let mut child = Command::new(&program)
+    let mut child = Command::new(program)
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -253,6 +253,19 @@ release_lazy_checks() {
         fail "release (lazy): a blob in neither the cache nor the outputs is an error naming it" "$(grep 'kiln-push' <<<"$out" | tail -3)"
     fi
     expect_eq "release (lazy): ... and no tag was set" "" "$(skopeo list-tags --tls-verify=false "docker://$reg/kiln/elsewhere" 2>/dev/null | jq -r '.Tags // [] | .[]')"
+    # The same blob missing in a release of all seven to an empty registry:
+    # the six others' content may be uploaded, but no service gets a tag.
+    start_registry release-partial || { fail "release: docker-registry starts (partial)"; return; }
+    out=$(rel_bazel rel-fresh2 "$log" run "${lazy[@]}" --remote_download_minimal //:release -- --registry "$REGISTRY" --tag v1; echo "rc=$?"; cat "$log")
+    local tagged="" svc
+    for svc in "${MONO_SERVICES[@]}"; do
+        [ -n "$(skopeo list-tags --tls-verify=false "docker://$REGISTRY/kiln/$svc" 2>/dev/null | jq -r '.Tags // [] | .[]')" ] && tagged="$tagged $svc"
+    done
+    if ! grep -q '^rc=0' <<<"$out" && grep -q "sha256:$gone" <<<"$out"; then
+        expect_eq "release: a release failing on one service's blob leaves no tag on any of the seven" "" "$tagged"
+    else
+        fail "release: a release with a blob missing everywhere fails naming it" "$(grep 'kiln-push' <<<"$out" | tail -3)"
+    fi
     stop_cache release
     for ob in rel-fresh rel-fresh2; do bazel --output_base="$KILN_WORK/ob-$ob" shutdown >/dev/null 2>&1; done
 }

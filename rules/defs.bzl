@@ -9,7 +9,7 @@ load(":index.bzl", _image_index = "image_index")
 load(":layer.bzl", _container_layer = "container_layer")
 load(":load.bzl", _image_load = "image_load")
 load(":providers.bzl", _KilnImageInfo = "KilnImageInfo", _KilnLayerInfo = "KilnLayerInfo", _KilnLayoutInfo = "KilnLayoutInfo")
-load(":push.bzl", _image_push = "image_push")
+load(":push.bzl", _KilnPushInfo = "KilnPushInfo", _image_push = "image_push", _image_release = "image_release")
 load(":service.bzl", _platform_binary = "platform_binary", _service_image = "service_image")
 
 container = _container
@@ -19,9 +19,11 @@ container_layer = _container_layer
 image_index = _image_index
 image_load = _image_load
 image_push = _image_push
+image_release = _image_release
 platform_binary = _platform_binary
 service_image = _service_image
 static_base = _static_base
 KilnImageInfo = _KilnImageInfo
 KilnLayerInfo = _KilnLayerInfo
 KilnLayoutInfo = _KilnLayoutInfo
+KilnPushInfo = _KilnPushInfo

@@ -1,5 +1,7 @@
 """Public API: pushing to registries."""
 
-load("//rules/private:push.bzl", _image_push = "image_push")
+load("//rules/private:push.bzl", _KilnPushInfo = "KilnPushInfo", _image_push = "image_push", _image_release = "image_release")
 
 image_push = _image_push
+image_release = _image_release
+KilnPushInfo = _KilnPushInfo

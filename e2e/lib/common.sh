@@ -70,7 +70,9 @@ wait_http() {
 }
 
 # start_registry NAME [HTPASSWD_FILE]: starts Debian's docker-registry on a free
-# 127.0.0.1 port; sets REGISTRY (host:port) and REGISTRY_LOG.
+# 127.0.0.1 port; sets REGISTRY (host:port) and REGISTRY_LOG. KILN_REGISTRY_STORAGE (not
+# REGISTRY_*: the registry reads those as configuration)
+# adds to its storage map (e.g. "maintenance: {readonly: {enabled: true}}").
 start_registry() {
     local name=$1 dir="$KILN_WORK/registry-$1" port
     port=$(free_port)
@@ -78,7 +80,7 @@ start_registry() {
     {
         echo "version: 0.1"
         echo "log: {level: info, accesslog: {disabled: false}}"
-        echo "storage: {filesystem: {rootdirectory: $dir/data}, delete: {enabled: true}}"
+        echo "storage: {filesystem: {rootdirectory: $dir/data}, delete: {enabled: true}${KILN_REGISTRY_STORAGE:+, $KILN_REGISTRY_STORAGE}}"
         echo "http: {addr: 127.0.0.1:$port}"
         if [ -n "${2:-}" ]; then
             echo "auth: {htpasswd: {realm: kiln-e2e, path: $2}}"

@@ -10,7 +10,7 @@ elif [[ -d "$0.runfiles" ]]; then runfiles="$0.runfiles"
 else echo "{label}: cannot find runfiles next to $0" >&2; exit 1; fi
 tool="$runfiles/{tool}"
 {layout}
-fixed=({fixed})
+fixed=({fixed}){release}
 # Flags given on the command line replace the rule's defaults for that flag.
 declare -A overridden=()
 for arg in "$@"; do
@@ -29,7 +29,13 @@ _LAYOUT = """work=$(mktemp -d "${{TMPDIR:-/tmp}}/kiln-run.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 "$runfiles/{pull}" layout --spec "$runfiles/{spec}" --root "$runfiles" --output "$work/layout" --symlink{fetch}"""
 
-def write_launcher(ctx, output, tool, fixed_args, default_flags, layout = None):
+# A release spec's paths are relative to the runfiles directory; lazy blobs'
+# to the exec root, which holds the runfiles tree (`bazel-out/...`).
+_RELEASE = """
+root=$(cd "$runfiles" && pwd -P)
+fixed+=(--root "$root" --outputs-root "${{root%%/bazel-out/*}}")"""
+
+def write_launcher(ctx, output, tool, fixed_args, default_flags, layout = None, release = False):
     """Writes an executable launcher for `tool`.
 
     Args:
@@ -41,6 +47,8 @@ def write_launcher(ctx, output, tool, fixed_args, default_flags, layout = None):
       default_flags: dict flag -> list of strings, dropped when the user passes that flag.
       layout: None, or what `blobs.runfiles_layout` returns: the launcher
         first writes the image's layout and passes `--layout` to the tool.
+      release: the tool reads a release spec: pass it the runfiles
+        directory (`--root`) and the exec root (`--outputs-root`).
     """
     fixed = ['--layout "$work/layout"'] if layout else []
     for flag, value in fixed_args:
@@ -63,6 +71,7 @@ def write_launcher(ctx, output, tool, fixed_args, default_flags, layout = None):
             label = display_label(ctx.label),
             tool = rlocation_path(ctx, tool),
             fixed = " ".join(fixed),
+            release = _RELEASE.format() if release else "",
             defaults = "\n".join(defaults),
             layout = _LAYOUT.format(
                 pull = rlocation_path(ctx, layout.pull),

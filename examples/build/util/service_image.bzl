@@ -4,7 +4,8 @@ Every service is a static Go binary at `/<name>` on `//build/base` (the
 static_base), listening on 8080 as nonroot, pushed to
 `127.0.0.1:5000/kiln/<name>` unless `bazel run :push -- --repository` says
 otherwise, and loaded as `kiln/<name>:dev` (what dev/compose.yaml and
-dev/Tiltfile run).
+dev/Tiltfile run). Every service's targets are public: `//:release` pushes
+them all.
 """
 
 load("@rules_kiln//rules:defs.bzl", _service_image = "service_image")
@@ -24,7 +25,7 @@ def service_image(name, binary, **kwargs):
         ports = kwargs.pop("ports", ["8080/tcp"]),
         repository = kwargs.pop("repository", "127.0.0.1:5000/kiln/" + name),
         local_tag = kwargs.pop("local_tag", "kiln/%s:dev" % name),
-        # The monorepo's own aggregates (//dev:oci_load) use every service.
+        # The monorepo's own aggregates (//:release, //dev:oci_load) use every service.
         visibility = kwargs.pop("visibility", ["//:__subpackages__"]),
         **kwargs
     )

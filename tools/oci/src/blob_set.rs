@@ -205,6 +205,11 @@ impl BlobSet {
         &self.top
     }
 
+    /// The target the spec is of (for messages).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
     pub fn locate(&self, digest: &Digest) -> Located<'_> {
         if let Some(p) = self.files.get(digest) {
             return Located::File(p.clone());

@@ -3,35 +3,66 @@
 //! Contract: docs/internals.md, "Pushing (kiln-push)".
 
 mod plan;
+mod progress;
 mod registry;
+mod release;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::Parser;
 use kiln_oci::reference::{validate_tag, Repository};
 use kiln_oci::{Layout, Stamp};
+use kiln_registry::cas::HttpCas;
 
-use crate::registry::Registry;
+use crate::progress::Progress;
+use crate::registry::{Pusher, Service};
+use crate::release::ReleaseSpec;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "kiln-push",
     version,
-    about = "Push an OCI image layout to a registry"
+    about = "Push OCI images to registries: one image from a layout, or a whole release"
 )]
 struct Cli {
     /// OCI layout directory whose index.json names one image manifest or index.
-    #[arg(long, value_name = "DIR")]
-    layout: PathBuf,
-    /// Target repository, HOST[:PORT]/NAME (plain HTTP for localhost, 127.0.0.1 and [::1]).
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "release",
+        conflicts_with = "release"
+    )]
+    layout: Option<PathBuf>,
+    /// A release spec (written by image_release and lazy image_push): every
+    /// service in one run, each blob once, tags last.
+    #[arg(long, value_name = "FILE")]
+    release: Option<PathBuf>,
+    /// What the release spec's paths are relative to (the runfiles directory).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    root: PathBuf,
+    /// What the lazy blobs' output paths are relative to (Bazel's exec root).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    outputs_root: PathBuf,
+    /// Target repository, HOST[:PORT]/NAME (plain HTTP for localhost,
+    /// 127.0.0.1 and [::1]). With --release: of its only service.
     #[arg(long, value_name = "HOST[:PORT]/NAME")]
-    repository: String,
-    /// Tag to point at the pushed manifest once everything else is uploaded (repeatable).
+    repository: Option<String>,
+    /// With --release: push to this registry instead of each repository's
+    /// own (ghcr.io/acme/api becomes HOST[:PORT]/acme/api).
+    #[arg(long, value_name = "HOST[:PORT]", requires = "release")]
+    registry: Option<String>,
+    /// Tag to point at the pushed manifest once everything else is uploaded
+    /// (repeatable). With --release: added to every service's own tags.
     #[arg(long = "tag", value_name = "TAG", allow_hyphen_values = true)]
     tags: Vec<String>,
-    /// Also write the pushed digest (sha256:..., no newline) to this file.
+    /// The Bazel HTTP remote cache lazy blobs are read from (GET /cas/<hex>).
+    #[arg(long, value_name = "URL")]
+    remote_cache: Option<String>,
+    /// Also write the pushed digest (sha256:..., no newline) to this file
+    /// (one service only).
     #[arg(long, value_name = "OUT")]
     digest_file: Option<PathBuf>,
     /// Bazel status file whose `KEY value` lines fill `{KEY}` in the
@@ -59,33 +90,134 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     } else {
         Some(Stamp::load(&cli.stamps).context("--stamp")?)
     };
-    let (repository, what) = stamped(&cli.repository, "--repository", stamp.as_ref())?;
-    let repository = Repository::parse(&repository).context(what)?;
-    let mut tags = Vec::with_capacity(cli.tags.len());
+    let layout_repository = match (&cli.release, &cli.repository) {
+        (None, Some(repository)) => {
+            let (repository, what) = stamped(repository, "--repository", stamp.as_ref())?;
+            Some(Repository::parse(&repository).context(what)?)
+        }
+        (None, None) => bail!("--repository is required with --layout"),
+        _ => None,
+    };
+    let mut cli_tags = Vec::with_capacity(cli.tags.len());
     for tag in &cli.tags {
         let (tag, what) = stamped(tag, "--tag", stamp.as_ref())?;
         validate_tag(&tag).context(what)?;
-        tags.push(tag);
+        cli_tags.push(tag);
     }
+    let registry = match &cli.registry {
+        Some(host) => {
+            Repository::parse(&format!("{host}/x"))
+                .with_context(|| format!("--registry {host:?}: not HOST[:PORT]"))?;
+            Some(host.clone())
+        }
+        None => None,
+    };
 
-    let layout = Layout::open(&cli.layout).context("--layout")?;
-    let plan = plan::Plan::from_layout(&layout)
-        .with_context(|| format!("--layout {}", cli.layout.display()))?;
+    let services = match &cli.release {
+        None => {
+            let repository = layout_repository.expect("checked above");
+            let dir = cli.layout.as_deref().unwrap_or(Path::new("."));
+            let layout = Layout::open(dir).context("--layout")?;
+            let plan = plan::Plan::from_layout(&layout)
+                .with_context(|| format!("--layout {}", dir.display()))?;
+            vec![Service::new(
+                format!("--layout {}", dir.display()),
+                repository,
+                cli_tags,
+                plan,
+            )?]
+        }
+        Some(path) => {
+            let spec = ReleaseSpec::load(path)?;
+            if cli.repository.is_some() && spec.services.len() != 1 {
+                bail!(
+                    "--repository names one repository, but {} has {} services (use --registry)",
+                    path.display(),
+                    spec.services.len()
+                );
+            }
+            let mut services = Vec::new();
+            for s in &spec.services {
+                let service_stamp = if s.stamp { stamp.as_ref() } else { None };
+                let given = cli.repository.as_deref().unwrap_or(&s.repository);
+                if given.is_empty() {
+                    bail!(
+                        "{}: no repository: give --repository HOST[:PORT]/NAME",
+                        s.target
+                    );
+                }
+                let (repository, what) = stamped(given, "repository", service_stamp)?;
+                let mut repository = Repository::parse(&repository)
+                    .with_context(|| format!("{}: {what}", s.target))?;
+                if let Some(host) = &registry {
+                    repository = Repository::parse(&format!("{host}/{}", repository.path))
+                        .with_context(|| format!("{}: --registry {host}", s.target))?;
+                }
+                let mut tags = Vec::new();
+                for tag in &s.tags {
+                    let (tag, what) = stamped(tag, "remote_tags", service_stamp)?;
+                    validate_tag(&tag).with_context(|| format!("{}: {what}", s.target))?;
+                    tags.push(tag);
+                }
+                for tag in &cli_tags {
+                    if !tags.contains(tag) {
+                        tags.push(tag.clone());
+                    }
+                }
+                let plan = s.plan(&cli.root, &cli.outputs_root)?;
+                services.push(Service::new(s.target.clone(), repository, tags, plan)?);
+            }
+            services
+        }
+    };
+    if cli.digest_file.is_some() && services.len() != 1 {
+        bail!(
+            "--digest-file: the release has {} services, not one",
+            services.len()
+        );
+    }
+    let lazy = services.iter().any(|s| {
+        s.plan
+            .blobs
+            .iter()
+            .any(|b| matches!(b.source, plan::BlobSource::Lazy(_)))
+    });
+    let user_agent = concat!("rules_kiln-kiln-push/", env!("CARGO_PKG_VERSION"));
+    let cas = match cli.remote_cache.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) if lazy => Some(HttpCas::new(url, user_agent).context("--remote-cache")?),
+        _ => None,
+    };
+    let no_cas = "no remote cache was given (--@rules_kiln//settings:remote_cache=URL, \
+                  or -- --remote-cache URL)"
+        .to_string();
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let digest = runtime.block_on(async {
-        let registry = Registry::connect(repository.clone()).await?;
-        registry.push(&plan, &tags).await
+    let progress = Arc::new(Progress::new());
+    let digests = runtime.block_on(async {
+        let pusher = Pusher::connect(&services, progress.clone(), cas, no_cas).await?;
+        pusher.push(&services).await
     })?;
+    progress.summary();
 
     if let Some(path) = cli.digest_file.as_deref().map(from_user_dir) {
-        kiln_oci::atomic::write_file(&path, digest.to_string().as_bytes())
+        kiln_oci::atomic::write_file(&path, digests[0].to_string().as_bytes())
             .with_context(|| format!("--digest-file {}", path.display()))?;
     }
-    println!("{repository}@{digest}");
+    for (service, digest) in services.iter().zip(&digests) {
+        if cli.release.is_none() {
+            println!("{}@{digest}", service.display);
+        } else {
+            println!(
+                "{} {}@{digest} tags: {}",
+                service.target,
+                service.display,
+                service.tags.join(", ")
+            );
+        }
+    }
     Ok(())
 }
 

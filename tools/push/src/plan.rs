@@ -1,11 +1,15 @@
 //! What a push uploads, read from the layout before any network call.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use kiln_oci::blob_set::{self, BlobSet};
 use kiln_oci::media_types;
-use kiln_oci::{Descriptor, Digest, Layout, Located, Sources, SOURCE_FILE};
+use kiln_oci::select::BlobStore;
+use kiln_oci::{
+    Descriptor, Digest, ImageIndex, ImageManifest, Layout, Located, Sources, SOURCE_FILE,
+};
 use kiln_registry::{repo_of, RepoRef};
 
 /// A config or layer blob.
@@ -24,6 +28,9 @@ pub enum BlobSource {
     /// Absent from the layout (a shallow base), in this repository according
     /// to `kiln-source.json`: mounted or copied registry-side.
     Remote(RepoRef),
+    /// Not a runfile (lazy mode): this file of the output tree when it is
+    /// there, else the remote cache (`GET /cas/<hex>`).
+    Lazy(PathBuf),
 }
 
 /// A manifest or index, pushed with exactly the bytes the layout holds (its
@@ -45,19 +52,99 @@ pub struct Plan {
     pub top: Manifest,
 }
 
+/// Where a walk reads manifests from and finds blobs.
+trait Store {
+    /// The bytes of a manifest or index, verified against `desc`.
+    fn read(&self, desc: &Descriptor) -> anyhow::Result<Vec<u8>>;
+    /// Where the bytes of a config or layer are.
+    fn locate(&self, desc: &Descriptor) -> anyhow::Result<BlobSource>;
+}
+
+struct LayoutStore<'a> {
+    layout: &'a Layout,
+    /// `kiln-source.json`, when the layout is shallow.
+    sources: Option<Sources>,
+}
+
+impl Store for LayoutStore<'_> {
+    fn read(&self, desc: &Descriptor) -> anyhow::Result<Vec<u8>> {
+        if self.sources.is_some() && !self.layout.blob_path(&desc.digest).exists() {
+            bail!(
+                "manifest {} is absent from this shallow layout (a platform kiln-pull did \
+                 not pull?); only blobs listed in {SOURCE_FILE} may be absent",
+                desc.digest
+            );
+        }
+        if media_types::is_index(&desc.media_type) {
+            self.layout.read_index(desc)?;
+        } else {
+            self.layout.read_manifest(desc)?;
+        }
+        // read_index/read_manifest verified digest and size already.
+        self.layout.read_blob(&desc.digest)
+    }
+
+    fn locate(&self, desc: &Descriptor) -> anyhow::Result<BlobSource> {
+        // The registry verifies the digest on upload.
+        Ok(match self.layout.locate(self.sources.as_ref(), desc)? {
+            Located::Present(path) => BlobSource::Local(path),
+            Located::Absent(listed) => BlobSource::Remote(repo_of(listed)?),
+        })
+    }
+}
+
+/// A blob set (the Files the build made, named by a spec), plus, in lazy
+/// mode, the blobs that are not runfiles: where Bazel would put each in
+/// its output tree (present when this machine built or downloaded it).
+pub struct BlobSetStore<'a> {
+    pub set: &'a BlobSet,
+    pub lazy: &'a HashMap<Digest, PathBuf>,
+}
+
+impl Store for BlobSetStore<'_> {
+    fn read(&self, desc: &Descriptor) -> anyhow::Result<Vec<u8>> {
+        self.set.read_verified(desc)
+    }
+
+    fn locate(&self, desc: &Descriptor) -> anyhow::Result<BlobSource> {
+        Ok(match self.set.locate(&desc.digest) {
+            blob_set::Located::File(path) => BlobSource::Local(path),
+            blob_set::Located::Absent(listed) => BlobSource::Remote(repo_of(listed)?),
+            blob_set::Located::Missing => match self.lazy.get(&desc.digest) {
+                Some(output) => BlobSource::Lazy(output.clone()),
+                None => bail!(
+                    "{}: blob {} is not among the push's inputs",
+                    self.set.target(),
+                    desc.digest
+                ),
+            },
+        })
+    }
+}
+
 impl Plan {
     pub fn from_layout(layout: &Layout) -> anyhow::Result<Plan> {
         let top = layout.top()?;
-        let sources = Sources::load(layout.dir())?;
-        let mut walk = Walk {
+        let store = LayoutStore {
             layout,
-            sources,
+            sources: Sources::load(layout.dir())?,
+        };
+        Self::walk(&store, &top)
+    }
+
+    pub fn from_blob_set(store: &BlobSetStore) -> anyhow::Result<Plan> {
+        Self::walk(store, store.set.top()).with_context(|| store.set.target().to_string())
+    }
+
+    fn walk(store: &dyn Store, top: &Descriptor) -> anyhow::Result<Plan> {
+        let mut walk = Walk {
+            store,
             blobs: Vec::new(),
             seen_blobs: HashSet::new(),
             manifests: Vec::new(),
             seen_manifests: HashSet::new(),
         };
-        walk.manifest(&top, 0)?;
+        walk.manifest(top, 0)?;
         let Some(top) = walk.manifests.pop() else {
             bail!("index.json names nothing to push");
         };
@@ -70,9 +157,7 @@ impl Plan {
 }
 
 struct Walk<'a> {
-    layout: &'a Layout,
-    /// `kiln-source.json`, when the layout is shallow.
-    sources: Option<Sources>,
+    store: &'a dyn Store,
     blobs: Vec<Blob>,
     seen_blobs: HashSet<Digest>,
     manifests: Vec<Manifest>,
@@ -91,34 +176,30 @@ impl Walk<'_> {
         if self.seen_manifests.contains(&desc.digest) {
             return Ok(());
         }
-        if self.sources.is_some() && !self.layout.blob_path(&desc.digest).exists() {
-            bail!(
-                "manifest {} is absent from this shallow layout (a platform kiln-pull did \
-                 not pull?); only blobs listed in {SOURCE_FILE} may be absent",
-                desc.digest
-            );
-        }
-        if media_types::is_index(&desc.media_type) {
-            let index = self.layout.read_index(desc)?;
-            for child in &index.manifests {
-                self.manifest(child, depth + 1)
-                    .with_context(|| format!("in index {}", desc.digest))?;
-            }
-        } else if media_types::is_manifest(&desc.media_type) {
-            let manifest = self.layout.read_manifest(desc)?;
-            self.blob(&manifest.config)?;
-            for layer in &manifest.layers {
-                self.blob(layer)?;
-            }
-        } else {
+        let is_index = media_types::is_index(&desc.media_type);
+        if !is_index && !media_types::is_manifest(&desc.media_type) {
             bail!(
                 "{} has media type {:?}, which is neither an image manifest nor an image index",
                 desc.digest,
                 desc.media_type
             );
         }
-        // read_index/read_manifest verified digest and size already.
-        let bytes = self.layout.read_blob(&desc.digest)?;
+        let bytes = self.store.read(desc)?;
+        if is_index {
+            let index: ImageIndex = serde_json::from_slice(&bytes)
+                .with_context(|| format!("parsing image index {}", desc.digest))?;
+            for child in &index.manifests {
+                self.manifest(child, depth + 1)
+                    .with_context(|| format!("in index {}", desc.digest))?;
+            }
+        } else {
+            let manifest: ImageManifest = serde_json::from_slice(&bytes)
+                .with_context(|| format!("parsing image manifest {}", desc.digest))?;
+            self.blob(&manifest.config)?;
+            for layer in &manifest.layers {
+                self.blob(layer)?;
+            }
+        }
         self.seen_manifests.insert(desc.digest.clone());
         self.manifests.push(Manifest {
             digest: desc.digest.clone(),
@@ -132,11 +213,7 @@ impl Walk<'_> {
         if !self.seen_blobs.insert(desc.digest.clone()) {
             return Ok(());
         }
-        // The registry verifies the digest on upload.
-        let source = match self.layout.locate(self.sources.as_ref(), desc)? {
-            Located::Present(path) => BlobSource::Local(path),
-            Located::Absent(listed) => BlobSource::Remote(repo_of(listed)?),
-        };
+        let source = self.store.locate(desc)?;
         self.blobs.push(Blob {
             digest: desc.digest.clone(),
             size: desc.size,

@@ -1,122 +1,630 @@
-//! Talking to the registry, through `kiln_registry::Client` (Docker config
-//! and credential helpers, Basic and Bearer authentication, blob mounts and
-//! registry-to-registry copies).
+//! Pushing services to registries, through `kiln_registry::Client` (Docker
+//! config and credential helpers, Basic and Bearer authentication, retries,
+//! blob mounts and registry-to-registry copies).
+//!
+//! One push or a whole release is one run of the same plan, in the order
+//! that keeps every registry consistent:
+//! 1. each service's tags are asked for (`HEAD`): a service whose tags all
+//!    name its digest already is done, with no write at all; one whose top
+//!    manifest is there by digest needs its tags only;
+//! 2. blobs, each digest once for all services: uploaded to one repository
+//!    (or found in one), then mounted into the others, a bounded number at
+//!    a time;
+//! 3. manifests by digest, children before the index naming them;
+//! 4. tags, last, once every service's content is in place: a failure
+//!    before this step leaves no new tag anywhere.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use futures_util::{StreamExt, TryStreamExt};
 use kiln_oci::reference::Repository;
 use kiln_oci::Digest;
-use kiln_registry::{Client, ClientOptions, DockerConfig, ImageRef, RepoRef, Target, Transfer};
+use kiln_registry::cas::HttpCas;
+use kiln_registry::{
+    BlobStream, Client, ClientOptions, DockerConfig, ImageRef, RepoRef, Target, Transfer,
+};
 
-use crate::plan::{Blob, BlobSource, Manifest, Plan};
+use crate::plan::{BlobSource, Manifest, Plan};
+use crate::progress::{Progress, Upload};
 
 /// Blobs transferred at once: enough to overlap round trips, few enough not
 /// to saturate a CI uplink or trip a registry's rate limits.
-const UPLOAD_CONCURRENCY: usize = 4;
+pub const UPLOAD_CONCURRENCY: usize = 4;
 
-pub struct Registry {
-    client: Client,
-    /// Where everything goes.
-    repo: RepoRef,
-    /// The repository as the user named it, for the messages.
-    display: Repository,
+/// Services whose manifests are checked and written at once.
+const MANIFEST_CONCURRENCY: usize = 4;
+
+/// One image or index to push to one repository.
+pub struct Service {
+    /// What to name in messages: the push target's label (or the layout).
+    pub target: String,
+    /// The repository as the user named it.
+    pub display: Repository,
+    pub repo: RepoRef,
+    pub tags: Vec<String>,
+    pub plan: Plan,
 }
 
-impl Registry {
+impl Service {
+    pub fn new(
+        target: String,
+        display: Repository,
+        tags: Vec<String>,
+        plan: Plan,
+    ) -> anyhow::Result<Service> {
+        let repo = RepoRef::new(&display.registry, &display.path)
+            .map_err(|e| anyhow!("{target}: repository \"{display}\": {e}"))?;
+        Ok(Service {
+            target,
+            display,
+            repo,
+            tags,
+            plan,
+        })
+    }
+}
+
+/// What step 1 found for a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Needs {
+    /// Every tag names the digest already.
+    Nothing,
+    /// The top manifest is there: these tags are set.
+    Tags(Vec<String>),
+    /// Blobs and manifests as needed, then these tags.
+    Content(Vec<String>),
+}
+
+/// A blob needed by some services, moved once.
+#[derive(Debug)]
+pub struct BlobJob<'a> {
+    pub digest: &'a Digest,
+    pub size: u64,
+    /// Where its bytes are: a local file rather than the cache, the cache
+    /// rather than another registry.
+    pub source: &'a BlobSource,
+    /// The services that need it, one per distinct repository.
+    pub services: Vec<usize>,
+    /// Services that have it already (their manifests are in place, and a
+    /// registry accepts a manifest only once its blobs are there): what
+    /// the others mount it from.
+    pub holders: Vec<usize>,
+}
+
+/// The blobs of the services that need content, each digest once, in
+/// first-seen order.
+pub fn blob_jobs<'a>(services: &'a [Service], needs: &[Needs]) -> Vec<BlobJob<'a>> {
+    let mut jobs: Vec<BlobJob> = Vec::new();
+    let mut by_digest: HashMap<&Digest, usize> = HashMap::new();
+    for (i, service) in services.iter().enumerate() {
+        if !matches!(needs[i], Needs::Content(_)) {
+            continue;
+        }
+        for blob in &service.plan.blobs {
+            let n = *by_digest.entry(&blob.digest).or_insert_with(|| {
+                jobs.push(BlobJob {
+                    digest: &blob.digest,
+                    size: blob.size,
+                    source: &blob.source,
+                    services: Vec::new(),
+                    holders: Vec::new(),
+                });
+                jobs.len() - 1
+            });
+            let job = &mut jobs[n];
+            if rank(&blob.source) < rank(job.source) {
+                job.source = &blob.source;
+            }
+            if !job
+                .services
+                .iter()
+                .any(|&j| services[j].repo == service.repo)
+            {
+                job.services.push(i);
+            }
+        }
+    }
+    for (i, service) in services.iter().enumerate() {
+        if matches!(needs[i], Needs::Content(_)) {
+            continue;
+        }
+        for blob in &service.plan.blobs {
+            if let Some(&n) = by_digest.get(&blob.digest) {
+                let job = &mut jobs[n];
+                if !job
+                    .holders
+                    .iter()
+                    .any(|&j| services[j].repo == service.repo)
+                {
+                    job.holders.push(i);
+                }
+            }
+        }
+    }
+    jobs
+}
+
+fn rank(source: &BlobSource) -> u8 {
+    match source {
+        BlobSource::Local(_) => 0,
+        BlobSource::Lazy(_) => 1,
+        BlobSource::Remote(_) => 2,
+    }
+}
+
+pub struct Pusher {
+    client: Client,
+    progress: Arc<Progress>,
+    /// The remote cache lazy blobs are read from.
+    cas: Option<HttpCas>,
+    /// Why there is no cache, for the error of a lazy blob that needs one.
+    no_cas: String,
+}
+
+impl Pusher {
     /// Builds the client (credentials from `$DOCKER_CONFIG/config.json` or
-    /// `~/.docker/config.json` and their helpers) and contacts the registry
-    /// (`GET /v2/`), so that an unreachable registry fails before anything
-    /// else is attempted.
-    pub async fn connect(repository: Repository) -> anyhow::Result<Self> {
-        let repo = RepoRef::new(&repository.registry, &repository.path)
-            .map_err(|e| anyhow!("--repository \"{repository}\": {e}"))?;
+    /// `~/.docker/config.json` and their helpers) and contacts each
+    /// registry (`GET /v2/`), so that an unreachable registry fails before
+    /// anything else is attempted.
+    pub async fn connect(
+        services: &[Service],
+        progress: Arc<Progress>,
+        cas: Option<HttpCas>,
+        no_cas: String,
+    ) -> anyhow::Result<Pusher> {
         let docker_config = DockerConfig::load_default().context("reading registry credentials")?;
+        let notify = progress.clone();
         let client = Client::new(ClientOptions {
             docker_config,
             user_agent: concat!("rules_kiln-kiln-push/", env!("CARGO_PKG_VERSION")).to_string(),
-        })?;
-        client.ping(&repo).await?;
-        Ok(Registry {
+        })?
+        .on_retry(move |line| notify.line(line));
+        let mut pinged: Vec<&str> = Vec::new();
+        for service in services {
+            if pinged.contains(&service.repo.registry.as_str()) {
+                continue;
+            }
+            pinged.push(&service.repo.registry);
+            client
+                .ping(&service.repo)
+                .await
+                .with_context(|| service.target.clone())?;
+        }
+        Ok(Pusher {
             client,
-            repo,
-            display: repository,
+            progress,
+            cas,
+            no_cas,
         })
     }
 
-    /// Uploads everything in the order that keeps the registry consistent:
-    /// blobs, child manifests, the top manifest by digest, and only then tags.
-    pub async fn push(&self, plan: &Plan, tags: &[String]) -> anyhow::Result<Digest> {
-        futures_util::stream::iter(&plan.blobs)
-            .map(|blob| self.push_blob(blob))
+    /// Pushes every service (steps 1 to 4 above); returns each one's
+    /// digest, in order.
+    pub async fn push(&self, services: &[Service]) -> anyhow::Result<Vec<Digest>> {
+        // 1. What each service needs.
+        let needs: Vec<Needs> = futures_util::stream::iter(services)
+            .map(|s| async move { self.needs(s).await.with_context(|| s.target.clone()) })
+            .buffered(MANIFEST_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (service, need) in services.iter().zip(&needs) {
+            if *need == Needs::Nothing {
+                self.progress.line(&format!(
+                    "up to date: {} (every tag names {})",
+                    service.display, service.plan.top.digest
+                ));
+            }
+        }
+
+        // 2. Blobs, each once.
+        let jobs = blob_jobs(services, &needs);
+        let blobs = futures_util::stream::iter(&jobs)
+            .map(|job| self.blob(job, services))
             .buffer_unordered(UPLOAD_CONCURRENCY)
+            .try_collect::<Vec<()>>();
+        self.with_redraws(blobs).await?;
+
+        // 3. Manifests, children first.
+        futures_util::stream::iter(services.iter().zip(&needs))
+            .filter(|(_, n)| std::future::ready(matches!(n, Needs::Content(_))))
+            .map(|(s, _)| async move {
+                for m in s.plan.children.iter().chain([&s.plan.top]) {
+                    self.manifest(s, m)
+                        .await
+                        .with_context(|| s.target.clone())?;
+                }
+                anyhow::Ok(())
+            })
+            .buffer_unordered(MANIFEST_CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await?;
 
-        for manifest in &plan.children {
-            self.push_manifest_by_digest(manifest).await?;
+        // 4. Tags, last.
+        for (service, need) in services.iter().zip(&needs) {
+            let tags = match need {
+                Needs::Nothing => &Vec::new(),
+                Needs::Tags(t) | Needs::Content(t) => t,
+            };
+            let unchanged = service.tags.len() - tags.len();
+            self.progress
+                .count(|t| t.tags_unchanged += unchanged as u64);
+            for tag in tags {
+                let image = ImageRef::new(service.repo.clone(), Target::Tag(tag.clone()));
+                self.client
+                    .put_manifest(
+                        &image,
+                        &service.plan.top.bytes,
+                        &service.plan.top.media_type,
+                    )
+                    .await
+                    .with_context(|| service.target.clone())?;
+                self.progress.count(|t| t.tags_written += 1);
+                self.progress
+                    .line(&format!("tagged {}:{tag}", service.display));
+            }
         }
-        self.push_manifest_by_digest(&plan.top).await?;
-
-        for tag in tags {
-            let image = ImageRef::new(self.repo.clone(), Target::Tag(tag.clone()));
-            self.client
-                .put_manifest(&image, &plan.top.bytes, &plan.top.media_type)
-                .await?;
-            eprintln!("kiln-push: tagged {}:{tag}", self.display);
-        }
-        Ok(plan.top.digest.clone())
+        Ok(services.iter().map(|s| s.plan.top.digest.clone()).collect())
     }
 
-    async fn push_blob(&self, blob: &Blob) -> anyhow::Result<()> {
-        let digest = &blob.digest;
-        let line = match &blob.source {
-            BlobSource::Local(path) => {
-                if self.client.blob_exists(&self.repo, digest).await? {
-                    format!("exists blob {digest} ({} bytes)", blob.size)
-                } else {
-                    self.client
-                        .push_blob_file(&self.repo, digest, blob.size, path)
-                        .await?;
-                    format!("pushed blob {digest} ({} bytes)", blob.size)
-                }
+    /// Step 1 for one service: a `HEAD` per tag, and one of the top
+    /// manifest by digest unless every tag names it.
+    async fn needs(&self, service: &Service) -> anyhow::Result<Needs> {
+        let top = &service.plan.top.digest;
+        let mut missing = Vec::new();
+        for tag in &service.tags {
+            let image = ImageRef::new(service.repo.clone(), Target::Tag(tag.clone()));
+            if self.client.manifest_digest(&image).await?.as_ref() != Some(top) {
+                missing.push(tag.clone());
             }
-            // Absent from the layout (a shallow base): registry-side only,
-            // never from local bytes.
-            BlobSource::Remote(from) => {
-                match self
+        }
+        if !service.tags.is_empty() && missing.is_empty() {
+            return Ok(Needs::Nothing);
+        }
+        let image = ImageRef::new(service.repo.clone(), Target::Digest(top.clone()));
+        Ok(if self.client.manifest_exists(&image).await? {
+            self.progress.line(&format!(
+                "exists manifest {top} ({} bytes) in {}",
+                service.plan.top.bytes.len(),
+                service.display
+            ));
+            Needs::Tags(missing)
+        } else {
+            Needs::Content(missing)
+        })
+    }
+
+    /// Runs `work`, redrawing the live lines while it runs (on a terminal).
+    async fn with_redraws<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        if !self.progress.is_live() {
+            return work.await;
+        }
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => {
+                    self.progress.redraw();
+                    return out;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(200)) => self.progress.redraw(),
+            }
+        }
+    }
+
+    /// Step 2 for one blob: found where it is, mounted from there into
+    /// the repositories that lack it; moved (uploaded, fetched from the
+    /// cache, copied) once only when no repository has it.
+    async fn blob(&self, job: &BlobJob<'_>, services: &[Service]) -> anyhow::Result<()> {
+        let digest = job.digest;
+        let mut have: HashMap<&str, usize> = HashMap::new();
+        for &i in &job.holders {
+            have.entry(&services[i].repo.registry).or_insert(i);
+        }
+        let mut missing = Vec::new();
+        for &i in &job.services {
+            let s = &services[i];
+            if self
+                .client
+                .blob_exists(&s.repo, digest)
+                .await
+                .with_context(|| s.target.clone())?
+            {
+                self.progress.count(|t| t.present += 1);
+                self.progress.line(&format!(
+                    "exists blob {digest} ({} bytes) in {}",
+                    job.size, s.display
+                ));
+                have.entry(&s.repo.registry).or_insert(i);
+            } else {
+                missing.push(i);
+            }
+        }
+        for i in missing {
+            let s = &services[i];
+            if let Some(&from) = have.get(s.repo.registry.as_str()) {
+                let from = &services[from];
+                if self
                     .client
-                    .ensure_blob(from, &self.repo, digest, blob.size)
-                    .await?
+                    .mount_blob(&s.repo, digest, &from.repo)
+                    .await
+                    .with_context(|| s.target.clone())?
                 {
-                    Transfer::Exists => format!("exists blob {digest} ({} bytes)", blob.size),
-                    Transfer::Mounted => {
-                        format!("mounted blob {digest} ({} bytes) from {from}", blob.size)
-                    }
-                    Transfer::Copied => {
-                        format!("copied blob {digest} ({} bytes) from {from}", blob.size)
-                    }
+                    self.progress.count(|t| t.mounted += 1);
+                    self.progress.line(&format!(
+                        "mounted blob {digest} ({} bytes) into {} from {}",
+                        job.size, s.display, from.repo.repository
+                    ));
+                    continue;
                 }
             }
-        };
-        eprintln!("kiln-push: {line}");
+            self.transfer(job, s)
+                .await
+                .with_context(|| format!("{}: blob {digest}", s.target))?;
+            have.entry(&s.repo.registry).or_insert(i);
+        }
         Ok(())
     }
 
-    async fn push_manifest_by_digest(&self, manifest: &Manifest) -> anyhow::Result<()> {
-        let image = ImageRef::new(self.repo.clone(), Target::Digest(manifest.digest.clone()));
+    /// Moves the bytes of `job`'s blob into `service`'s repository.
+    async fn transfer(&self, job: &BlobJob<'_>, service: &Service) -> anyhow::Result<()> {
+        let (digest, size, dest) = (job.digest, job.size, &service.repo);
+        match job.source {
+            BlobSource::Local(path) => self.upload_file(job, service, path, "pushed").await,
+            BlobSource::Lazy(output) => {
+                let local = std::fs::metadata(output)
+                    .map(|m| m.is_file() && m.len() == size)
+                    .unwrap_or(false);
+                if local {
+                    return self.upload_file(job, service, output, "pushed").await;
+                }
+                let Some(cas) = &self.cas else {
+                    return Err(anyhow!(
+                        "not in the local outputs ({}) and {}",
+                        output.display(),
+                        self.no_cas
+                    ));
+                };
+                // Asked once up front: a blob the cache lacks is an error
+                // naming it, not an upload that fails half-way.
+                if !cas.has(digest).await? {
+                    return Err(anyhow!(
+                        "neither in the local outputs ({}) nor in the remote cache ({})",
+                        output.display(),
+                        cas.url_of(digest)
+                    ));
+                }
+                let upload = self.progress.start_upload(short(digest), size);
+                let result = self
+                    .client
+                    .push_blob_stream(dest, digest, size, &upload.sent, || async {
+                        cas.open(digest, size).await?.ok_or_else(|| {
+                            anyhow!("the remote cache no longer has {}", cas.url_of(digest))
+                        })
+                    })
+                    .await;
+                self.finish(
+                    upload,
+                    result,
+                    job,
+                    service,
+                    "pushed (from the remote cache)",
+                )
+            }
+            BlobSource::Remote(from) => {
+                let transfer = self.client.ensure_blob(from, dest, digest, size).await?;
+                let line = match transfer {
+                    Transfer::Exists => {
+                        self.progress.count(|t| t.present += 1);
+                        format!("exists blob {digest} ({size} bytes) in {}", service.display)
+                    }
+                    Transfer::Mounted => {
+                        self.progress.count(|t| t.mounted += 1);
+                        format!(
+                            "mounted blob {digest} ({size} bytes) into {} from {from}",
+                            service.display
+                        )
+                    }
+                    Transfer::Copied => {
+                        self.progress.count(|t| t.copied += 1);
+                        format!(
+                            "copied blob {digest} ({size} bytes) into {} from {from}",
+                            service.display
+                        )
+                    }
+                };
+                self.progress.line(&line);
+                Ok(())
+            }
+        }
+    }
+
+    async fn upload_file(
+        &self,
+        job: &BlobJob<'_>,
+        service: &Service,
+        path: &Path,
+        word: &str,
+    ) -> anyhow::Result<()> {
+        let upload = self.progress.start_upload(short(job.digest), job.size);
+        let result = self
+            .client
+            .push_blob_stream(
+                &service.repo,
+                job.digest,
+                job.size,
+                &upload.sent,
+                || async {
+                    let file = tokio::fs::File::open(path)
+                        .await
+                        .with_context(|| format!("opening {}", path.display()))?;
+                    Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+                        file,
+                        256 * 1024,
+                    )) as BlobStream)
+                },
+            )
+            .await;
+        self.finish(upload, result, job, service, word)
+    }
+
+    fn finish(
+        &self,
+        upload: Upload,
+        result: anyhow::Result<()>,
+        job: &BlobJob<'_>,
+        service: &Service,
+        word: &str,
+    ) -> anyhow::Result<()> {
+        match result {
+            Ok(()) => {
+                self.progress.count(|t| {
+                    t.uploaded += 1;
+                    t.uploaded_bytes += job.size;
+                });
+                let text = format!(
+                    "{word} blob {} ({} bytes) to {}",
+                    job.digest, job.size, service.display
+                );
+                self.progress.finish_upload(upload, Some(text));
+                Ok(())
+            }
+            Err(e) => {
+                self.progress.finish_upload(upload, None);
+                Err(e)
+            }
+        }
+    }
+
+    /// Step 3 for one manifest: by digest, unless it is there.
+    async fn manifest(&self, service: &Service, manifest: &Manifest) -> anyhow::Result<()> {
+        let image = ImageRef::new(
+            service.repo.clone(),
+            Target::Digest(manifest.digest.clone()),
+        );
         let word = if self.client.manifest_exists(&image).await? {
+            self.progress.count(|t| t.manifests_present += 1);
             "exists"
         } else {
             self.client
                 .put_manifest(&image, &manifest.bytes, &manifest.media_type)
                 .await?;
+            self.progress.count(|t| t.manifests_written += 1);
             "pushed"
         };
-        eprintln!(
-            "kiln-push: {word} manifest {} ({} bytes)",
+        self.progress.line(&format!(
+            "{word} manifest {} ({} bytes) in {}",
             manifest.digest,
-            manifest.bytes.len()
-        );
+            manifest.bytes.len(),
+            service.display
+        ));
         Ok(())
+    }
+}
+
+/// `sha256:0123456789ab`: enough of a digest for a live line.
+fn short(digest: &Digest) -> String {
+    let s = digest.to_string();
+    s.chars().take(19).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Blob;
+    use std::path::PathBuf;
+
+    fn service(name: &str, registry: &str, blobs: &[(&str, BlobSource)]) -> Service {
+        let top = Manifest {
+            digest: kiln_oci::sha256_bytes(name.as_bytes()),
+            media_type: kiln_oci::media_types::OCI_IMAGE_INDEX.into(),
+            bytes: name.as_bytes().to_vec(),
+        };
+        let blobs = blobs
+            .iter()
+            .map(|(content, source)| Blob {
+                digest: kiln_oci::sha256_bytes(content.as_bytes()),
+                size: content.len() as u64,
+                source: source.clone(),
+            })
+            .collect();
+        Service::new(
+            format!("//{name}:push"),
+            Repository::parse(&format!("{registry}/kiln/{name}")).unwrap(),
+            vec!["v1".into()],
+            Plan {
+                blobs,
+                children: vec![],
+                top,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn shared_blobs_are_one_job_for_every_service_that_needs_them() {
+        let local = |p: &str| BlobSource::Local(PathBuf::from(p));
+        let lazy = |p: &str| BlobSource::Lazy(PathBuf::from(p));
+        let services = vec![
+            service(
+                "a",
+                "r.example",
+                &[("base", lazy("out/base")), ("a", local("a"))],
+            ),
+            service(
+                "b",
+                "r.example",
+                &[("base", local("runfiles/base")), ("b", local("b"))],
+            ),
+            service(
+                "c",
+                "r.example",
+                &[("base", local("c/base")), ("c", local("c"))],
+            ),
+            service("d", "other.example", &[("base", local("d/base"))]),
+        ];
+        let needs = vec![
+            Needs::Content(vec!["v1".into()]),
+            Needs::Content(vec![]),
+            Needs::Nothing,
+            Needs::Content(vec![]),
+        ];
+        let jobs = blob_jobs(&services, &needs);
+        let base = kiln_oci::sha256_bytes(b"base");
+        let order: Vec<&Digest> = jobs.iter().map(|j| j.digest).collect();
+        assert_eq!(
+            order,
+            vec![
+                &base,
+                &kiln_oci::sha256_bytes(b"a"),
+                &kiln_oci::sha256_bytes(b"b")
+            ],
+            "first-seen order, each digest once, nothing of a service that needs none"
+        );
+        // The base: one job for a, b and d (c is up to date); a local file
+        // wins over the lazy output.
+        assert_eq!(jobs[0].services, vec![0, 1, 3]);
+        assert_eq!(
+            jobs[0].holders,
+            vec![2],
+            "c has it: the others mount from there"
+        );
+        assert_eq!(jobs[0].source, &local("runfiles/base"));
+        assert_eq!(jobs[1].services, vec![0]);
+        assert!(jobs[1].holders.is_empty());
+    }
+
+    #[test]
+    fn one_repository_gets_a_blob_once_even_from_two_services() {
+        let local = |p: &str| BlobSource::Local(PathBuf::from(p));
+        let mut twin = service("a", "r.example", &[("x", local("x"))]);
+        twin.target = "//twin:push".into();
+        let services = vec![service("a", "r.example", &[("x", local("x"))]), twin];
+        let needs = vec![Needs::Content(vec![]), Needs::Content(vec![])];
+        let jobs = blob_jobs(&services, &needs);
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].services, vec![0]);
     }
 }

@@ -217,18 +217,38 @@ fn pushes_an_image_then_finds_everything_present() {
         assert_eq!(sha256_bytes(&raw), image.descriptor.digest, "tag {tag}");
     }
 
-    // Second push: every blob and the manifest are found by HEAD, nothing is
-    // uploaded again.
+    // Second push: the tag names the digest already, which one HEAD
+    // finds: nothing is uploaded, checked blob by blob or tagged again.
     let out = push(&layout, &repository, &["--tag", "latest"]);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "second kiln-push failed:\n{stderr}");
     assert!(lines_with(&stderr, "pushed").is_empty(), "{stderr}");
-    let exists = lines_with(&stderr, "exists");
-    assert_eq!(exists.len(), image.blobs.len() + 1, "{stderr}");
-    assert!(exists
-        .iter()
-        .any(|l| l.contains(&format!("manifest {} (", image.descriptor.digest))));
+    assert!(lines_with(&stderr, "exists").is_empty(), "{stderr}");
+    assert!(lines_with(&stderr, "tagged").is_empty(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "kiln-push: up to date: {repository} (every tag names {})",
+            image.descriptor.digest
+        )),
+        "{stderr}"
+    );
     assert_eq!(text(&out.stdout), expected);
+
+    // A new tag for the same content: the manifest is found by digest, no
+    // blob is looked at, only the tag is written.
+    let out = push(&layout, &repository, &["--tag", "latest", "--tag", "v2"]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "third kiln-push failed:\n{stderr}");
+    assert!(lines_with(&stderr, "pushed").is_empty(), "{stderr}");
+    let exists = lines_with(&stderr, "exists");
+    assert_eq!(exists.len(), 1, "{stderr}");
+    assert!(exists[0].contains(&format!("manifest {} (", image.descriptor.digest)));
+    assert_eq!(
+        lines_with(&stderr, "tagged"),
+        vec![format!("kiln-push: tagged {repository}:v2").as_str()]
+    );
+    let raw = skopeo_raw(&registry, "kiln/hello:v2").expect("tag v2 missing");
+    assert_eq!(sha256_bytes(&raw), image.descriptor.digest);
 }
 
 #[test]

@@ -2,8 +2,10 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
@@ -16,9 +18,10 @@ use tokio::sync::OnceCell;
 
 use crate::auth::{Challenge, TokenCache};
 use crate::credentials::{DockerConfig, Lookup, Secret};
-use crate::error::{body_excerpt, send_error};
+use crate::error::{body_excerpt, is_transient, send_error};
 use crate::origin::{check_target, same_origin};
 use crate::reference::{ImageRef, RepoRef, Target};
+use crate::retry::{retry_after, transient_status, RetryPolicy};
 use kiln_oci::digest::Verifier;
 
 /// Manifests and indexes larger than this are refused (the distribution
@@ -85,6 +88,33 @@ pub struct Client {
     /// The base deadline of each request.
     timeout: Duration,
     registries: Mutex<HashMap<String, Arc<RegistryState>>>,
+    retry: RetryPolicy,
+    notify: Option<RetryNotify>,
+}
+
+/// What [`Client::on_retry`] calls.
+type RetryNotify = Box<dyn Fn(&str) + Send + Sync>;
+
+/// The bytes of a blob to upload, as they are read.
+pub type BlobStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send + 'static>>;
+
+impl Sent {
+    /// An answer as `Ok`, a broken request as its error.
+    fn into_result(self) -> anyhow::Result<Response> {
+        match self {
+            Sent::Answer(r) => Ok(r),
+            Sent::Broken(e) => Err(e),
+        }
+    }
+}
+
+/// What one try of a request got.
+enum Sent {
+    /// An HTTP answer, of any status.
+    Answer(Response),
+    /// No (complete) answer, for a reason worth another try: the error
+    /// that says so.
+    Broken(anyhow::Error),
 }
 
 /// Options for [`Client::new`].
@@ -128,6 +158,8 @@ impl Client {
             config: options.docker_config,
             timeout,
             registries: Mutex::new(HashMap::new()),
+            retry: RetryPolicy::from_env()?,
+            notify: None,
         })
     }
 
@@ -157,13 +189,27 @@ impl Client {
             .get_or_try_init(|| async {
                 let url = format!("{}/v2/", repo.registry_url());
                 let deadline = self.deadline(None);
-                let response = self
-                    .http
-                    .get(&url)
-                    .timeout(deadline)
-                    .send()
-                    .await
-                    .map_err(|e| send_error(e, &url, deadline))?;
+                let mut failed = 0;
+                let response = loop {
+                    let (wait, why) = match self.http.get(&url).timeout(deadline).send().await {
+                        Ok(r) if transient_status(r.status()) => (
+                            retry_after(r.headers(), SystemTime::now()),
+                            format!("HTTP {}", r.status()),
+                        ),
+                        Ok(r) => break r,
+                        Err(e) if is_transient(&e) && failed + 1 < self.retry.attempts => {
+                            (None, format!("{:#}", send_error(e, &url, deadline)))
+                        }
+                        Err(e) => return Err(send_error(e, &url, deadline)),
+                    };
+                    failed += 1;
+                    if failed >= self.retry.attempts {
+                        bail!("{url} answered {why} {failed} times");
+                    }
+                    let wait = self.retry.next_delay(failed, wait);
+                    self.note_retry(&Method::GET, &url, &why, failed, wait);
+                    tokio::time::sleep(wait).await;
+                };
                 match response.status() {
                     StatusCode::UNAUTHORIZED => Challenge::from_headers(response.headers())
                         .ok_or_else(|| {
@@ -247,13 +293,12 @@ impl Client {
         self.timeout + Duration::from_secs(size.unwrap_or(0) / MIN_BLOB_RATE)
     }
 
-    /// Sends one request to `url` for `repo`'s registry, within its
-    /// deadline ([`Client::deadline`] of `size`). Authenticated only when
-    /// `url` is of the registry's own origin (an upload location elsewhere
-    /// gets nothing beyond what its URL carries); a URL the registry may
-    /// not send us to (an https-to-http downgrade, plain http to a host
-    /// that is not loopback) is refused. No retry: a failure is returned as
-    /// it is.
+    /// Sends a request to `url` for `repo`'s registry, within its deadline
+    /// ([`Client::deadline`] of `size`), retrying transient failures (408,
+    /// 429, 5xx, a connection that breaks or times out) as the
+    /// [`RetryPolicy`] says, honouring `Retry-After`. `build` adds headers
+    /// and body to each try. The last answer is returned when the tries
+    /// run out (its status tells the caller what went wrong).
     async fn send(
         &self,
         repo: &RepoRef,
@@ -261,8 +306,62 @@ impl Client {
         method: Method,
         url: &str,
         size: Option<u64>,
-        build: impl FnOnce(RequestBuilder) -> RequestBuilder,
+        build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> anyhow::Result<Response> {
+        let mut failed = 0;
+        loop {
+            let sent = self
+                .send_once(repo, scopes, method.clone(), url, size, &build)
+                .await?;
+            let (wait, why, last) = match sent {
+                Sent::Answer(r) if transient_status(r.status()) => {
+                    let after = retry_after(r.headers(), SystemTime::now());
+                    let why = format!("HTTP {}", r.status());
+                    (after, why, Ok(r))
+                }
+                Sent::Answer(r) => return Ok(r),
+                Sent::Broken(e) => (None, format!("{e:#}"), Err(e)),
+            };
+            failed += 1;
+            if failed >= self.retry.attempts {
+                return last.map_err(|e| e.context(format!("gave up after {failed} tries")));
+            }
+            drop(last);
+            let wait = self.retry.next_delay(failed, wait);
+            self.note_retry(&method, url, &why, failed, wait);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Tells the [`Client::on_retry`] callback about a retry.
+    fn note_retry(&self, method: &Method, url: &str, why: &str, failed: u32, wait: Duration) {
+        if let Some(notify) = &self.notify {
+            // The query of an upload URL is the registry's session state:
+            // long and of no use to a reader.
+            let path = url.split('?').next().unwrap_or(url);
+            notify(&format!(
+                "retrying {method} {path} in {:.1} s (try {} of {}): {why}",
+                wait.as_secs_f64(),
+                failed + 1,
+                self.retry.attempts
+            ));
+        }
+    }
+
+    /// One try of a request (see [`Client::send`]). Authenticated only when
+    /// `url` is of the registry's own origin (an upload location elsewhere
+    /// gets nothing beyond what its URL carries); a URL the registry may
+    /// not send us to (an https-to-http downgrade, plain http to a host
+    /// that is not loopback) is refused.
+    async fn send_once(
+        &self,
+        repo: &RepoRef,
+        scopes: &[String],
+        method: Method,
+        url: &str,
+        size: Option<u64>,
+        build: impl FnOnce(RequestBuilder) -> RequestBuilder,
+    ) -> anyhow::Result<Sent> {
         let registry = registry_url(repo)?;
         let target = Url::parse(url).with_context(|| format!("{url:?} is not a URL"))?;
         check_target(&registry, &target, "URL")?;
@@ -275,10 +374,23 @@ impl Client {
         } else {
             request
         };
-        build(request)
-            .send()
-            .await
-            .map_err(|e| send_error(e, url, deadline))
+        match build(request).send().await {
+            Ok(r) => Ok(Sent::Answer(r)),
+            Err(e) if is_transient(&e) => Ok(Sent::Broken(send_error(e, url, deadline))),
+            Err(e) => Err(send_error(e, url, deadline)),
+        }
+    }
+
+    /// Sets a callback told about every retry (a line of text, no
+    /// credentials in it).
+    pub fn on_retry(mut self, notify: impl Fn(&str) + Send + Sync + 'static) -> Client {
+        self.notify = Some(Box::new(notify));
+        self
+    }
+
+    /// The retry policy in use.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
     }
 
     /// The secrets of `repo`'s registry (password, identity token, bearer
@@ -592,7 +704,7 @@ impl Client {
         let failure = Arc::new(Mutex::new(None));
         let body = verified_stream(source.bytes_stream(), digest, size, failure.clone());
         let result = self
-            .send(
+            .send_once(
                 dest,
                 &[push_scope(dest)],
                 Method::PUT,
@@ -604,7 +716,8 @@ impl Client {
                         .body(reqwest::Body::wrap_stream(body))
                 },
             )
-            .await;
+            .await
+            .and_then(Sent::into_result);
         let source_failure = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
         let outcome = match (result, source_failure) {
             (_, Some(why)) => {
@@ -640,6 +753,32 @@ impl Client {
         Ok(Transfer::Copied)
     }
 
+    /// What `image` (a tag, usually) names in its repository, by one
+    /// `HEAD`: its digest (`Docker-Content-Digest`), `None` when absent.
+    /// A registry that sends no digest header is asked with a `GET`.
+    pub async fn manifest_digest(&self, image: &ImageRef) -> anyhow::Result<Option<Digest>> {
+        let repo = &image.repo;
+        let what = || at(repo, &format!("checking manifest {}", image.target));
+        let url = format!("{}/manifests/{}", repo.api_url(), image.target);
+        let response = self
+            .send(repo, &pull_scope(repo), Method::HEAD, &url, None, |r| {
+                r.header(ACCEPT, MANIFEST_ACCEPT)
+            })
+            .await
+            .with_context(what)?;
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            _ => return Err(self.status_error(repo, response).await).with_context(what),
+        }
+        let header = header_str(response.headers(), "docker-content-digest")
+            .and_then(|h| h.parse::<Digest>().ok());
+        match header {
+            Some(d) => Ok(Some(d)),
+            None => Ok(Some(self.get_manifest(image).await?.digest)),
+        }
+    }
+
     /// Whether `repo` has the manifest or index `image` names (`HEAD`).
     pub async fn manifest_exists(&self, image: &ImageRef) -> anyhow::Result<bool> {
         let repo = &image.repo;
@@ -658,10 +797,8 @@ impl Client {
         }
     }
 
-    /// Uploads the file at `path` as blob `digest` (`size` bytes) to `dest`:
-    /// one monolithic upload (POST, then a PUT with `?digest=` and
-    /// `Content-Length`) whose body is read from the file as it is sent,
-    /// never held in memory. The registry verifies the digest.
+    /// Uploads the file at `path` as blob `digest` (`size` bytes) to `dest`
+    /// (see [`Client::push_blob_stream`]).
     pub async fn push_blob_file(
         &self,
         dest: &RepoRef,
@@ -669,38 +806,105 @@ impl Client {
         size: u64,
         path: &Path,
     ) -> anyhow::Result<()> {
+        let sent = Arc::new(AtomicU64::new(0));
+        self.push_blob_stream(dest, digest, size, &sent, || async {
+            let file = tokio::fs::File::open(path)
+                .await
+                .with_context(|| format!("opening {}", path.display()))?;
+            let stream = tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK);
+            Ok(Box::pin(stream) as BlobStream)
+        })
+        .await
+    }
+
+    /// Uploads blob `digest` (`size` bytes) to `dest` from the stream `open`
+    /// gives: one monolithic upload (POST, then a PUT with `?digest=` and
+    /// `Content-Length`) whose body is sent as it is read, never held in
+    /// memory; the registry verifies the digest. `sent` counts the bytes
+    /// handed to the connection (for progress; reset when the upload
+    /// restarts).
+    ///
+    /// An upload that breaks off (a reset, a timeout, a 5xx or 429 to the
+    /// PUT) is restarted in a new session, after the wait the retry policy
+    /// gives, once the registry says (`HEAD`) that it did not complete the
+    /// broken one after all. A restart rather than a resumption at the
+    /// session's `Range`: a monolithic PUT leaves nothing to resume, and
+    /// chunked uploads would cost a request per chunk on every blob.
+    pub async fn push_blob_stream<F, Fut>(
+        &self,
+        dest: &RepoRef,
+        digest: &Digest,
+        size: u64,
+        sent: &Arc<AtomicU64>,
+        open: F,
+    ) -> anyhow::Result<()>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<BlobStream>>,
+    {
         let what = || at(dest, &format!("uploading blob {digest}"));
-        let file = tokio::fs::File::open(path)
-            .await
-            .with_context(|| format!("opening {}", path.display()))
-            .with_context(what)?;
-        let session = self.start_upload(dest).await.with_context(what)?;
-        let mut put = session.clone();
-        put.query_pairs_mut()
-            .append_pair("digest", &digest.to_string());
-        let body = tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK);
-        let result = self
-            .send(
-                dest,
-                &[push_scope(dest)],
-                Method::PUT,
-                put.as_str(),
-                Some(size),
-                |r| {
-                    r.header(CONTENT_TYPE, "application/octet-stream")
-                        .header(CONTENT_LENGTH, size)
-                        .body(reqwest::Body::wrap_stream(body))
-                },
-            )
-            .await;
-        let outcome = match result {
-            Ok(r) if r.status() == StatusCode::CREATED => return Ok(()),
-            Ok(r) => Err(self.status_error(dest, r).await),
-            Err(e) => Err(e),
-        };
-        // Best effort, as in `copy_blob`.
-        let _ = self.cancel_upload(dest, &session).await;
-        outcome.with_context(what)
+        let mut failed = 0;
+        loop {
+            if failed > 0 && self.blob_exists(dest, digest).await.with_context(what)? {
+                return Ok(());
+            }
+            sent.store(0, Ordering::Relaxed);
+            let body = open().await.with_context(what)?;
+            let session = self.start_upload(dest).await.with_context(what)?;
+            let mut put = session.clone();
+            put.query_pairs_mut()
+                .append_pair("digest", &digest.to_string());
+            let tally = sent.clone();
+            let counted = body.map(move |chunk| {
+                if let Ok(c) = &chunk {
+                    tally.fetch_add(c.len() as u64, Ordering::Relaxed);
+                }
+                chunk
+            });
+            let result = self
+                .send_once(
+                    dest,
+                    &[push_scope(dest)],
+                    Method::PUT,
+                    put.as_str(),
+                    Some(size),
+                    |r| {
+                        r.header(CONTENT_TYPE, "application/octet-stream")
+                            .header(CONTENT_LENGTH, size)
+                            .body(reqwest::Body::wrap_stream(counted))
+                    },
+                )
+                .await;
+            let (wait, why, last) = match result {
+                Ok(Sent::Answer(r)) if r.status() == StatusCode::CREATED => return Ok(()),
+                Ok(Sent::Answer(r)) if transient_status(r.status()) => {
+                    let after = retry_after(r.headers(), SystemTime::now());
+                    let why = format!("HTTP {}", r.status());
+                    let e = self.status_error(dest, r).await;
+                    (after, why, e)
+                }
+                Ok(Sent::Answer(r)) => {
+                    let e = self.status_error(dest, r).await;
+                    let _ = self.cancel_upload(dest, &session).await;
+                    return Err(e).with_context(what);
+                }
+                Ok(Sent::Broken(e)) => (None, format!("{e:#}"), e),
+                Err(e) => {
+                    let _ = self.cancel_upload(dest, &session).await;
+                    return Err(e).with_context(what);
+                }
+            };
+            // Best effort: the registry lets an abandoned session expire.
+            let _ = self.cancel_upload(dest, &session).await;
+            failed += 1;
+            if failed >= self.retry.attempts {
+                return Err(last.context(format!("gave up after {failed} tries")))
+                    .with_context(what);
+            }
+            let wait = self.retry.next_delay(failed, wait);
+            self.note_retry(&Method::PUT, put.as_str(), &why, failed, wait);
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// Opens an upload session in `dest` (`POST …/blobs/uploads/`, 202);
@@ -737,10 +941,10 @@ impl Client {
             }
         }
         let url = format!("{}/manifests/{}", repo.api_url(), image.target);
-        let body = bytes.to_vec();
+        let body = Bytes::copy_from_slice(bytes);
         let response = self
             .send(repo, &[push_scope(repo)], Method::PUT, &url, None, |r| {
-                r.header(CONTENT_TYPE, media_type).body(body)
+                r.header(CONTENT_TYPE, media_type).body(body.clone())
             })
             .await
             .with_context(what)?;
@@ -849,7 +1053,7 @@ fn upload_location(response: &Response) -> anyhow::Result<Url> {
 /// body built from it is aborted, never completed). The reason is
 /// also stored in `failure`, because the HTTP client reports a body error
 /// without it.
-fn verified_stream(
+pub(crate) fn verified_stream(
     inner: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
     digest: &Digest,
     size: u64,

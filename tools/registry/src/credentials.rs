@@ -16,9 +16,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use base64::Engine;
@@ -314,11 +315,28 @@ fn entry_secret(entry: &AuthEntry) -> anyhow::Result<Option<Secret>> {
     }
 }
 
+/// How long a credential helper may take: one that waits for a desktop
+/// prompt nobody answers (or hangs) would otherwise stall a release forever.
+pub const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Runs `docker-credential-<helper> get` with `server` on stdin. `Ok(None)`
 /// when the helper has no credentials for it.
 fn run_helper(helper: &str, server: &str) -> anyhow::Result<Option<Secret>> {
-    let program = format!("docker-credential-{helper}");
-    let mut child = Command::new(&program)
+    run_helper_within(
+        &format!("docker-credential-{helper}"),
+        server,
+        HELPER_TIMEOUT,
+    )
+}
+
+/// [`run_helper`] of the helper program `program`, stopping (SIGKILL) it
+/// when it has not exited after `timeout`.
+fn run_helper_within(
+    program: &str,
+    server: &str,
+    timeout: Duration,
+) -> anyhow::Result<Option<Secret>> {
+    let mut child = Command::new(program)
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -330,9 +348,52 @@ fn run_helper(helper: &str, server: &str) -> anyhow::Result<Option<Secret>> {
         // and output tell more, so the write error is not reported.
         let _ = stdin.write_all(server.as_bytes());
     }
-    let out = child
-        .wait_with_output()
-        .with_context(|| format!("waiting for {program}"))?;
+    // The output is read on threads so that a helper filling a pipe cannot
+    // block its own exit; the process is waited for here, with the deadline.
+    let read = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = read(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = read(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .with_context(|| format!("waiting for {program}"))?
+        {
+            break status;
+        }
+        if started.elapsed() >= timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "{program} get did not answer within {} s and was stopped",
+                timeout.as_secs_f64()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    };
     if !out.status.success() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -435,6 +496,46 @@ mod tests {
         std::fs::write(dir.path().join("config.json"), "{").unwrap();
         let err = DockerConfig::load(dir.path()).unwrap_err();
         assert!(format!("{err:#}").contains("parsing Docker's config"));
+    }
+
+    #[test]
+    fn a_hanging_helper_is_stopped_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let helper = dir.path().join("docker-credential-hangs");
+        std::fs::write(&helper, "#!/bin/sh\nexec sleep 60\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let started = Instant::now();
+        let err = run_helper_within(
+            helper.to_str().unwrap(),
+            "r.example",
+            Duration::from_millis(300),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            err.contains("docker-credential-hangs get did not answer within 0.3 s"),
+            "{err}"
+        );
+
+        // A quick helper within the deadline answers as usual.
+        std::fs::write(
+            &helper,
+            "#!/bin/sh\necho '{\"Username\":\"u\",\"Secret\":\"s\"}'\n",
+        )
+        .unwrap();
+        let got = run_helper_within(
+            helper.to_str().unwrap(),
+            "r.example",
+            Duration::from_secs(20),
+        )
+        .unwrap();
+        assert_eq!(got, Some(basic("u", "s")));
     }
 
     #[test]

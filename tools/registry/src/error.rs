@@ -55,6 +55,25 @@ pub(crate) fn send_error(e: reqwest::Error, url: &str, deadline: Duration) -> an
     }
 }
 
+/// Whether a request that got no (complete) answer is worth another try:
+/// the connection was refused, reset or timed out. Not a refused redirect
+/// (a downgrade), a request that could not be built, or TLS spoken to a
+/// plain HTTP server: those fail the same way every time.
+pub(crate) fn is_transient(e: &reqwest::Error) -> bool {
+    if e.is_builder() || e.is_redirect() || e.is_status() {
+        return false;
+    }
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if text.contains("InvalidContentType") || text.contains("invalid HTTP version") {
+            return false;
+        }
+        source = s.source();
+    }
+    true
+}
+
 /// Reads at most `limit` bytes of `response`'s body; `Ok((bytes, true))`
 /// when there was more (the rest is never read). A `Content-Length` above
 /// `limit` is not trusted either way: reading stops at `limit`.

@@ -17,17 +17,19 @@
 //! `docs/reliability.md`.
 
 mod auth;
+pub mod cas;
 mod client;
 pub mod credentials;
 mod error;
 mod origin;
+pub mod retry;
 pub mod source;
 
 pub use auth::Challenge;
 pub use auth::MAX_TOKEN_ANSWER;
 pub use client::{
-    Client, ClientOptions, Manifest, Transfer, DEFAULT_TIMEOUT, MAX_MANIFEST_SIZE, MIN_BLOB_RATE,
-    TIMEOUT_VARIABLE,
+    BlobStream, Client, ClientOptions, Manifest, Transfer, DEFAULT_TIMEOUT, MAX_MANIFEST_SIZE,
+    MIN_BLOB_RATE, TIMEOUT_VARIABLE,
 };
 pub use credentials::{Credentials, DockerConfig, Lookup, Secret};
 // The reference grammar is kiln_oci's, re-exported for the tools.

@@ -1,0 +1,97 @@
+//! Reading blobs from a Bazel HTTP remote cache: Bazel stores a file under
+//! `/cas/<sha256 hex>`, and a blob's OCI digest is the sha256 of its bytes,
+//! so a push can fetch exactly the blobs a registry lacks from the cache
+//! instead of making Bazel download every blob as a runfile.
+//!
+//! No registry credentials are ever sent to the cache (another origin).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use futures_util::StreamExt;
+use kiln_oci::Digest;
+use reqwest::{StatusCode, Url};
+
+use crate::client::{verified_stream, BlobStream};
+use crate::error::{body_excerpt, send_error};
+
+/// A Bazel HTTP cache (`--remote_cache=http://…`), read-only.
+pub struct HttpCas {
+    http: reqwest::Client,
+    base: Url,
+}
+
+impl HttpCas {
+    /// The cache at `url` (`http://host:port[/prefix]`, as given to Bazel's
+    /// `--remote_cache`).
+    pub fn new(url: &str, user_agent: &str) -> anyhow::Result<HttpCas> {
+        let mut base =
+            Url::parse(url).with_context(|| format!("remote cache {url:?} is not a URL"))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(anyhow!(
+                "remote cache {url:?}: only HTTP caches (http:// or https://) are read from"
+            ));
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .connect_timeout(Duration::from_secs(30))
+            .build()
+            .context("creating the HTTP client of the remote cache")?;
+        Ok(HttpCas { http, base })
+    }
+
+    /// The URL blob `digest` is stored at.
+    pub fn url_of(&self, digest: &Digest) -> String {
+        format!("{}cas/{}", self.base, digest.hex())
+    }
+
+    /// Whether the cache has blob `digest` (`HEAD`, no bytes moved).
+    pub async fn has(&self, digest: &Digest) -> anyhow::Result<bool> {
+        let url = self.url_of(digest);
+        let deadline = Duration::from_secs(300);
+        let response = self
+            .http
+            .head(&url)
+            .timeout(deadline)
+            .send()
+            .await
+            .map_err(|e| send_error(e, &url, deadline))?;
+        match response.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            status => Err(anyhow!("HTTP {status} from {url} (HEAD)")),
+        }
+    }
+
+    /// Opens blob `digest` (`size` bytes) in the cache: `Ok(None)` when the
+    /// cache does not have it (404). The stream fails, before its last
+    /// piece, when the bytes do not hash to `digest`.
+    pub async fn open(&self, digest: &Digest, size: u64) -> anyhow::Result<Option<BlobStream>> {
+        let url = self.url_of(digest);
+        let deadline = Duration::from_secs(300 + size / crate::MIN_BLOB_RATE);
+        let response = self
+            .http
+            .get(&url)
+            .timeout(deadline)
+            .send()
+            .await
+            .map_err(|e| send_error(e, &url, deadline))?;
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            status => {
+                let body = body_excerpt(response, &[]).await;
+                return Err(anyhow!("HTTP {status} from {url}: {body}"));
+            }
+        }
+        let failure = Arc::new(Mutex::new(None));
+        let stream = verified_stream(response.bytes_stream(), digest, size, failure);
+        Ok(Some(Box::pin(stream.map(|r| r))))
+    }
+}

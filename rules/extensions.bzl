@@ -13,6 +13,7 @@ The root module's `kiln.toolchains` tag wins; otherwise rules_kiln's own
 rules_kiln registers its toolchains itself.
 """
 
+load("//rules/private:debs.bzl", "kiln_debs_repo")
 load("//rules/private:pull.bzl", "kiln_pull_repo")
 load("//rules/private:toolchains_repo.bzl", "kiln_toolchains_repo")
 
@@ -53,6 +54,30 @@ credsStore, identity tokens); plain HTTP is used for localhost and 127.0.0.1."""
     },
 )
 
+_debs_tag = tag_class(
+    doc = """Debian packages pinned by a lock file, as repository `@<name>`.
+
+Each package in `lock` is pinned by name, version, architecture and sha256
+(and the URLs it is fetched from). The repository fetches every .deb through
+Bazel's downloader (so `--repository_cache`, `--distdir` and
+`--downloader_config` apply), or with `apt-get download NAME:ARCH=VERSION`
+when `fetch = "apt"`, and verifies it against the lock: a mismatch fails and
+names the package. It has one target per package, `@<name>//:<package>_<arch>`
+(and `@<name>//:<package>` when pinned for one architecture only), to use in
+`static_base(debs = ...)`, which also writes their dpkg status entries.
+
+`bazel run @<name>//:update` re-pins `packages` from apt's index (the
+candidate version of each, its sha256 from Debian's signed index and its pool
+URL) and rewrites `lock`.""",
+    attrs = {
+        "fetch": attr.string(doc = "`downloader` (the pool URLs in the lock, through Bazel's downloader) or `apt` (`apt-get download`, for hosts that reach Debian only through apt).", default = "downloader", values = ["downloader", "apt"]),
+        "lock": attr.label(doc = "The lock file (JSON `{\"packages\": [{name, version, architecture, sha256, urls}]}`), in the root module.", mandatory = True, allow_single_file = [".json"]),
+        "name": attr.string(doc = "Name of the repository to create.", mandatory = True),
+        "packages": attr.string_list(doc = "Packages `:update` pins, as apt names them: `NAME` (the candidate's architecture, e.g. `all`) or `NAME:ARCH`.", mandatory = True),
+        "sources": attr.string_list(doc = "apt `sources.list` lines `:update` reads (in apt state of its own, e.g. `deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main`); empty: the machine's apt configuration."),
+    },
+)
+
 def _kiln_impl(mctx):
     chosen = None
     for mod in mctx.modules:
@@ -85,9 +110,23 @@ def _kiln_impl(mctx):
                 allow_tag = pull.allow_tag,
                 platforms = pull.platforms,
             )
+    _debs_repos(mctx)
+
+def _debs_repos(mctx):
+    for mod in mctx.modules:
+        for debs in mod.tags.debs:
+            kiln_debs_repo(
+                name = debs.name,
+                apparent_name = debs.name,
+                fetch = debs.fetch,
+                lock = debs.lock,
+                lock_path = "/".join([p for p in [debs.lock.package, debs.lock.name] if p]),
+                packages = debs.packages,
+                sources = debs.sources,
+            )
 
 kiln = module_extension(
     implementation = _kiln_impl,
-    doc = "Provides the kiln tool toolchains (see `toolchains`) and pulled base images (see `pull`).",
-    tag_classes = {"pull": _pull_tag, "toolchains": _toolchains_tag},
+    doc = "Provides the kiln tool toolchains (see `toolchains`), pulled base images (see `pull`) and pinned Debian packages (see `debs`).",
+    tag_classes = {"debs": _debs_tag, "pull": _pull_tag, "toolchains": _toolchains_tag},
 )

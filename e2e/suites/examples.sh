@@ -80,6 +80,17 @@ suite_examples() {
         grep -q " $path\( \|$\)" <<<"$listing" || missing="$missing $path"
     done
     expect_eq "static_base: CA bundle, tzdata, netbase and base-files are in the layer" "" "$missing"
+    # dpkg status for scanners, one file per package as distroless has them,
+    # each naming the version the lock pins.
+    local lock=examples/build/base/debs.lock.json want got
+    want=$(jq -r '.packages[] | select(.architecture == "all" or .architecture == "arm64") | "\(.name) \(.version) \(.architecture)"' "$lock" | sort | paste -sd,)
+    got=$(for p in $(grep -o ' var/lib/dpkg/status.d/[^ .]*$' <<<"$listing" | sed 's|.*/||'); do
+        tar -xOzf "$EX_BIN/api_arm64.oci/blobs/sha256/$base_blob" "var/lib/dpkg/status.d/$p" |
+            awk -v f="$p" '/^Package:/ {n=$2} /^Version:/ {v=$2} /^Architecture:/ {a=$2} END {if (n == f) print n, v, a; else print "file " f " says " n}'
+    done | sort | paste -sd,)
+    expect_eq "static_base: /var/lib/dpkg/status.d/<package> for each pinned package (arm64)" "$want" "$got"
+    expect_eq "static_base: status.d/<package>.md5sums lists the package's files" "yes" \
+        "$(tar -xOzf "$EX_BIN/api_arm64.oci/blobs/sha256/$base_blob" var/lib/dpkg/status.d/netbase.md5sums | grep -q ' etc/services$' && echo yes)"
     expect_eq "static_base: the CA bundle holds the package's certificates" "yes" \
         "$([ "$(tar -xOzf "$EX_BIN/api_arm64.oci/blobs/sha256/$base_blob" etc/ssl/certs/ca-certificates.crt | grep -c 'BEGIN CERTIFICATE')" -gt 100 ] && echo yes)"
 

@@ -4,7 +4,7 @@ load(":blobs.bzl", "runfiles_layout")
 load(":launcher.bzl", "write_launcher")
 load(":providers.bzl", "KilnLayoutInfo")
 load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
-load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
+load(":toolchain.bzl", "RUN_TOOL_ATTRS", "TOOLCHAIN_TYPES", "run_tool")
 load(":utils.bzl", "check_repository", "check_tag", "display_label")
 
 def _image_push_impl(ctx):
@@ -18,7 +18,7 @@ def _image_push_impl(ctx):
         if not (stamp and "{" in tag):
             check_tag(tag, "%s: remote_tags" % label)
     image = ctx.attr.image[KilnLayoutInfo]
-    tool = kiln_tool(ctx, "push")
+    tool = run_tool(ctx, "push")
     launcher = ctx.actions.declare_file(ctx.label.name + ".push.sh")
 
     # A pulled base's layers stay in the registry: kiln-push mounts or copies them.
@@ -26,7 +26,7 @@ def _image_push_impl(ctx):
     write_launcher(
         ctx,
         launcher,
-        tool.tool,
+        tool,
         [("--stamp", f) for f in stamp],
         {
             "--repository": [ctx.attr.repository] if ctx.attr.repository else [],
@@ -36,7 +36,7 @@ def _image_push_impl(ctx):
     )
     return [DefaultInfo(
         executable = launcher,
-        runfiles = ctx.runfiles(files = files + [image.digest, tool.tool] + stamp),
+        runfiles = ctx.runfiles(files = files + [image.digest, tool] + stamp),
     )]
 
 image_push = rule(
@@ -46,7 +46,7 @@ image_push = rule(
 Blobs the registry already has are not uploaded again; manifests go up by
 digest, and tags are set only once everything they point at is there.
 `bazel run :push -- --repository HOST/NAME --tag T` overrides the destination.""",
-    attrs = dict(STAMP_ATTRS, **{
+    attrs = dict(dict(STAMP_ATTRS, **RUN_TOOL_ATTRS), **{
         "image": attr.label(
             doc = "The container_image or image_index to push.",
             mandatory = True,

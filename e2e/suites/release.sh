@@ -182,6 +182,19 @@ suite_release() {
         expect_eq "release: and only the host's archive was fetched" "rules_kiln~~kiln~kiln_tools_linux_x86_64" \
             "$(cd "$KILN_WORK/ob-rel-user/external" && ls -d -- *kiln_tools_linux_* | paste -sd' ')"
         check "release: no cargo ran" bash -c "! grep -q 'cargo build' '$KILN_WORK/rel-user.log'"
+
+        # An aarch64 executor (listed first) gets the aarch64 binaries for
+        # actions; what `bazel run` executes stays the host's.
+        local arm_exec=--extra_execution_platforms=@rules_kiln//platforms:linux_arm64 q
+        q=$(cd "$ws" && kiln-chroot env PATH="$REL_PATH" HOME="$KILN_WORK/home-rel-user" /usr/bin/bazel --output_base="$KILN_WORK/ob-rel-user" \
+            aquery --repository_cache="$KILN_WORK/rc-rel-user" "$arm_exec" 'mnemonic("KilnLayer", deps(//:app))' 2>&1)
+        expect_eq "release: on an aarch64 exec platform, KilnLayer runs the aarch64 kiln-layer" "kiln_tools_linux_aarch64/bin/kiln-layer" \
+            "$(grep -o 'kiln_tools_linux_[a-z0-9_]*/bin/kiln-layer' <<<"$q" | sort -u | paste -sd' ')"
+        q=$(cd "$ws" && kiln-chroot env PATH="$REL_PATH" HOME="$KILN_WORK/home-rel-user" /usr/bin/bazel --output_base="$KILN_WORK/ob-rel-user" \
+            aquery --repository_cache="$KILN_WORK/rc-rel-user" "$arm_exec" --include_file_write_contents 'mnemonic("FileWrite", //:load)' 2>&1)
+        expect_eq "release: and bazel run :load still runs the host's kiln-load and kiln-pull" \
+            "kiln_tools_linux_x86_64/bin/kiln-load kiln_tools_linux_x86_64/bin/kiln-pull" \
+            "$(grep -o 'kiln_tools_linux_[a-z0-9_]*/bin/kiln-[a-z]*' <<<"$q" | sort -u | paste -sd' ')"
         if docker info >/dev/null 2>&1; then
             docker rmi -f kiln-release/app:e2e >/dev/null 2>&1
             (cd "$ws" && kiln-chroot env PATH="$REL_PATH" HOME="$KILN_WORK/home-rel-user" /usr/bin/bazel \
@@ -198,6 +211,34 @@ suite_release() {
         fi
     else
         fail "release: a user workspace builds an image from the file:// release archive" "$(tail -30 "$KILN_WORK/rel-user.log")"
+    fi
+
+    # The lock's refresh command and fetch = "apt", on the machine's own apt
+    # (Bazel's sid chroot): an empty lock names what to run; `:update` pins
+    # netbase from apt's index; `apt-get download NAME:ARCH=VERSION` fetches it.
+    local apt_ws="$KILN_WORK/rel-apt"
+    rel_workspace "$apt_ws" "$out/source.json" "$debs_lock"
+    sed -i 's|    packages = \["netbase"\],|    fetch = "apt",\n    packages = ["netbase"],|' "$apt_ws/MODULE.bazel"
+    echo '{"packages": []}' >"$apt_ws/debs.lock.json"
+    if rel_bazel rel-apt "$apt_ws" build //:app; then
+        fail "release: a package listed but not in the lock is an error"
+    else
+        check "release: a package listed but not in the lock names the command that pins it" \
+            grep -q 'netbase is listed in `packages` but not pinned in .*; run `bazel run @debs//:update`' "$KILN_WORK/rel-apt.log"
+    fi
+    if (cd "$apt_ws" && kiln-chroot env PATH="$REL_PATH" HOME="$KILN_WORK/home-rel-apt" KILN_DEBS_NO_APT_UPDATE=1 /usr/bin/bazel \
+        --output_base="$KILN_WORK/ob-rel-apt" run --repository_cache="$KILN_WORK/rc-rel-apt" @debs//:update) >"$KILN_WORK/rel-apt-update.log" 2>&1; then
+        expect_eq "release: bazel run @debs//:update pins apt's candidate (version, architecture, sha256)" \
+            "$(kiln-chroot apt-cache show --no-all-versions netbase | awk '/^Version:/ {v=$2} /^Architecture:/ {a=$2} /^SHA256:/ {s=$2} END {print v, a, s}')" \
+            "$(jq -r '.packages[] | select(.name == "netbase") | "\(.version) \(.architecture) \(.sha256)"' "$apt_ws/debs.lock.json")"
+        if (cd "$apt_ws" && kiln-chroot env PATH="$REL_PATH" HOME="$KILN_WORK/home-rel-apt" /usr/bin/bazel \
+            --output_base="$KILN_WORK/ob-rel-apt" build --repository_cache="$KILN_WORK/rc-rel-apt" //:app) >"$KILN_WORK/rel-apt-build.log" 2>&1; then
+            pass "release: fetch = \"apt\" builds with the package apt-get download fetched and the lock verified"
+        else
+            fail "release: fetch = \"apt\" builds" "$(tail -20 "$KILN_WORK/rel-apt-build.log")"
+        fi
+    else
+        fail "release: bazel run @debs//:update" "$(tail -20 "$KILN_WORK/rel-apt-update.log")"
     fi
 
     # A tampered tool archive at the lock's URL is refused (a repository cache

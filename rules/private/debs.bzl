@@ -48,9 +48,11 @@ def _fetch_with_apt(rctx, where, pkg, dest):
         fail("%s: package %s: fetch = \"apt\" needs apt-get on PATH" % (where, pkg["name"]))
     workdir = "apt-download/" + _target_name(pkg)
     rctx.file(workdir + "/.keep", "")
-    spec = "%s:%s=%s" % (pkg["name"], pkg["architecture"], pkg["version"])
+    arch = pkg["architecture"]
+    spec = "%s=%s" % (pkg["name"], pkg["version"]) if arch == "all" else "%s:%s=%s" % (pkg["name"], arch, pkg["version"])
+    arch_opts = [] if arch == "all" else ["-o", "APT::Architectures::=" + arch]
     result = rctx.execute(
-        [apt, "-o", "APT::Architectures::=" + pkg["architecture"], "-o", "APT::Sandbox::User=root", "download", "-q", spec],
+        [apt] + arch_opts + ["-o", "APT::Sandbox::User=root", "download", "-q", spec],
         working_directory = workdir,
         timeout = 600,
     )

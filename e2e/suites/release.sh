@@ -91,6 +91,11 @@ rel_bazel() {
         >"$KILN_WORK/$name.log" 2>&1
 }
 
+rel_shutdown() { # NAME: stops the Bazel server of rel_bazel NAME
+    kiln-chroot /usr/bin/bazel --output_base="$KILN_WORK/ob-$1" shutdown >/dev/null 2>&1
+    return 0
+}
+
 suite_release() {
     local out="$KILN_WORK/release" again="$KILN_WORK/release-again" f
     if ! command -v kiln-chroot >/dev/null 2>&1; then
@@ -241,6 +246,9 @@ suite_release() {
         fail "release: bazel run @debs//:update" "$(tail -20 "$KILN_WORK/rel-apt-update.log")"
     fi
 
+    rel_shutdown rel-apt
+    rel_shutdown rel-user
+
     # A tampered tool archive at the lock's URL is refused (a repository cache
     # of its own, so the good archive is not found there by checksum).
     local archive="$out/kiln-tools-linux_x86_64.tar.gz"
@@ -253,6 +261,7 @@ suite_release() {
             grep -q "prebuilt tools for platform linux_x86_64: file://$archive does not have sha256" "$KILN_WORK/rel-tampered-tools.log"
     fi
     mv "$archive.good" "$archive"
+    rel_shutdown rel-tampered-tools
 
     # A tampered .deb (the lock's sha256, other bytes) is refused, naming the package.
     local deb="$KILN_WORK/netbase-tampered.deb" url
@@ -267,6 +276,7 @@ suite_release() {
                 grep -q "kiln.debs debs: package netbase $(jq -r '.packages[0].version' "$debs_lock") (all): cannot fetch a .deb with sha256" "$KILN_WORK/rel-tampered-deb.log"
         fi
         cp "$debs_lock" "$ws/debs.lock.json"
+        rel_shutdown rel-tampered-deb
     else
         fail "release: download $url for the tampered-.deb check"
     fi

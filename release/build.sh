@@ -99,7 +99,8 @@ for p in $platforms; do
     tar_gz "$stage/$p" "$outdir/$archive" $(for t in $tools; do printf 'kiln-%s ' "$t"; done)
     sha=$(sha256sum "$outdir/$archive" | cut -d' ' -f1)
     echo "release: $archive $sha" >&2
-    lock_entries="$lock_entries$([ -n "$lock_entries" ] && printf ',')
+    [ -z "$lock_entries" ] || lock_entries="$lock_entries,"
+    lock_entries="$lock_entries
     \"$p\": {\"url\": \"$base_url/$archive\", \"sha256\": \"$sha\"}"
 done
 

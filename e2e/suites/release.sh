@@ -105,7 +105,7 @@ suite_release() {
     rel_install || { fail "release: install the release's build tools in the sid chroot"; return; }
     rm -rf "$out" "$again"
     local start=$SECONDS
-    if ! kiln-chroot env KILN_RELEASE_TARGET_DIR="$KILN_WORK/release-target" release/build.sh "$out" "file://$out" \
+    if ! kiln-chroot env KILN_RELEASE_TARGET_DIR="${KILN_RELEASE_TARGET_DIR:-$KILN_WORK/release-target}" release/build.sh "$out" "file://$out" \
         >"$KILN_WORK/release-build.log" 2>&1; then
         fail "release: release/build.sh OUTDIR BASE_URL" "$(tail -20 "$KILN_WORK/release-build.log")"
         return
@@ -145,7 +145,7 @@ suite_release() {
         "$(jq -r '"\(.url) \(.strip_prefix)"' "$out/source.json")"
 
     # Determinism: a second packaging pass from the same binaries.
-    if kiln-chroot env KILN_RELEASE_TARGET_DIR="$KILN_WORK/release-target" KILN_RELEASE_SKIP_BUILD=1 \
+    if kiln-chroot env KILN_RELEASE_TARGET_DIR="${KILN_RELEASE_TARGET_DIR:-$KILN_WORK/release-target}" KILN_RELEASE_SKIP_BUILD=1 \
         release/build.sh "$again" "file://$out" >"$KILN_WORK/release-again.log" 2>&1; then
         for f in kiln-tools-linux_x86_64.tar.gz kiln-tools-linux_aarch64.tar.gz "rules_kiln-$version.tar.gz" source.json; do
             check "release: $f is byte-identical from a second run" cmp "$out/$f" "$again/$f"

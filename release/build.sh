@@ -75,7 +75,9 @@ if [ "${KILN_RELEASE_SKIP_BUILD:-}" != 1 ]; then
     for p in $platforms; do targets="$targets --target $(triple "$p")"; done
     echo "release: cargo build --release --locked$targets (rustc $("$rustc" --version | cut -d' ' -f2))" >&2
     # shellcheck disable=SC2086
-    env RUSTC="$rustc" CARGO_TARGET_DIR="$target_dir" SOURCE_DATE_EPOCH="$epoch" \
+    # SOURCE_DATE_EPOCH: a constant for C compilers (__DATE__); the commit's
+    # time would make cargo rebuild the C crates (cc tracks it) every commit.
+    env RUSTC="$rustc" CARGO_TARGET_DIR="$target_dir" SOURCE_DATE_EPOCH=0 \
         RUSTFLAGS="-C target-feature=+crt-static $remap" \
         CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
         CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar \

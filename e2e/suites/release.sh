@@ -29,7 +29,7 @@ rel_nocargo_path() {
     for d in /usr/local/bin /usr/bin /bin /usr/sbin /sbin; do
         for f in /opt/kiln-bazel-sid$d/*; do
             case ${f##*/} in cargo* | rustc* | rustup* | rustdoc* | rust-*) continue ;; esac
-            [ -e "$dir/${f##*/}" ] || ln -s "$d/${f##*/}" "$dir/${f##*/}"
+            [ -L "$dir/${f##*/}" ] || ln -s "$d/${f##*/}" "$dir/${f##*/}"
         done
     done
     echo "$dir"
@@ -125,9 +125,9 @@ suite_release() {
         tar -C "$KILN_WORK/tools-$p" -xzf "$out/kiln-tools-linux_$p.tar.gz"
         bad=""
         for t in image index layer load pull push; do
-            file -L "$KILN_WORK/tools-$p/kiln-$t" | grep -q "ELF 64-bit.*$want.*statically linked" || bad="$bad kiln-$t"
+            file -L "$KILN_WORK/tools-$p/kiln-$t" | grep -Eq "ELF 64-bit.*$want.*(statically|static-pie) linked" || bad="$bad kiln-$t"
         done
-        expect_eq "release: linux_$p archive holds the six kiln tools, static $want ELF" "" "$bad"
+        expect_eq "release: linux_$p archive holds the six kiln tools, static $want ELF (file)" "" "$bad"
     done
 
     # The lock inside the module archive names the archives by BASE_URL and sha256.
@@ -185,7 +185,7 @@ suite_release() {
         log "release: cold build from the release archive took $((SECONDS - start)) s"
         expect_eq "release: the user got prebuilt tools" "prebuilt" "$(cat "$KILN_WORK"/ob-rel-user/external/*kiln_toolchains/mode.txt)"
         expect_eq "release: and only the host's archive was fetched" "rules_kiln~~kiln~kiln_tools_linux_x86_64" \
-            "$(cd "$KILN_WORK/ob-rel-user/external" && ls -d -- *kiln_tools_linux_* | paste -sd' ')"
+            "$(cd "$KILN_WORK/ob-rel-user/external" && ls -d -- *kiln_tools_linux_*/ | tr -d / | paste -sd' ')"
         check "release: no cargo ran" bash -c "! grep -q 'cargo build' '$KILN_WORK/rel-user.log'"
 
         # An aarch64 executor (listed first) gets the aarch64 binaries for
@@ -199,7 +199,8 @@ suite_release() {
             aquery --repository_cache="$KILN_WORK/rc-rel-user" "$arm_exec" --include_file_write_contents 'mnemonic("FileWrite", //:load)' 2>&1)
         expect_eq "release: and bazel run :load still runs the host's kiln-load and kiln-pull" \
             "kiln_tools_linux_x86_64/bin/kiln-load kiln_tools_linux_x86_64/bin/kiln-pull" \
-            "$(grep -o 'kiln_tools_linux_[a-z0-9_]*/bin/kiln-[a-z]*' <<<"$q" | sort -u | paste -sd' ')"
+            "$(grep -o 'FileWriteContents: \[[^]]*\]' <<<"$q" | sed 's/^[^[]*\[//; s/\]$//' | while read -r b; do base64 -d <<<"$b"; echo; done |
+                grep -o 'kiln_tools_linux_[a-z0-9_]*/bin/kiln-[a-z]*' | sort -u | paste -sd' ')"
         if docker info >/dev/null 2>&1; then
             docker rmi -f kiln-release/app:e2e >/dev/null 2>&1
             (cd "$ws" && kiln-chroot env PATH="$REL_PATH" HOME="$KILN_WORK/home-rel-user" /usr/bin/bazel \

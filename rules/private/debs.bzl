@@ -48,6 +48,7 @@ def _fetch_with_apt(rctx, where, pkg, dest):
         fail("%s: package %s: fetch = \"apt\" needs apt-get on PATH" % (where, pkg["name"]))
     workdir = "apt-download/" + _target_name(pkg)
     rctx.file(workdir + "/.keep", "")
+    rctx.file(dest + ".part", "")  # creates dest's directory
     arch = pkg["architecture"]
     spec = "%s=%s" % (pkg["name"], pkg["version"]) if arch == "all" else "%s:%s=%s" % (pkg["name"], arch, pkg["version"])
     arch_opts = [] if arch == "all" else ["-o", "APT::Architectures::=" + arch]
@@ -72,8 +73,11 @@ def _fetch_with_apt(rctx, where, pkg, dest):
             rctx.attr.lock,
             pkg["sha256"],
         ))
-    rctx.execute(["mv", str(found[0]), str(rctx.path(dest))])
+    moved = rctx.execute(["mv", str(found[0]), str(rctx.path(dest))])
+    if moved.return_code != 0:
+        fail("%s: package %s: cannot move the downloaded .deb: %s" % (where, pkg["name"], moved.stderr))
     rctx.delete(workdir)
+    rctx.delete(dest + ".part")
 
 def _control_member(unpacked):
     for suffix in ("tar.xz", "tar.gz", "tar.zst", "tar"):

@@ -2,7 +2,7 @@
 # The test command: every rules_kiln test, end to end, through real Bazel.
 #
 #   e2e/run.sh            all suites
-#   e2e/run.sh SUITE...   some of: rust docs examples push load reproducible toolchains api pull bad_input hostile cache compose release
+#   e2e/run.sh SUITE...   some of: rust docs examples push load reproducible toolchains api pull bad_input hostile cache compose ship
 #                         (and fuzz, which the default list leaves out)
 #
 # Installs what is missing first (e2e/setup/deps.sh). Results are checked with
@@ -30,7 +30,7 @@ if ! e2e/setup/deps.sh; then
 fi
 
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(rust docs examples push load reproducible toolchains api pull bad_input hostile cache compose release)
+[ ${#suites[@]} -gt 0 ] || suites=(rust docs examples push load reproducible toolchains api pull bad_input hostile cache compose ship)
 for suite in "${suites[@]}"; do
     # shellcheck source=/dev/null
     source "e2e/suites/$suite.sh" || { fail "suite $suite: cannot load"; continue; }

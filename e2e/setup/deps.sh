@@ -42,5 +42,3 @@ fi
 command -v cargo >/dev/null 2>&1 || [ -x "${HOME:-/root}/.cargo/bin/cargo" ] ||
     { echo "deps: no cargo; install a Rust toolchain (rustup) first" >&2; exit 1; }
 "$here/install-bazel.sh"
-# The example services' base image is made of Debian packages (not committed).
-"$here/../../examples/build/base/fetch-debs.sh"

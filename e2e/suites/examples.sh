@@ -80,8 +80,37 @@ suite_examples() {
         grep -q " $path\( \|$\)" <<<"$listing" || missing="$missing $path"
     done
     expect_eq "static_base: CA bundle, tzdata, netbase and base-files are in the layer" "" "$missing"
+    # dpkg status for scanners, one file per package as distroless has them,
+    # each naming the version the lock pins.
+    local lock=examples/build/base/debs.lock.json want got
+    want=$(jq -r '.packages[] | select(.architecture == "all" or .architecture == "arm64") | "\(.name) \(.version) \(.architecture)"' "$lock" | sort | paste -sd,)
+    got=$(for p in $(grep -o ' var/lib/dpkg/status.d/[^ .]*$' <<<"$listing" | sed 's|.*/||'); do
+        tar -xOzf "$EX_BIN/api_arm64.oci/blobs/sha256/$base_blob" "var/lib/dpkg/status.d/$p" |
+            awk -v f="$p" '/^Package:/ {n=$2} /^Version:/ {v=$2} /^Architecture:/ {a=$2} END {if (n == f) print n, v, a; else print "file " f " says " n}'
+    done | sort | paste -sd,)
+    expect_eq "static_base: /var/lib/dpkg/status.d/<package> for each pinned package (arm64)" "$want" "$got"
+    # md5sums lists the package's files (conffiles aside), as md5sum(1) sees them in the layer.
+    expect_eq "static_base: status.d/<package>.md5sums matches the files in the layer (md5sum)" \
+        "$(tar -xOzf "$EX_BIN/api_arm64.oci/blobs/sha256/$base_blob" usr/share/doc/netbase/copyright | md5sum | cut -d' ' -f1)" \
+        "$(tar -xOzf "$EX_BIN/api_arm64.oci/blobs/sha256/$base_blob" var/lib/dpkg/status.d/netbase.md5sums | awk '$2 == "usr/share/doc/netbase/copyright" {print $1}')"
     expect_eq "static_base: the CA bundle holds the package's certificates" "yes" \
         "$([ "$(tar -xOzf "$EX_BIN/api_arm64.oci/blobs/sha256/$base_blob" etc/ssl/certs/ca-certificates.crt | grep -c 'BEGIN CERTIFICATE')" -gt 100 ] && echo yes)"
+
+    # A clean clone: the README's `cd examples && bazel build //build/api:image`
+    # with no other step (the base's .debs are fetched by Bazel from the lock).
+    local clone="$KILN_WORK/clean-clone"
+    rm -rf "$clone" "$KILN_WORK/ob-clone"
+    if git clone -q "$KILN_ROOT" "$clone" 2>"$KILN_WORK/clone.log"; then
+        if (cd "$clone/examples" && kbazel clone build //build/api:image) >>"$KILN_WORK/clone.log" 2>&1; then
+            expect_eq "examples: a clean clone builds //build/api:image with no other step, to the same digest" \
+                "$(cat "$EX_BIN/image.digest")" "$(cat "$(cd "$clone/examples" && kbazel clone info bazel-bin 2>/dev/null)/build/api/image.digest")"
+        else
+            fail "examples: a clean clone builds //build/api:image with no other step" "$(tail -20 "$KILN_WORK/clone.log")"
+        fi
+        (cd "$clone/examples" && kbazel clone shutdown >/dev/null 2>&1)
+    else
+        fail "examples: git clone of the repository" "$(cat "$KILN_WORK/clone.log")"
+    fi
 
     # The arm64 binary really runs (under qemu-user) and serves /healthz.
     port=$(free_port)

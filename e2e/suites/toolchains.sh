@@ -65,7 +65,8 @@ suite_toolchains() {
     if tc_build "$dir" tc-prebuilt-bad >/dev/null 2>&1; then
         fail "toolchains: a prebuilt archive with the wrong sha256 is refused"
     else
-        check "toolchains: a prebuilt archive with the wrong sha256 is refused" grep -qi "checksum" "$KILN_WORK/tc-prebuilt-bad.log"
+        check "toolchains: a prebuilt archive with the wrong sha256 is refused, naming platform and URL" \
+            grep -q "prebuilt tools for platform linux_x86_64: file://$archive does not have sha256 0000" "$KILN_WORK/tc-prebuilt-bad.log"
     fi
 
     # local: a directory holding the binaries.

@@ -3,6 +3,7 @@
 load(":image.bzl", "container_image")
 load(":index.bzl", "image_index")
 load(":layer.bzl", "build_layer", "layer_mtime")
+load(":providers.bzl", "KilnDebInfo")
 load(":toolchain.bzl", "TOOLCHAIN_TYPES")
 load(":utils.bzl", "display_label")
 
@@ -27,7 +28,23 @@ def _static_base_layer_impl(ctx):
     ctx.actions.write(group, _GROUP)
     debs = ctx.files.debs
     entries = [{"attr": "debs", "kind": "deb", "path": "/", "source": f.path} for f in debs]
+
+    # dpkg's status, one file per package as distroless writes it, so that
+    # scanners (trivy, grype, syft) find the packages.
+    infos = [t[KilnDebInfo] for t in ctx.attr.debs if KilnDebInfo in t]
+    status = []
+    seen = {}
+    for info in infos:
+        if info.package in seen:
+            fail("%s: debs: package %s is listed twice (%s and %s)" % (label, info.package, seen[info.package], info.version))
+        seen[info.package] = info.version
+        entries.append({"attr": "debs", "kind": "file", "mode": 420, "path": "/var/lib/dpkg/status.d/" + info.package, "source": info.control.path})
+        status.append(info.control)
+        if info.md5sums:
+            entries.append({"attr": "debs", "kind": "file", "mode": 420, "path": "/var/lib/dpkg/status.d/%s.md5sums" % info.package, "source": info.md5sums.path})
+            status.append(info.md5sums)
     ca = [f for f in debs if f.basename.startswith("ca-certificates_")]
+    ca += [i.deb for i in infos if i.package == "ca-certificates" and i.deb not in ca]
     if ca:
         # update-ca-certificates (a maintainer script, which we do not run)
         # would write this bundle; build it from the package's certificates.
@@ -50,7 +67,7 @@ def _static_base_layer_impl(ctx):
         ctx,
         ctx.label.name,
         entries,
-        debs + [passwd, group],
+        debs + status + [passwd, group],
         mtime = layer_mtime(label, -1, False, False),
         tar = ctx.outputs.layer,
     )
@@ -60,7 +77,7 @@ static_base_layer = rule(
     implementation = _static_base_layer_impl,
     doc = "The one layer of static_base: the packages' files, a CA bundle, /etc/passwd and /etc/group, /tmp, /root and /home/nonroot.",
     attrs = {
-        "debs": attr.label_list(doc = "Debian packages to unpack (no maintainer scripts run).", allow_files = [".deb"]),
+        "debs": attr.label_list(doc = "Debian packages to unpack (no maintainer scripts run): `kiln.debs` packages (which also get a dpkg status entry) or .deb files.", allow_files = [".deb"]),
     },
     outputs = {"layer": "%{name}-layer.tar"},
     toolchains = [TOOLCHAIN_TYPES["layer"]],
@@ -75,11 +92,14 @@ def static_base(name, debs = [], arch_debs = {}, user = "", visibility = None, t
     platform. The image holds the packages' files, `/etc/ssl/certs/ca-certificates.crt`
     built from the `ca-certificates` package, `/etc/passwd` and `/etc/group`
     with root, nobody and nonroot (65532), `/tmp` (1777), `/root` and
-    `/home/nonroot` (owned by 65532), `PATH` and `SSL_CERT_FILE`.
+    `/home/nonroot` (owned by 65532), `PATH` and `SSL_CERT_FILE`; for each
+    package from `kiln.debs`, `/var/lib/dpkg/status.d/<package>` (its control
+    data, and `<package>.md5sums`) as distroless writes them, so that image
+    scanners (trivy, grype, syft) find the packages.
 
     Args:
       name: name of the index target.
-      debs: architecture-independent packages (e.g. ca-certificates, tzdata, netbase).
+      debs: architecture-independent packages (e.g. `@base_debs//:ca-certificates` from `kiln.debs`, or .deb files).
       arch_debs: dict `amd64`/`arm64` -> packages for that architecture only (e.g. base-files).
       user: default user of the image, e.g. `65532` for nonroot; empty: root.
       visibility: visibility of the targets.

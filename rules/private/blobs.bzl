@@ -13,7 +13,7 @@ depsets of entries:
 The edges write a blob-set spec (see `kiln_oci::blob_set`) naming them.
 """
 
-load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
+load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool", "run_tool")
 load(":utils.bzl", "display_label", "rlocation_path")
 
 def blob_entry(blob, digest):
@@ -154,5 +154,5 @@ def runfiles_layout(ctx, name, info, fetch):
       (the `layout` struct for write_launcher, list of runfiles).
     """
     spec, files = write_blob_set(ctx, name, info, runfiles = True)
-    pull = kiln_tool(ctx, "pull").tool
+    pull = run_tool(ctx, "pull")
     return struct(pull = pull, spec = spec, fetch = fetch and info.shallow), [spec, pull] + files

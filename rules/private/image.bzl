@@ -5,7 +5,7 @@ load(":launcher.bzl", "write_launcher")
 load(":layer.bzl", "LAYER_ATTRS", "build_layer", "layer_entries", "layer_mtime")
 load(":providers.bzl", "KilnImageInfo", "KilnLayerInfo", "KilnLayoutInfo")
 load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
-load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
+load(":toolchain.bzl", "RUN_TOOL_ATTRS", "TOOLCHAIN_TYPES", "kiln_tool", "run_tool")
 load(":utils.bzl", "CPU_CONSTRAINT_ATTRS", "check_config_values", "check_port", "display_label", "env_name_error", "expand_make_variables", "platform_string", "target_platform")
 
 TARBALL_FORMATS = ["legacy", "compressed"]
@@ -463,13 +463,13 @@ def image_implementation(
     fixed = [("--incremental", None)]
     if not ctx.attr.legacy_run_behavior:
         fixed.append(("--run-flags", ctx.attr.docker_run_flags))
-    write_launcher(ctx, loader, load_tool.tool, fixed, {"--tag": [tag]}, layout = run_layout)
+    write_launcher(ctx, loader, run_tool(ctx, "load"), fixed, {"--tag": [tag]}, layout = run_layout)
 
     return [
         DefaultInfo(
             files = depset([manifest, output_digest]),
             executable = loader,
-            runfiles = ctx.runfiles(files = run_files + [load_tool.tool]),
+            runfiles = ctx.runfiles(files = run_files + [run_tool(ctx, "load")]),
         ),
         info,
         layout_info,
@@ -549,6 +549,7 @@ def _merge(*dicts):
 IMAGE_ATTRS = _merge(
     LAYER_ATTRS,
     STAMP_ATTRS,
+    RUN_TOOL_ATTRS,
     _IMAGE_OWN_ATTRS,
     CPU_CONSTRAINT_ATTRS,
     {

@@ -4,7 +4,7 @@ load(":blobs.bzl", "runfiles_layout")
 load(":launcher.bzl", "write_launcher")
 load(":providers.bzl", "KilnLayoutInfo")
 load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
-load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
+load(":toolchain.bzl", "RUN_TOOL_ATTRS", "TOOLCHAIN_TYPES", "run_tool")
 load(":utils.bzl", "check_reference", "display_label")
 
 def _image_load_impl(ctx):
@@ -16,16 +16,16 @@ def _image_load_impl(ctx):
         if not (stamp and "{" in tag):
             check_reference(tag, "%s: repo_tags" % label)
     image = ctx.attr.image[KilnLayoutInfo]
-    tool = kiln_tool(ctx, "load")
+    tool = run_tool(ctx, "load")
     launcher = ctx.actions.declare_file(ctx.label.name + ".load.sh")
 
     # The image's blob Files (runfiles) become a layout of symlinks at run
     # time; a pulled base's layers are fetched into it.
     layout, files = runfiles_layout(ctx, ctx.label.name, image, fetch = True)
-    write_launcher(ctx, launcher, tool.tool, [("--incremental", None)] + [("--stamp", f) for f in stamp], {"--tag": tags}, layout = layout)
+    write_launcher(ctx, launcher, tool, [("--incremental", None)] + [("--stamp", f) for f in stamp], {"--tag": tags}, layout = layout)
     return [DefaultInfo(
         executable = launcher,
-        runfiles = ctx.runfiles(files = files + [image.digest, tool.tool] + stamp),
+        runfiles = ctx.runfiles(files = files + [image.digest, tool] + stamp),
     )]
 
 image_load = rule(
@@ -53,7 +53,7 @@ The load is incremental and says which it did:
 way: only the blobs it lacks.
 
 The result is the same as a full load: the same image ID (the config digest) and tags.""",
-    attrs = dict(STAMP_ATTRS, **{
+    attrs = dict(dict(STAMP_ATTRS, **RUN_TOOL_ATTRS), **{
         "image": attr.label(
             doc = "The container_image or image_index to load.",
             mandatory = True,

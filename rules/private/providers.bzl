@@ -40,3 +40,15 @@ or index and the blob Files everything it references is in.""",
         "top": "blob entry of the top manifest or index (its digest File is its descriptor), or a layout entry (a pulled layout: the single entry of its index.json).",
     },
 )
+
+KilnDebInfo = provider(
+    doc = "One pinned Debian package (from `kiln.debs`): its .deb and the control data dpkg's status keeps.",
+    fields = {
+        "architecture": "string: Debian architecture (`all`, `amd64`, `arm64`, ...).",
+        "control": "File: the package's control file, written to `/var/lib/dpkg/status.d/<package>`.",
+        "deb": "File: the .deb.",
+        "md5sums": "File or None: the package's md5sums, written to `/var/lib/dpkg/status.d/<package>.md5sums`.",
+        "package": "string: package name.",
+        "version": "string: package version.",
+    },
+)

@@ -6,11 +6,10 @@ load(":providers.bzl", "KilnLayoutInfo")
 load(":toolchains_repo.bzl", "host_platform_key")
 
 def _kiln_pull_repo_impl(rctx):
-    # The kiln-pull binary of @kiln_toolchains, for the machine running Bazel.
-    toolchains_dir = rctx.path(Label("@kiln_toolchains//:mode.txt")).dirname
-    tool = toolchains_dir.get_child("bin").get_child(host_platform_key(rctx)).get_child("kiln-pull")
+    # The kiln-pull binary for the machine running Bazel.
+    tool = rctx.path(Label("@kiln_tools_%s//:bin/kiln-pull" % host_platform_key(rctx)))
     if not tool.exists:
-        fail("kiln.pull %s: no kiln-pull for this machine in %s" % (rctx.attr.apparent_name, toolchains_dir))
+        fail("kiln.pull %s: no kiln-pull for this machine at %s" % (rctx.attr.apparent_name, tool))
     if not rctx.attr.digest and not (rctx.attr.tag and rctx.attr.allow_tag):
         fail("kiln.pull %s: digest: pin %s by digest (`digest = \"sha256:...\"`); a tag alone is only used with `allow_tag = True`" % (rctx.attr.apparent_name, rctx.attr.image))
     args = [str(tool), "--image", rctx.attr.image, "--output", "layout"]

@@ -5,7 +5,7 @@ load(":blobs.bzl", "blob_set_spec", "entry_files", "runfiles_layout")
 load(":launcher.bzl", "write_launcher")
 load(":providers.bzl", "KilnLayoutInfo")
 load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
-load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
+load(":toolchain.bzl", "RUN_TOOL_ATTRS", "TOOLCHAIN_TYPES", "run_tool")
 load(":utils.bzl", "check_repository", "check_tag", "display_label", "rlocation_path")
 
 KilnPushInfo = provider(
@@ -19,10 +19,11 @@ KilnPushInfo = provider(
     },
 )
 
-_SETTINGS_ATTRS = {
+# The launchers run the host's tools (RUN_TOOL_ATTRS), whatever the exec platform.
+_SETTINGS_ATTRS = dict(RUN_TOOL_ATTRS, **{
     "_push_mode": attr.label(default = Label("//settings:push")),
     "_remote_cache": attr.label(default = Label("//settings:remote_cache")),
-}
+})
 
 def _lazy(ctx):
     return ctx.attr._push_mode[BuildSettingInfo].value == "lazy"
@@ -91,7 +92,7 @@ def _image_push_impl(ctx):
         repository = ctx.attr.repository,
         stamp = len(stamp) > 0,
     )
-    tool = kiln_tool(ctx, "push")
+    tool = run_tool(ctx, "push")
     launcher = ctx.actions.declare_file(ctx.label.name + ".push.sh")
     defaults = {
         "--repository": [ctx.attr.repository] if ctx.attr.repository else [],
@@ -105,7 +106,7 @@ def _image_push_impl(ctx):
         write_launcher(
             ctx,
             launcher,
-            tool.tool,
+            tool,
             [("--release", spec)] + [("--stamp", f) for f in stamp],
             dict(defaults, **_remote_cache_flags(ctx)),
             release = True,
@@ -117,7 +118,7 @@ def _image_push_impl(ctx):
         write_launcher(
             ctx,
             launcher,
-            tool.tool,
+            tool,
             [("--stamp", f) for f in stamp],
             defaults,
             layout = layout,
@@ -125,7 +126,7 @@ def _image_push_impl(ctx):
     return [
         DefaultInfo(
             executable = launcher,
-            runfiles = ctx.runfiles(files = files + [image.digest, tool.tool] + stamp),
+            runfiles = ctx.runfiles(files = files + [image.digest, tool] + stamp),
         ),
         push,
     ]
@@ -180,19 +181,19 @@ def _image_release_impl(ctx):
         stamped = stamped or push.stamp
     spec = _write_release_spec(ctx, services)
     stamp = [ctx.info_file, ctx.version_file] if stamped else []
-    tool = kiln_tool(ctx, "push")
+    tool = run_tool(ctx, "push")
     launcher = ctx.actions.declare_file(ctx.label.name + ".release.sh")
     write_launcher(
         ctx,
         launcher,
-        tool.tool,
+        tool,
         [("--release", spec)] + [("--stamp", f) for f in stamp],
         _remote_cache_flags(ctx),
         release = True,
     )
     return [DefaultInfo(
         executable = launcher,
-        runfiles = ctx.runfiles(files = files + [spec, tool.tool] + stamp),
+        runfiles = ctx.runfiles(files = files + [spec, tool] + stamp),
     )]
 
 image_release = rule(

@@ -41,3 +41,17 @@ kiln_tool_toolchain = rule(
 def kiln_tool(ctx, name):
     """Returns the ToolchainInfo of tool `name` resolved for this rule."""
     return ctx.toolchains[TOOLCHAIN_TYPES[name]]
+
+# What `bazel run` executes runs on the machine running Bazel, whatever the
+# exec platform of the build's actions: these are the host's binaries.
+RUN_TOOL_ATTRS = {
+    "_run_" + t: attr.label(
+        default = Label("@kiln_toolchains//:run_" + t),
+        allow_single_file = True,
+    )
+    for t in ("load", "pull", "push")
+}
+
+def run_tool(ctx, name):
+    """Returns the File of tool `name` for the host (for `bazel run` launchers)."""
+    return getattr(ctx.file, "_run_" + name)

@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,6 +26,7 @@ use containerd_client::tonic::metadata::MetadataValue;
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Code, Request};
 use containerd_client::types::Descriptor as CtrDescriptor;
+use kiln_oci::compression::read_up_to;
 use kiln_oci::{Descriptor, Layout};
 
 /// Bytes per write message: large enough that a GiB layer is a thousand
@@ -265,7 +265,7 @@ impl Session {
             async move {
                 let (mut file, offset, reference, expected, labels) = state?;
                 let mut data = vec![0u8; CHUNK];
-                let n = match read_full(&mut file, &mut data) {
+                let n = match read_up_to(&mut file, &mut data) {
                     Ok(n) => n,
                     Err(e) => {
                         if let Ok(mut slot) = failed.lock() {
@@ -379,20 +379,6 @@ impl Session {
         }
         Ok(())
     }
-}
-
-/// Reads until `buf` is full or the file ends.
-fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// RFC 3339 in UTC, as containerd's `gc.expire` label reads it.

@@ -4,9 +4,12 @@
 # of a container_layer(files = glob(["data/**"])), against the plain
 # pipelines on the same files: GNU tar | gzip -6, pigz -6 and zstd -3 -T0 with
 # sha256sum of both streams, and the floor tar | sha256sum. One table per
-# run: wall time, MB/s of file bytes, ratio to GNU gzip, peak RSS
-# (/usr/bin/time -v). Then how much of a `bazel build` of a 1 GiB image is
-# Bazel's own work, from its --profile.
+# run: median wall time of KILN_BENCH_RUNS runs (default 3), MB/s of file
+# bytes, ratio to GNU gzip, peak RSS (/usr/bin/time -v). `bazel build` is
+# timed twice: after one input file changed (the rebuild a developer gets:
+# analysis cached, the layer action runs again) and after `bazel clean`
+# (loading, analysis and toolchain resolution again). Then how much of a
+# `bazel build` of a 1 GiB image is Bazel's own work, from its --profile.
 #
 #   bench/layer.sh [MIB]      default 1024 (../shared/bench/workload.py DIR MIB)
 #
@@ -74,55 +77,91 @@ kb build --repo_env=KILN_CARGO_TARGET_DIR="$CARGO_TARGET_DIR" //:layer //:layer_
     { tail -20 "$work/warm.log"; exit 1; }
 cat "$ws"/data/*/*/* >/dev/null  # the page cache holds the files, as for every row
 
-# measure NAME CMD...: wall seconds and peak RSS (KiB) of CMD.
+runs=${KILN_BENCH_RUNS:-3}
+# median of the values on stdin (one a line)
+median() { sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
+
+# measure NAME CMD...: median wall seconds and the peak RSS (KiB) of CMD over $runs runs.
 declare -a rows
 gnu=""
 measure() {
     local name=$1; shift
-    /usr/bin/time -v -o "$work/time" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
-    local wall rss
-    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$work/time")
-    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time")
+    local walls="" rss=0 i wall r
+    for ((i = 0; i < runs; i++)); do
+        /usr/bin/time -v -o "$work/time" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+        wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$work/time")
+        r=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time")
+        walls+="$wall"$'\n'
+        [ "$r" -gt "$rss" ] && rss=$r
+    done
+    wall=$(printf '%s' "$walls" | median)
     rows+=("$name"$'\t'"$wall"$'\t'"$rss")
     [ "$name" = "GNU tar | gzip -6 | sha256sum (both streams)" ] && gnu=$wall
     return 0
 }
-bazel_row() { # NAME TARGET: a clean rebuild of TARGET (warm server, tools built)
-    kb clean >/dev/null 2>&1
-    local s e
-    s=$(date +%s.%N)
-    kb build --repo_env=KILN_CARGO_TARGET_DIR="$CARGO_TARGET_DIR" "$2" >"$work/b.log" 2>&1 || { tail -20 "$work/b.log"; exit 1; }
-    e=$(date +%s.%N)
-    rows+=("$1"$'\t'"$(echo "$e - $s" | bc -l)"$'\t')
+
+# One input file, replaced (not edited: the data is hard-linked from the
+# cache) by a copy with a different last line before every edited rebuild,
+# so the layer action runs again while Bazel's analysis stays cached: the
+# build a developer gets after changing a file.
+edited="$ws/data/$(cd "$ws/data" && find . -type f | sort | head -1)"
+cp "$edited" "$work/edited.orig"
+edits=0
+edit_input() {
+    edits=$((edits + 1))
+    { cat "$work/edited.orig"; echo "edit $edits"; } >"$work/edited.new"
+    mv "$work/edited.new" "$edited"
+}
+# bazel_row NAME MODE TARGET: median wall of $runs builds of TARGET, warm
+# server, tools built. MODE edited: after edit_input (analysis cached);
+# clean: after `bazel clean` (analysis, toolchain resolution and the local
+# repositories again).
+bazel_row() {
+    local walls="" i s e
+    for ((i = 0; i < runs; i++)); do
+        if [ "$2" = clean ]; then kb clean >/dev/null 2>&1; else edit_input; fi
+        s=$(date +%s.%N)
+        kb build --repo_env=KILN_CARGO_TARGET_DIR="$CARGO_TARGET_DIR" "$3" >"$work/b.log" 2>&1 || { tail -20 "$work/b.log"; exit 1; }
+        e=$(date +%s.%N)
+        grep -q '1 processwrapper-sandbox\|1 linux-sandbox\|1 local' "$work/b.log" ||
+            { echo "bench: $3 did not run its layer action:"; tail -5 "$work/b.log"; exit 1; }
+        walls+="$(echo "$e - $s" | bc -l)"$'\n'
+    done
+    rows+=("$1"$'\t'"$(printf '%s' "$walls" | median)"$'\t')
 }
 pipe=(bash -o pipefail -c)
 tarcmd="tar --sort=name -C '$ws' -cf - data"
 
 measure "kiln-layer gzip -6 (direct)" "$layer" --spec "$work/gzip.json" --blob "$work/k.tar.gz" --descriptor "$work/k.json" --listing "$work/k.l.json"
 measure "kiln-layer zstd -3 (direct)" "$layer" --spec "$work/zstd.json" --blob "$work/k.tar.zst" --descriptor "$work/kz.json" --listing "$work/kz.l.json"
-bazel_row "bazel build container_layer gzip" //:layer
-bazel_row "bazel build container_layer zstd" //:layer_zstd
+bazel_row "bazel build container_layer gzip, file edited" edited //:layer
+bazel_row "bazel build container_layer zstd, file edited" edited //:layer_zstd
+bazel_row "bazel build container_layer gzip, after clean" clean //:layer
+bazel_row "bazel build container_layer zstd, after clean" clean //:layer_zstd
 measure "GNU tar | gzip -6 | sha256sum (both streams)" "${pipe[@]}" "$tarcmd | tee >(sha256sum >'$work/t.sha') | gzip -6 -n | tee '$work/t.tar.gz' | sha256sum"
 measure "tar | pigz -6 | sha256sum (both streams)" "${pipe[@]}" "$tarcmd | tee >(sha256sum >'$work/p.sha') | pigz -6 -n | tee '$work/p.tar.gz' | sha256sum"
 measure "tar | zstd -3 -T0 | sha256sum (both streams)" "${pipe[@]}" "$tarcmd | tee >(sha256sum >'$work/z.sha') | zstd -q -3 -T0 | tee '$work/z.tar.zst' | sha256sum"
 measure "floor: tar | sha256sum" "${pipe[@]}" "$tarcmd | sha256sum"
 
 echo "input: $files files, $((total / 1048576)) MiB (workload.py $mib); $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
-printf '| %-46s | %8s | %7s | %7s | %12s |\n' "path" "time s" "MB/s" "x GNU" "peak RSS MiB"
-printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..48})" "----------" "---------" "---------" "--------------"
+printf '| %-50s | %8s | %7s | %7s | %12s |\n' "path" "time s" "MB/s" "x GNU" "peak RSS MiB"
+printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..52})" "----------" "---------" "---------" "--------------"
 for r in "${rows[@]}"; do
     IFS=$'\t' read -r name wall rss <<<"$r"
-    printf '| %-46s | %8.2f | %7.1f | %7.2f | %12s |\n' "$name" "$wall" "$(echo "$total / 1000000 / $wall" | bc -l)" \
+    printf '| %-50s | %8.2f | %7.1f | %7.2f | %12s |\n' "$name" "$wall" "$(echo "$total / 1000000 / $wall" | bc -l)" \
         "$(echo "$wall / $gnu" | bc -l)" "$([ -n "$rss" ] && echo $((rss / 1024)) || echo "(in Bazel)")"
 done
 echo "blob sizes (bytes): kiln gzip $(stat -c %s "$work/k.tar.gz"), GNU gzip -6 $(stat -c %s "$work/t.tar.gz"), pigz -6 $(stat -c %s "$work/p.tar.gz"), kiln zstd $(stat -c %s "$work/k.tar.zst"), zstd -3 $(stat -c %s "$work/z.tar.zst")"
 
-# Bazel's own share of a clean `bazel build` of a 1 GiB image (warm server):
-# wall time minus the time the kiln tools ran (subprocesses of the actions).
-kb clean >/dev/null 2>&1
-kb build --repo_env=KILN_CARGO_TARGET_DIR="$CARGO_TARGET_DIR" --profile="$work/profile.json" //:image >"$work/b.log" 2>&1 ||
-    { tail -20 "$work/b.log"; exit 1; }
-python3 - "$work/profile.json" <<'PY'
+# Bazel's own share of a `bazel build` of a 1 GiB image (warm server), from
+# --profile: the wall time, the time the kiln tools ran (the actions'
+# subprocesses) and Bazel's named pieces around them. Once after an edited
+# file, once after `bazel clean`.
+profile_row() { # MODE
+    if [ "$1" = clean ]; then kb clean >/dev/null 2>&1; else edit_input; fi
+    kb build --repo_env=KILN_CARGO_TARGET_DIR="$CARGO_TARGET_DIR" --profile="$work/profile.json" //:image >"$work/b.log" 2>&1 ||
+        { tail -20 "$work/b.log"; exit 1; }
+    python3 - "$work/profile.json" "$1" "$mib" <<'PY'
 import json, sys
 events = json.load(open(sys.argv[1]))
 events = events["traceEvents"] if isinstance(events, dict) else events
@@ -133,15 +172,21 @@ wall = (end - start) / 1e6
 def total(pred):
     return sum(e.get("dur", 0) for e in spans if pred(e)) / 1e6
 tools = total(lambda e: e.get("name") in ("subprocess.run", "Process") or e.get("cat") == "local process execution")
-sandbox = total(lambda e: "sandbox" in e.get("name", "").lower())
-digest = total(lambda e: "digest" in e.get("name", "").lower() or "hash" in e.get("name", "").lower())
-actions = {}
-for e in spans:
-    if e.get("cat") == "action processing":
-        actions[e.get("name", "?")] = actions.get(e.get("name", "?"), 0) + e.get("dur", 0) / 1e6
-print(f"bazel build //:image (1 GiB layer, clean, warm server): {wall:.2f} s in the profile; the kiln tools ran {tools:.2f} s;"
-      f" Bazel itself {max(0.0, wall - tools):.2f} s ({100 * max(0.0, wall - tools) / wall:.0f}%): sandbox set-up and removal {sandbox:.2f} s,"
-      f" input/output digests {digest:.2f} s, the rest analysis, scheduling and output checks")
-for name, secs in sorted(actions.items(), key=lambda kv: -kv[1])[:4]:
-    print(f"  action {name}: {secs:.2f} s")
+actions = [e for e in spans if e.get("cat") == "action processing"]
+first_action = min((e["ts"] for e in actions), default=end)
+pieces = {
+    "before the first action (file changes, loading, analysis)": (first_action - start) / 1e6,
+    "deleting the previous outputs (action.prepare)": total(lambda e: e.get("name") == "action.prepare"),
+    "sandbox set-up and removal": total(lambda e: e.get("name") in ("sandbox.createFileSystem", "sandbox.delete", "sandbox.cleanup")),
+    "hashing the outputs (checkOutputs)": total(lambda e: e.get("name") == "checkOutputs"),
+}
+bazel = max(0.0, wall - tools)
+what = "after bazel clean" if sys.argv[2] == "clean" else "one file edited"
+print(f"bazel build //:image ({sys.argv[3]} MiB layer, {what}, warm server): {wall:.2f} s; the kiln tools ran {tools:.2f} s;"
+      f" Bazel itself {bazel:.2f} s ({100 * bazel / wall:.0f}%), of which")
+for name, secs in pieces.items():
+    print(f"  {name}: {secs:.2f} s")
 PY
+}
+profile_row edited
+profile_row clean

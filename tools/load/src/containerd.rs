@@ -27,6 +27,7 @@ use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Code, Request};
 use containerd_client::types::Descriptor as CtrDescriptor;
 use kiln_oci::compression::read_up_to;
+use kiln_oci::reference::TaggedName;
 use kiln_oci::{Descriptor, Layout};
 
 /// Bytes per write message: large enough that a GiB layer is a thousand
@@ -47,23 +48,36 @@ pub struct Imported {
 }
 
 /// Writes the blobs of `image` (manifest, config, layers) that containerd at
-/// `socket` lacks in `namespace`, then points each of `names` (fully
-/// qualified, e.g. `docker.io/kiln/app:dev`) at the manifest.
+/// `socket` lacks in `namespace`, then points each tag (as containerd names
+/// it, fully qualified: `docker.io/kiln/app:dev`) at the manifest, and says
+/// in one line what it did.
 pub fn import(
     socket: &Path,
     namespace: &str,
     layout: &Layout,
     image: &Descriptor,
-    names: &[String],
+    tags: &[TaggedName],
 ) -> anyhow::Result<Imported> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the containerd client")?;
     let what = || format!("containerd at {} (namespace {namespace})", socket.display());
-    runtime
-        .block_on(import_async(socket, namespace, layout, image, names))
-        .with_context(what)
+    let normalized: Vec<String> = tags.iter().map(|t| t.normalized()).collect();
+    let done = runtime
+        .block_on(import_async(socket, namespace, layout, image, &normalized))
+        .with_context(what)?;
+    let names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    eprintln!(
+        "kiln-load: containerd import: wrote {} blob(s) ({} bytes), {} already present, \
+         into {} namespace {namespace}; tagged {}",
+        done.written,
+        done.written_bytes,
+        done.present,
+        socket.display(),
+        names.join(", ")
+    );
+    Ok(done)
 }
 
 async fn import_async(

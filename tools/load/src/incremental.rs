@@ -14,7 +14,6 @@
 //!   containerd store gets when its socket is not reachable (with a notice).
 
 use std::ffi::OsStr;
-use std::path::Path;
 
 use anyhow::Context;
 use kiln_oci::reference::TaggedName;
@@ -39,24 +38,6 @@ pub enum Outcome {
     Full,
 }
 
-/// The one line saying what a containerd import did.
-pub fn report_import(
-    done: &containerd::Imported,
-    socket: &Path,
-    namespace: &str,
-    names: &[String],
-) {
-    eprintln!(
-        "kiln-load: containerd import: wrote {} blob(s) ({} bytes), {} already present, \
-         into {} namespace {namespace}; tagged {}",
-        done.written,
-        done.written_bytes,
-        done.present,
-        socket.display(),
-        names.join(", ")
-    );
-}
-
 pub fn incremental_load(
     cli: &OsStr,
     layout: &Layout,
@@ -70,7 +51,6 @@ pub fn incremental_load(
     let total = info.diff_ids.len();
     let config = info.config_digest().to_string();
     let names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
-    let normalized: Vec<String> = tags.iter().map(|t| t.normalized()).collect();
     let full = |why: &str| -> anyhow::Result<Outcome> {
         eprintln!("kiln-load: full load: all {total} layers ({why})");
         load(
@@ -126,11 +106,8 @@ pub fn incremental_load(
         } if socket.exists() => {
             // containerd's content API: only the blobs it lacks are written,
             // and the image records Docker lists are the tags.
-            match containerd::import(&socket, &namespace, layout, image, &normalized) {
-                Ok(done) => {
-                    report_import(&done, &socket, &namespace, &names);
-                    return Ok(Outcome::Imported(done));
-                }
+            match containerd::import(&socket, &namespace, layout, image, tags) {
+                Ok(done) => return Ok(Outcome::Imported(done)),
                 Err(e) => {
                     eprintln!("kiln-load: notice: containerd import failed ({e:#})");
                     return full(&format!(

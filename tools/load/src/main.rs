@@ -181,11 +181,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         if run_flags.is_some() {
             bail!("--run-flags runs the image with docker or podman; it does not apply to --containerd");
         }
-        let names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
-        let normalized: Vec<String> = tags.iter().map(|t| t.normalized()).collect();
-        let done = containerd::import(socket, &cli.namespace, &layout, &image, &normalized)
+        containerd::import(socket, &cli.namespace, &layout, &image, &tags)
             .with_context(in_layout)?;
-        incremental::report_import(&done, socket, &cli.namespace, &names);
         return Ok(ExitCode::SUCCESS);
     }
     let engine = engine::find_cli()?;

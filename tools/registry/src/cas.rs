@@ -5,11 +5,9 @@
 //!
 //! No registry credentials are ever sent to the cache (another origin).
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use futures_util::StreamExt;
 use kiln_oci::Digest;
 use reqwest::{StatusCode, Url};
 
@@ -90,8 +88,7 @@ impl HttpCas {
                 return Err(anyhow!("HTTP {status} from {url}: {body}"));
             }
         }
-        let failure = Arc::new(Mutex::new(None));
-        let stream = verified_stream(response.bytes_stream(), digest, size, failure);
-        Ok(Some(Box::pin(stream.map(|r| r))))
+        let stream = verified_stream(response.bytes_stream(), digest, size);
+        Ok(Some(Box::pin(stream)))
     }
 }

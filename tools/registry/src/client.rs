@@ -98,16 +98,6 @@ type RetryNotify = Box<dyn Fn(&str) + Send + Sync>;
 /// The bytes of a blob to upload, as they are read.
 pub type BlobStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send + 'static>>;
 
-impl Sent {
-    /// An answer as `Ok`, a broken request as its error.
-    fn into_result(self) -> anyhow::Result<Response> {
-        match self {
-            Sent::Answer(r) => Ok(r),
-            Sent::Broken(e) => Err(e),
-        }
-    }
-}
-
 /// What one try of a request got.
 enum Sent {
     /// An HTTP answer, of any status.
@@ -663,11 +653,12 @@ impl Client {
     }
 
     /// Copies blob `digest` (`size` bytes) from `src` to `dest`, which may be
-    /// in different registries: a streamed GET from `src` feeds a monolithic
-    /// upload to `dest` (POST, then one PUT with `Content-Length`), never
-    /// holding the blob in memory. The bytes are checked against `digest`
-    /// and `size` on the way; a mismatch aborts the PUT before its end, so
-    /// the registry commits nothing.
+    /// in different registries: a streamed GET from `src` feeds the upload
+    /// to `dest` ([`Client::push_blob_stream`]: one monolithic PUT, restarted
+    /// when it breaks), never holding the blob in memory. The bytes are
+    /// checked against `digest` and `size` on the way; a mismatch aborts the
+    /// PUT before its end, so the registry commits nothing, and is not
+    /// retried.
     pub async fn copy_blob(
         &self,
         src: &RepoRef,
@@ -675,62 +666,34 @@ impl Client {
         digest: &Digest,
         size: u64,
     ) -> anyhow::Result<()> {
-        let source_url = format!("{}/blobs/{digest}", src.api_url());
-        let source = self
-            .send(
-                src,
-                &pull_scope(src),
-                Method::GET,
-                &source_url,
-                Some(size),
-                |r| r,
-            )
-            .await
-            .with_context(|| at(src, &format!("fetching blob {digest}")))?;
-        if source.status() != StatusCode::OK {
-            return Err(self.status_error(src, source).await)
-                .with_context(|| at(src, &format!("fetching blob {digest}")));
-        }
-        check_content_length(&source, digest, Some(size))
-            .with_context(|| at(src, &format!("fetching blob {digest}")))?;
-
-        let what = || at(dest, &format!("uploading blob {digest} copied from {src}"));
-        let mut session = self.start_upload(dest).await.with_context(what)?;
-        let cancel = session.clone();
-        session
-            .query_pairs_mut()
-            .append_pair("digest", &digest.to_string());
-
-        let failure = Arc::new(Mutex::new(None));
-        let body = verified_stream(source.bytes_stream(), digest, size, failure.clone());
-        let result = self
-            .send_once(
-                dest,
-                &[push_scope(dest)],
-                Method::PUT,
-                session.as_str(),
-                Some(size),
-                |r| {
-                    r.header(CONTENT_TYPE, "application/octet-stream")
-                        .header(CONTENT_LENGTH, size)
-                        .body(reqwest::Body::wrap_stream(body))
-                },
-            )
-            .await
-            .and_then(Sent::into_result);
-        let source_failure = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let outcome = match (result, source_failure) {
-            (_, Some(why)) => {
-                Err(anyhow!(why).context(at(src, &format!("fetching blob {digest}"))))
+        let fetching = || at(src, &format!("fetching blob {digest}"));
+        let sent = Arc::new(AtomicU64::new(0));
+        self.push_blob_stream(dest, digest, size, &sent, || async {
+            let source_url = format!("{}/blobs/{digest}", src.api_url());
+            let source = self
+                .send(
+                    src,
+                    &pull_scope(src),
+                    Method::GET,
+                    &source_url,
+                    Some(size),
+                    |r| r,
+                )
+                .await
+                .with_context(fetching)?;
+            if source.status() != StatusCode::OK {
+                return Err(self.status_error(src, source).await).with_context(fetching);
             }
-            (Err(e), None) => Err(e.context(what())),
-            (Ok(r), None) if r.status() == StatusCode::CREATED => return Ok(()),
-            (Ok(r), None) => Err(self.status_error(dest, r).await.context(what())),
-        };
-        // Best effort: the upload failed already, and that is what is
-        // reported; the session would expire anyway.
-        let _ = self.cancel_upload(dest, &cancel).await;
-        outcome
+            check_content_length(&source, digest, Some(size)).with_context(fetching)?;
+            // The source named in the reason the upload is aborted for.
+            let named = fetching();
+            let stream = verified_stream(source.bytes_stream(), digest, size).map(move |r| {
+                r.map_err(|e| std::io::Error::new(e.kind(), format!("{named}: {e}")))
+            });
+            Ok(Box::pin(stream) as BlobStream)
+        })
+        .await
+        .with_context(|| format!("copying from {src}"))
     }
 
     /// Makes blob `digest` available in `dest`: nothing if it is there,
@@ -825,9 +788,11 @@ impl Client {
     /// restarts).
     ///
     /// An upload that breaks off (a reset, a timeout, a 5xx or 429 to the
-    /// PUT) is restarted in a new session, after the wait the retry policy
-    /// gives, once the registry says (`HEAD`) that it did not complete the
-    /// broken one after all. A restart rather than a resumption at the
+    /// PUT, a failed read of the stream) is restarted in a new session,
+    /// after the wait the retry policy gives, once the registry says
+    /// (`HEAD`) that it did not complete the broken one after all. A stream
+    /// that fails with [`std::io::ErrorKind::InvalidData`] (its bytes are
+    /// not the blob: [`verified_stream`]) ends the upload with that error. A restart rather than a resumption at the
     /// session's `Range`: a monolithic PUT leaves nothing to resume, and
     /// chunked uploads would cost a request per chunk on every blob.
     pub async fn push_blob_stream<F, Fut>(
@@ -855,9 +820,19 @@ impl Client {
             put.query_pairs_mut()
                 .append_pair("digest", &digest.to_string());
             let tally = sent.clone();
+            // The HTTP client reports a failed body without the body's own
+            // error, which says whether another try can help.
+            let body_error = Arc::new(Mutex::new(None::<(std::io::ErrorKind, String)>));
+            let seen = body_error.clone();
             let counted = body.map(move |chunk| {
-                if let Ok(c) = &chunk {
-                    tally.fetch_add(c.len() as u64, Ordering::Relaxed);
+                match &chunk {
+                    Ok(c) => {
+                        tally.fetch_add(c.len() as u64, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        *seen.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some((e.kind(), e.to_string()));
+                    }
                 }
                 chunk
             });
@@ -875,8 +850,17 @@ impl Client {
                     },
                 )
                 .await;
+            let body_error = body_error.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let result = match (result, body_error) {
+                (Ok(Sent::Answer(r)), _) if r.status() == StatusCode::CREATED => return Ok(()),
+                (_, Some((std::io::ErrorKind::InvalidData, why))) => {
+                    let _ = self.cancel_upload(dest, &session).await;
+                    return Err(anyhow!(why)).with_context(what);
+                }
+                (Ok(Sent::Broken(_)) | Err(_), Some((_, why))) => Ok(Sent::Broken(anyhow!(why))),
+                (result, _) => result,
+            };
             let (wait, why, last) = match result {
-                Ok(Sent::Answer(r)) if r.status() == StatusCode::CREATED => return Ok(()),
                 Ok(Sent::Answer(r)) if transient_status(r.status()) => {
                     let after = retry_after(r.headers(), SystemTime::now());
                     let why = format!("HTTP {}", r.status());
@@ -1049,23 +1033,21 @@ fn upload_location(response: &Response) -> anyhow::Result<Url> {
 }
 
 /// `inner` passed through a [`Verifier`]: when the bytes do not match
-/// `digest` and `size`, the last piece is replaced by an error (so an HTTP
-/// body built from it is aborted, never completed). The reason is
-/// also stored in `failure`, because the HTTP client reports a body error
-/// without it.
+/// `digest` and `size`, the last piece is replaced by an error of kind
+/// [`std::io::ErrorKind::InvalidData`] (so an HTTP body built from it is
+/// aborted, never completed, and [`Client::push_blob_stream`] does not try
+/// again); a failed read of `inner` is an error of another kind.
 pub(crate) fn verified_stream(
     inner: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
     digest: &Digest,
     size: u64,
-    failure: Arc<Mutex<Option<String>>>,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     let verifier = Some(Verifier::new(digest, Some(size)));
-    let state = (Box::pin(inner), verifier, failure);
-    futures_util::stream::unfold(state, move |(mut inner, verifier, failure)| async move {
+    let state = (Box::pin(inner), verifier);
+    futures_util::stream::unfold(state, move |(mut inner, verifier)| async move {
         let mut verifier = verifier?;
-        let fail = |why: String| {
-            *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
-            std::io::Error::other(why)
+        let corrupt = |why: &dyn std::fmt::Display| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string())
         };
         match inner.next().await {
             Some(Ok(chunk)) => match verifier.update(&chunk) {
@@ -1073,19 +1055,19 @@ pub(crate) fn verified_stream(
                 // verified: a body that got all its Content-Length bytes
                 // would be complete, and the upload committed.
                 Ok(()) if verifier.count() == size => match verifier.finish() {
-                    Ok(_) => Some((Ok(chunk), (inner, None, failure))),
-                    Err(why) => Some((Err(fail(why.to_string())), (inner, None, failure))),
+                    Ok(_) => Some((Ok(chunk), (inner, None))),
+                    Err(why) => Some((Err(corrupt(&why)), (inner, None))),
                 },
-                Ok(()) => Some((Ok(chunk), (inner, Some(verifier), failure))),
-                Err(why) => Some((Err(fail(why.to_string())), (inner, None, failure))),
+                Ok(()) => Some((Ok(chunk), (inner, Some(verifier)))),
+                Err(why) => Some((Err(corrupt(&why)), (inner, None))),
             },
             Some(Err(e)) => {
-                let why = format!("reading the blob from the source registry failed: {e}");
-                Some((Err(fail(why)), (inner, None, failure)))
+                let why = format!("reading the blob from its source failed: {e}");
+                Some((Err(std::io::Error::other(why)), (inner, None)))
             }
             None => match verifier.finish() {
                 Ok(_) => None,
-                Err(why) => Some((Err(fail(why.to_string())), (inner, None, failure))),
+                Err(why) => Some((Err(corrupt(&why)), (inner, None))),
             },
         }
     })
@@ -1117,40 +1099,24 @@ mod tests {
                 Ok(Bytes::from_static(b"def")),
             ])
         };
-        let failure = Arc::new(Mutex::new(None));
-        let out: Vec<_> = verified_stream(chunks(), &good, 6, failure.clone())
-            .collect()
-            .await;
+        let out: Vec<_> = verified_stream(chunks(), &good, 6).collect().await;
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|r| r.is_ok()));
-        assert!(failure.lock().unwrap().is_none());
 
         let other = sha256_bytes(b"abcdeF");
-        let out: Vec<_> = verified_stream(chunks(), &other, 6, failure.clone())
-            .collect()
-            .await;
+        let out: Vec<_> = verified_stream(chunks(), &other, 6).collect().await;
         // The last piece is withheld: the error takes its place.
         assert_eq!(out.len(), 2);
-        assert!(out[0].is_ok() && out[1].is_err());
-        assert!(failure
-            .lock()
-            .unwrap()
-            .as_ref()
-            .unwrap()
-            .contains("corrupt"));
+        let e = out[1].as_ref().unwrap_err();
+        assert!(out[0].is_ok());
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("corrupt"), "{e}");
 
         // Too short: the error comes after the last piece.
-        let failure = Arc::new(Mutex::new(None));
-        let out: Vec<_> = verified_stream(chunks(), &good, 7, failure.clone())
-            .collect()
-            .await;
+        let out: Vec<_> = verified_stream(chunks(), &good, 7).collect().await;
         assert_eq!(out.len(), 3);
-        assert!(out[2].is_err());
-        assert!(failure
-            .lock()
-            .unwrap()
-            .as_ref()
-            .unwrap()
-            .contains("6 bytes arrived"));
+        let e = out[2].as_ref().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("6 bytes arrived"), "{e}");
     }
 }

@@ -519,3 +519,36 @@ async fn copy_across_registries() {
     assert_eq!(inspect["Architecture"], "arm64");
     assert_eq!(inspect["Layers"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_copy_whose_source_breaks_mid_body_starts_again() {
+    let (one, two) = (Registry::start(), Registry::start());
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = write_layout(&tmp.path().join("src"), &["linux/amd64"], false, "v1");
+    skopeo_push(&layout, "v1", &format!("{}/kiln/base:v1", one.addr), None);
+    let layer = layout.images[0].layers[0].clone();
+    let suffix = format!("/blobs/{}", layer.digest);
+    let cuts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = cuts.clone();
+    // The first GET of the layer breaks off halfway; later ones go through.
+    let proxy = Proxy::start(&one.addr, move |r| {
+        let layer_get = r.method == "GET" && r.path().ends_with(&suffix);
+        if layer_get && counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            Action::ForwardCut
+        } else {
+            Action::Forward { corrupt: false }
+        }
+    });
+    let dest = repo(&two.addr, "kiln/copy");
+    let c = client(DockerConfig::empty());
+    c.copy_blob(
+        &repo(&proxy.addr, "kiln/base"),
+        &dest,
+        &layer.digest,
+        layer.size,
+    )
+    .await
+    .unwrap();
+    assert_eq!(cuts.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(c.blob_exists(&dest, &layer.digest).await.unwrap());
+}

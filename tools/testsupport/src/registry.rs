@@ -342,6 +342,10 @@ pub enum Action {
     /// Sends it to the upstream registry; with `corrupt`, flips the last
     /// byte of a successful answer's body.
     Forward { corrupt: bool },
+    /// Sends it to the upstream registry; of a successful answer, sends the
+    /// head (with its full Content-Length) and half the body, then closes:
+    /// a connection that breaks mid-body.
+    ForwardCut,
     /// Answers itself.
     Respond {
         status: u16,
@@ -483,7 +487,7 @@ fn serve(
             conn.write_all(out.as_bytes())?;
             conn.write_all(&body)?;
         }
-        Action::Forward { corrupt } => {
+        action @ (Action::Forward { .. } | Action::ForwardCut) => {
             let mut up = TcpStream::connect(upstream)?;
             let mut head = format!("{} {} HTTP/1.1\r\n", request.method, request.target);
             for (k, v) in &request.headers {
@@ -503,11 +507,17 @@ fn serve(
                 .unwrap_or(answer.len());
             let (head, body) = answer.split_at_mut(split);
             let ok = head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200");
-            if corrupt && ok {
-                if let Some(last) = body.last_mut() {
-                    *last ^= 0x01;
+            let mut end = body.len();
+            match action {
+                Action::Forward { corrupt: true } if ok => {
+                    if let Some(last) = body.last_mut() {
+                        *last ^= 0x01;
+                    }
                 }
+                Action::ForwardCut if ok => end /= 2,
+                _ => {}
             }
+            let body = &body[..end];
             let head = String::from_utf8_lossy(head)
                 .lines()
                 .filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty())

@@ -130,6 +130,19 @@ suite_load_incremental() {
     docker rmi "$app" "$base" >/dev/null 2>&1
 }
 
+# host_kiln_load WHAT: builds //:app's layout in the load workspace and kiln-load
+# with cargo on the host (podman and ctr are not in the chroot Bazel runs in);
+# sets kiln_load (the binary) and bin (bazel-bin). Fails "load: WHAT: ..." otherwise.
+host_kiln_load() {
+    load_ws || { fail "load: the incremental-load workspace is written (go build)"; return 1; }
+    if ! (cd "$LOAD_WS" && kbazel load build --output_groups=+oci_layout //:app >/dev/null 2>&1) || ! cargo build -q -p kiln-load 2>/dev/null; then
+        fail "load: $1: kiln-load and the image build"
+        return 1
+    fi
+    kiln_load="${CARGO_TARGET_DIR:-$KILN_ROOT/target}/debug/kiln-load"
+    bin="$(cd "$LOAD_WS" && kbazel load info bazel-bin 2>/dev/null)"
+}
+
 # podman is not in the chroot Bazel runs in (e2e/setup/install-bazel.sh: `bazel run`
 # starts kiln-load there), so these checks run kiln-load built by cargo on the host
 # with the launcher's arguments, on the layout Bazel built.
@@ -138,14 +151,8 @@ suite_load_podman() {
         skip "load: podman: incremental loads" "podman is not installed (e2e/setup/deps.sh installs it)"
         return
     fi
-    load_ws || { fail "load: the incremental-load workspace is written (go build)"; return; }
     local app="kiln-load-$LOAD_NAME/app" bin config tags_inc tags_full kiln_load
-    if ! (cd "$LOAD_WS" && kbazel load build --output_groups=+oci_layout //:app >/dev/null 2>&1) || ! cargo build -q -p kiln-load 2>/dev/null; then
-        fail "load: podman: kiln-load and the image build"
-        return
-    fi
-    kiln_load="${CARGO_TARGET_DIR:-$KILN_ROOT/target}/debug/kiln-load"
-    bin="$(cd "$LOAD_WS" && kbazel load info bazel-bin 2>/dev/null)"
+    host_kiln_load podman || return
     config="$(sha256sum <"$bin/app.json" | cut -d' ' -f1)"
     prun() { out=$(KILN_CONTAINER_CLI=podman "$kiln_load" --layout "$bin/app.oci" --incremental "$@" 2>&1); }
     expect_podman() {
@@ -187,14 +194,8 @@ suite_load_containerd() {
         skip "load: containerd: content API import" "no ctr or no containerd socket (Docker's containerd package has both)"
         return
     fi
-    load_ws || { fail "load: the incremental-load workspace is written (go build)"; return; }
     local ns="kiln-e2e-$LOAD_NAME" app="kiln-load-$LOAD_NAME/app" bin manifest kiln_load out total
-    if ! (cd "$LOAD_WS" && kbazel load build --output_groups=+oci_layout //:app >/dev/null 2>&1) || ! cargo build -q -p kiln-load 2>/dev/null; then
-        fail "load: containerd: kiln-load and the image build"
-        return
-    fi
-    kiln_load="${CARGO_TARGET_DIR:-$KILN_ROOT/target}/debug/kiln-load"
-    bin="$(cd "$LOAD_WS" && kbazel load info bazel-bin 2>/dev/null)"
+    host_kiln_load containerd || return
     ctrd() { ctr -a "$socket" -n "$ns" "$@"; }
     cimport() { out=$("$kiln_load" --layout "$bin/app.oci" --containerd "$socket" --namespace "$ns" "$@" 2>&1); }
     manifest=$(jq -r '.manifests[0].digest' "$bin/app.oci/index.json")

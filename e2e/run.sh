@@ -30,10 +30,14 @@ fi
 
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(rust docs examples push load reproducible toolchains api pull bad_input hostile cache compose release ship fuzz)
+timings=()
 for suite in "${suites[@]}"; do
     # shellcheck source=/dev/null
     source "e2e/suites/$suite.sh" || { fail "suite $suite: cannot load"; continue; }
     log "suite: $suite"
+    started=$SECONDS
     "suite_$suite"
+    timings+=("$suite $((SECONDS - started)) s")
 done
+log "wall time per suite:$(printf " %s;" "${timings[@]}")"
 summary

@@ -138,7 +138,7 @@ suite_image_test() {
     fi
 
     # The examples: every service's image_test, both architectures.
-    if out=$(cd examples && kbazel ex1 test //build/... 2>&1); then
+    if out=$(cd examples && kbazel ex1 test --build_tests_only //build/... 2>&1); then
         pass "image_test: bazel test //build/... in examples passes"
     else
         fail "image_test: bazel test //build/... in examples passes" "$(grep -E 'FAILED|ERROR' <<<"$out" | head -20)"

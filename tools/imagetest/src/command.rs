@@ -57,6 +57,31 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// True for an ELF file without a program interpreter (PT_INTERP): a
+/// static executable, which runs inside the image's root.
+fn is_static_elf(path: &Path) -> bool {
+    let Ok(bytes) = fs::read(path) else {
+        return false;
+    };
+    // 64-bit little-endian ELF only (what qemu-user is built as on the
+    // machines rules_kiln supports).
+    if bytes.len() < 64 || &bytes[..4] != b"\x7fELF" || bytes[4] != 2 || bytes[5] != 1 {
+        return false;
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]) as usize;
+    let Ok(phoff) = <[u8; 8]>::try_from(&bytes[32..40]).map(u64::from_le_bytes) else {
+        return false;
+    };
+    let (phentsize, phnum) = (u16_at(54), u16_at(56));
+    (0..phnum).all(|i| {
+        let at = phoff as usize + i * phentsize;
+        const PT_INTERP: u32 = 3;
+        bytes
+            .get(at..at + 4)
+            .is_some_and(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) != PT_INTERP)
+    })
+}
+
 /// qemu-user's name for an OCI architecture.
 fn qemu_arch(arch: &str) -> &str {
     match arch {
@@ -170,10 +195,16 @@ impl Runner {
             if binfmt_fixed(q) {
                 None
             } else {
+                // Debian's qemu-user-static, or (since 9.1) qemu-user, whose
+                // binaries are static too. Only a static one runs in the root.
+                let qemu = [format!("qemu-{q}-static"), format!("qemu-{q}")]
+                    .iter()
+                    .filter_map(|n| find_on_path(n))
+                    .find(|p| is_static_elf(p))
+                    .ok_or_else(|| {
+                        anyhow!("the image is linux/{arch}, this machine {host}: commandTests need a static qemu-{q}-static or qemu-{q} on PATH (Debian package qemu-user-static) or a binfmt_misc entry qemu-{q} with the F flag")
+                    })?;
                 let name = format!("qemu-{q}-static");
-                let qemu = find_on_path(&name).ok_or_else(|| {
-                    anyhow!("the image is linux/{arch}, this machine {host}: commandTests need {name} (Debian package qemu-user-static) or a binfmt_misc entry with the F flag")
-                })?;
                 let dir = rootfs.root().join(QEMU_DIR);
                 fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
                 fs::copy(&qemu, dir.join(&name))
@@ -382,4 +413,40 @@ fn resolve_program(
         }
     }
     bail!("{command:?} is not on the image's PATH ({path})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_elf_is_told_from_a_dynamic_one() {
+        // This test binary is dynamically linked (Rust's default on Linux gnu).
+        let me = std::env::current_exe().unwrap();
+        assert!(!is_static_elf(&me));
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("script");
+        fs::write(&text, "#!/bin/sh\n").unwrap();
+        assert!(!is_static_elf(&text));
+    }
+
+    #[test]
+    fn users_resolve_through_the_image_passwd() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Rootfs::create(dir.path().join("r")).unwrap();
+        fs::create_dir_all(root.root().join("etc")).unwrap();
+        fs::write(
+            root.root().join("etc/passwd"),
+            "root:x:0:0::/root:/sbin/nologin\nnonroot:x:65532:65533::/home/nonroot:/sbin/nologin\n",
+        )
+        .unwrap();
+        fs::write(root.root().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        assert_eq!(resolve_user(&root, "").unwrap(), (0, 0));
+        assert_eq!(resolve_user(&root, "nonroot").unwrap(), (65532, 65533));
+        assert_eq!(resolve_user(&root, "65532").unwrap(), (65532, 65533));
+        assert_eq!(resolve_user(&root, "1000").unwrap(), (1000, 1000));
+        assert_eq!(resolve_user(&root, "nonroot:staff").unwrap(), (65532, 50));
+        assert_eq!(resolve_user(&root, "1:2").unwrap(), (1, 2));
+        assert!(format!("{:#}", resolve_user(&root, "nobody").unwrap_err()).contains("nobody"));
+    }
 }

@@ -8,8 +8,8 @@
 //! against the host's `/` (a layer's absolute `lib -> /usr/lib` would leave
 //! the root) and knows nothing of whiteouts.
 //!
-//! Owners are recorded from the tar headers (the unpacker may not be root
-//! and so may not chown); modes are applied to the files themselves,
+//! Owners are recorded from the tar headers, and given to the files when the
+//! unpacker may (as root); modes are applied to the files themselves,
 //! directories' last (a read-only directory still gets its children).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +41,16 @@ pub struct Rootfs {
     root: PathBuf,
     /// Image path (relative, no symlinks) -> owner from the tar header.
     owners: BTreeMap<PathBuf, Owner>,
+}
+
+/// Makes `owner` own `path` (not following a symlink) when this process may:
+/// as root, commands run in the root see the image's owners. Otherwise the
+/// files stay the unpacker's, and the recorded owners are what checks read.
+fn give(path: &Path, owner: Owner) {
+    let (Ok(uid), Ok(gid)) = (u32::try_from(owner.uid), u32::try_from(owner.gid)) else {
+        return;
+    };
+    let _ = std::os::unix::fs::lchown(path, Some(uid), Some(gid));
 }
 
 /// The image path `path` (absolute or not) as normal components: `.` and
@@ -162,6 +172,7 @@ impl Rootfs {
                     }
                     fs::create_dir(&dest).with_context(|| format!("mkdir {}", dest.display()))?;
                 }
+                give(&dest, owner);
                 dir_modes.insert(dest_rel.clone(), mode);
             } else {
                 if existing.is_some() {
@@ -175,6 +186,7 @@ impl Rootfs {
                         .into_owned();
                     symlink(&target, &dest)
                         .with_context(|| format!("symlink {}", dest.display()))?;
+                    give(&dest, owner);
                 } else if kind.is_hard_link() {
                     let target = entry
                         .link_name()
@@ -195,6 +207,8 @@ impl Rootfs {
                         .with_context(|| format!("creating {}", dest.display()))?;
                     io::copy(&mut entry, &mut out)
                         .with_context(|| format!("writing {}", dest.display()))?;
+                    // Before the mode: chown clears setuid and setgid.
+                    give(&dest, owner);
                     fs::set_permissions(&dest, fs::Permissions::from_mode(mode & 0o7777))
                         .with_context(|| format!("chmod {}", dest.display()))?;
                 } else {

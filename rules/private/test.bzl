@@ -65,7 +65,13 @@ qemu-user (`qemu-<arch>-static`, or the kernel's binfmt_misc entry with the
 F flag). Each check prints its name and PASS or FAIL with what was expected
 against what the image has; any failure fails the test. A config with a key
 outside the schema or another schemaVersion fails before any check runs,
-naming the key and the file. See docs/image-test.md.""",
+naming the key and the file.
+
+It needs no tags and is remote-executable: kiln-imagetest is the `imagetest`
+toolchain's binary for the execution platform. Commands need the test to run
+as root (Bazel's sandbox as root, a remote executor's container) or bubblewrap
+with unprivileged user namespaces, and qemu-user-static for another CPU's
+image. See docs/image-test.md.""",
     attrs = {
         "configs": attr.label_list(
             doc = "The structure test configs (`.yaml`, `.yml` or `.json`), run in order.",

@@ -12,7 +12,7 @@ it_workspace() {
     cp -r e2e/imagetest "$ws" || return 1
     sed -i "s|path = \"../..\",|path = \"$KILN_ROOT\",|" "$ws/MODULE.bazel"
     for arch in amd64 arm64; do
-        (cd "$ws/probe" && CGO_ENABLED=0 GOOS=linux GOARCH=$arch GOFLAGS=-mod=mod GO111MODULE=off \
+        (cd "$ws/probe" && CGO_ENABLED=0 GOOS=linux GOARCH=$arch GO111MODULE=off \
             go build -trimpath -o "$ws/probe-$arch" main.go) || return 1
         # The lower layer: the probe (setuid copy too), files with owners
         # and modes, a sticky /tmp, a symlink, files the upper layer hides.

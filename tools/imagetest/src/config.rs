@@ -133,11 +133,12 @@ pub fn parse(path: &Path, text: &str) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// Reads and parses the config file at `path`.
-pub fn load(path: &Path) -> anyhow::Result<Config> {
+/// Reads and parses the config file at `path`; errors name it `name` (the
+/// path the user wrote).
+pub fn load(path: &Path, name: &Path) -> anyhow::Result<Config> {
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("config {}: cannot read it", path.display()))?;
-    parse(path, &text)
+        .with_context(|| format!("config {}: cannot read {}", name.display(), path.display()))?;
+    parse(name, &text)
 }
 
 fn validate(c: &Config) -> anyhow::Result<()> {

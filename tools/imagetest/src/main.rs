@@ -62,11 +62,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     let mut configs = Vec::new();
     for path in &cli.configs {
         let full = cli.root.join(path);
-        configs.push((
-            path.clone(),
-            config::load(&full)
-                .map_err(|e| anyhow!("{e:#}").context(format!("{}", path.display())))?,
-        ));
+        configs.push((path.clone(), config::load(&full, path)?));
     }
     let set = BlobSet::load(&cli.root.join(&cli.spec), &cli.root)?;
     let target = set.target().to_string();

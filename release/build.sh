@@ -33,7 +33,7 @@ outdir=$(cd "$outdir" && pwd)
 rustc=${KILN_RUSTC:-/usr/bin/rustc}
 cargo=${KILN_CARGO:-/usr/bin/cargo}
 target_dir=${KILN_RELEASE_TARGET_DIR:-$outdir/.cargo-target}
-tools="image index layer load pull push"
+tools="image imagetest index layer load pull push"
 version=$(sed -n 's/^ *version = "\([^"]*\)",*$/\1/p' "$root/MODULE.bazel" | head -n1)
 [ -n "$version" ] || { echo "release: no version in $root/MODULE.bazel" >&2; exit 1; }
 # The time every archive entry gets: the last commit's, so a rebuild of the

@@ -11,6 +11,7 @@ load(":load.bzl", _image_load = "image_load")
 load(":providers.bzl", _KilnImageInfo = "KilnImageInfo", _KilnLayerInfo = "KilnLayerInfo", _KilnLayoutInfo = "KilnLayoutInfo")
 load(":push.bzl", _KilnPushInfo = "KilnPushInfo", _image_push = "image_push", _image_release = "image_release")
 load(":service.bzl", _platform_binary = "platform_binary", _service_image = "service_image")
+load(":test.bzl", _image_test = "image_test")
 
 container = _container
 container_image = _container_image
@@ -19,6 +20,7 @@ container_layer = _container_layer
 image_index = _image_index
 image_load = _image_load
 image_push = _image_push
+image_test = _image_test
 image_release = _image_release
 platform_binary = _platform_binary
 service_image = _service_image

@@ -29,7 +29,7 @@ _toolchains_tag = tag_class(
             default = "auto",
             values = ["auto", "source", "prebuilt", "local"],
         ),
-        "path": attr.string(doc = "`local` mode: absolute path of a directory holding kiln-layer, kiln-image, kiln-index, kiln-push, kiln-load and kiln-pull."),
+        "path": attr.string(doc = "`local` mode: absolute path of a directory holding kiln-layer, kiln-image, kiln-index, kiln-push, kiln-load, kiln-pull and kiln-imagetest."),
         "sha256": attr.string_dict(doc = "`prebuilt` mode: platform key -> sha256 of its archive."),
         "urls": attr.string_dict(doc = "`prebuilt` mode: platform key (`linux_x86_64`, `linux_aarch64`) -> URL of a .tar.gz holding the kiln-* binaries at its top level. Default with `auto`: those of the release's lock."),
     },

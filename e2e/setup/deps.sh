@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs what the main job and the tests need, when missing: Debian packages
-# (docker-registry, skopeo, umoci, jq, Go, qemu-user-static, curl, file, nginx,
+# (docker-registry, skopeo, umoci, jq, Go, qemu-user-static, bubblewrap, curl, file, nginx,
 # zstd, pigz for bench/layer.sh) and
 # Bazel >= 7.1 (install-bazel.sh). Safe to run again: it only checks then.
 set -eu
@@ -16,6 +16,9 @@ need curl curl
 need file file
 need htpasswd apache2-utils
 need qemu-aarch64-static qemu-user-static
+# image_test's commands when not root (bubblewrap); Bazel's own tests run in the
+# chroot of install-bazel.sh, which has it too.
+need bwrap bubblewrap
 need go golang-go
 need python3 python3
 need zstd zstd

@@ -124,10 +124,10 @@ suite_ship() {
         rm -rf "$KILN_WORK/tools-$p"; mkdir -p "$KILN_WORK/tools-$p"
         tar -C "$KILN_WORK/tools-$p" -xzf "$out/kiln-tools-linux_$p.tar.gz"
         bad=""
-        for t in image index layer load pull push; do
+        for t in image imagetest index layer load pull push; do
             file -L "$KILN_WORK/tools-$p/kiln-$t" | grep -Eq "ELF 64-bit.*$want.*(statically|static-pie) linked" || bad="$bad kiln-$t"
         done
-        expect_eq "ship: linux_$p archive holds the six kiln tools, static $want ELF (file)" "" "$bad"
+        expect_eq "ship: linux_$p archive holds the seven kiln tools, static $want ELF (file)" "" "$bad"
     done
 
     # The lock inside the module archive names the archives by BASE_URL and sha256.

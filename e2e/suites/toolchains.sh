@@ -48,7 +48,7 @@ suite_toolchains() {
 
     # prebuilt: an archive of the binaries the source mode compiled, by file:// URL.
     local release="$KILN_CARGO_TARGET_DIR/release" archive="$KILN_WORK/kiln-tools-linux_x86_64.tar.gz" sha
-    tar -C "$release" -czf "$archive" kiln-layer kiln-image kiln-index kiln-push kiln-load kiln-pull
+    tar -C "$release" -czf "$archive" kiln-layer kiln-image kiln-index kiln-push kiln-load kiln-pull kiln-imagetest
     sha=$(sha256sum <"$archive" | cut -d' ' -f1)
     dir=$(tc_workspace prebuilt "kiln.toolchains(mode = \"prebuilt\", urls = {\"linux_x86_64\": \"file://$archive\"}, sha256 = {\"linux_x86_64\": \"$sha\"})")
     rm -rf "$KILN_WORK/ob-tc-prebuilt"

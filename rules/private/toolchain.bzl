@@ -3,6 +3,7 @@
 # Tool name -> toolchain type. The binary of tool `t` is called `kiln-<t>`.
 TOOLCHAIN_TYPES = {
     "image": Label("//rules/toolchains:image_toolchain_type"),
+    "imagetest": Label("//rules/toolchains:imagetest_toolchain_type"),
     "index": Label("//rules/toolchains:index_toolchain_type"),
     "layer": Label("//rules/toolchains:layer_toolchain_type"),
     "load": Label("//rules/toolchains:load_toolchain_type"),

@@ -38,9 +38,23 @@ type Service struct {
 	Register func(mux *http.ServeMux, cfg Config) error
 }
 
+// Version is the services' release; `<service> --version` prints it.
+const Version = "0.1.0"
+
+// VersionLine is what `<service> --version` prints: the name, Version, the
+// Go release and the platform the binary was built for.
+func VersionLine(name string) string {
+	return fmt.Sprintf("%s %s (%s %s/%s)", name, Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
 // RunServiceCommand runs svc until SIGTERM or SIGINT, then drains it; it
-// exits the process on a configuration or listen error.
+// exits the process on a configuration or listen error. `--version` (or
+// `-version`) prints VersionLine and exits.
 func RunServiceCommand(svc Service) {
+	if len(os.Args) == 2 && (os.Args[1] == "--version" || os.Args[1] == "-version") {
+		fmt.Println(VersionLine(svc.Name))
+		return
+	}
 	if err := run(svc, os.Args[1:]); err != nil {
 		log.Fatalf("%s: %v", svc.Name, err)
 	}

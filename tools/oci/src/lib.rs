@@ -21,6 +21,8 @@ pub mod media_types;
 pub mod model;
 // Repository/tag name validation for kiln-push and kiln-load.
 pub mod reference;
+// An image's layers applied to a directory, whiteouts and all (kiln-imagetest).
+pub mod rootfs;
 // Picking the manifest for a platform out of an index (base images).
 pub mod select;
 // kiln-source.json: where the blobs absent from a shallow layout are.

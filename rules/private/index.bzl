@@ -54,13 +54,17 @@ def _image_index_impl(ctx):
         digest = digest,
         images = {i.platform: i for i in images},
         metadata = depset([i.top for i in images], transitive = [i.metadata for i in images]),
+        sboms = [struct(descriptor = i.descriptor, sbom = i.sbom) for i in images],
         shallow = len([i for i in images if i.shallow]) > 0,
         top = blob_entry(index, descriptor),
     )
     return [
         DefaultInfo(files = depset([index, digest])),
         info,
-        OutputGroupInfo(oci_layout = depset([oci_layout(ctx, name, info)])),
+        OutputGroupInfo(
+            oci_layout = depset([oci_layout(ctx, name, info)]),
+            sbom = depset([i.sbom for i in images]),
+        ),
     ]
 
 image_index = rule(

@@ -58,15 +58,17 @@ def _service(ctx, name, push, lazy, tags):
         entries = eager
     spec = ctx.actions.declare_file(name + ".blobs.json")
     ctx.actions.write(spec, blob_set_spec(push.label, info.top, entries, path))
+    sboms = [s.sbom for s in info.sboms]
     service = {
         "blobs": path(spec),
         "lazy": [{"digest": path(e.digest), "output": e.blob.path} for e in lazy_entries],
         "repository": push.repository,
+        "sboms": [path(f) for f in sboms],
         "stamp": push.stamp,
         "tags": tags,
         "target": push.label,
     }
-    files = [spec] + entry_files([info.top] + entries) + [e.digest for e in lazy_entries]
+    files = [spec] + entry_files([info.top] + entries) + [e.digest for e in lazy_entries] + sboms
     return service, files
 
 def _write_release_spec(ctx, services):
@@ -115,11 +117,13 @@ def _image_push_impl(ctx):
     else:
         # A pulled base's layers stay in the registry: kiln-push mounts or copies them.
         layout, files = runfiles_layout(ctx, ctx.label.name, image, fetch = False)
+        sboms = [s.sbom for s in image.sboms]
+        files = files + sboms
         write_launcher(
             ctx,
             launcher,
             tool,
-            [("--stamp", f) for f in stamp],
+            [("--stamp", f) for f in stamp] + [("--sbom", f) for f in sboms],
             defaults,
             layout = layout,
         )

@@ -32,8 +32,10 @@ struct BaseSpec {
 }
 
 pub fn run(spec_path: &Path, output: &Path) -> anyhow::Result<()> {
-    let bytes = std::fs::read(spec_path).with_context(|| format!("reading {}", spec_path.display()))?;
-    let spec: Spec = serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", spec_path.display()))?;
+    let bytes =
+        std::fs::read(spec_path).with_context(|| format!("reading {}", spec_path.display()))?;
+    let spec: Spec = serde_json::from_slice(&bytes)
+        .with_context(|| format!("parsing {}", spec_path.display()))?;
     let target = spec.target.clone();
     build(&spec, output).with_context(|| format!("{target}: sbom"))
 }
@@ -41,7 +43,8 @@ pub fn run(spec_path: &Path, output: &Path) -> anyhow::Result<()> {
 fn read_blob(set: &BlobSet, digest: &kiln_oci::Digest, what: &str) -> anyhow::Result<Vec<u8>> {
     match set.locate(digest) {
         Located::File(p) => {
-            let bytes = std::fs::read(&p).with_context(|| format!("reading {what} {}", p.display()))?;
+            let bytes =
+                std::fs::read(&p).with_context(|| format!("reading {what} {}", p.display()))?;
             if kiln_oci::sha256_bytes(&bytes) != *digest {
                 bail!("{what} {} does not match its digest {digest}", p.display());
             }
@@ -54,17 +57,23 @@ fn read_blob(set: &BlobSet, digest: &kiln_oci::Digest, what: &str) -> anyhow::Re
 fn build(spec: &Spec, output: &Path) -> anyhow::Result<()> {
     let set = BlobSet::load(&spec.blob_set, Path::new("."))?;
     let top = set.top().clone();
-    let manifest: ImageManifest = serde_json::from_slice(&read_blob(&set, &top.digest, "manifest")?)
-        .context("parsing the manifest")?;
-    let config: serde_json::Value = serde_json::from_slice(&read_blob(&set, &manifest.config.digest, "config")?)
-        .context("parsing the config")?;
+    let manifest: ImageManifest =
+        serde_json::from_slice(&read_blob(&set, &top.digest, "manifest")?)
+            .context("parsing the manifest")?;
+    let config: serde_json::Value =
+        serde_json::from_slice(&read_blob(&set, &manifest.config.digest, "config")?)
+            .context("parsing the config")?;
     let created = config
         .get("created")
         .and_then(|v| v.as_str())
         .unwrap_or("1970-01-01T00:00:00Z")
         .to_string();
     if spec.own_layers > manifest.layers.len() {
-        bail!("own_layers: {} but the manifest has {} layers", spec.own_layers, manifest.layers.len());
+        bail!(
+            "own_layers: {} but the manifest has {} layers",
+            spec.own_layers,
+            manifest.layers.len()
+        );
     }
     let first_own = manifest.layers.len() - spec.own_layers;
     let mut contents = Contents::default();
@@ -72,7 +81,8 @@ fn build(spec: &Spec, output: &Path) -> anyhow::Result<()> {
         let own = i >= first_own;
         match set.locate(&layer.digest) {
             Located::File(p) => {
-                let file = File::open(&p).with_context(|| format!("opening layer {} ({})", layer.digest, p.display()))?;
+                let file = File::open(&p)
+                    .with_context(|| format!("opening layer {} ({})", layer.digest, p.display()))?;
                 contents
                     .add_layer(file, own)
                     .with_context(|| format!("layer {i} ({}, {})", layer.digest, p.display()))?;
@@ -96,5 +106,6 @@ fn build(spec: &Spec, output: &Path) -> anyhow::Result<()> {
     };
     let creator = concat!("rules_kiln-", env!("CARGO_PKG_VERSION"));
     let doc = sbom::document(&subject, base.as_ref(), &contents, creator)?;
-    kiln_oci::atomic::write_file(output, &doc).with_context(|| format!("writing {}", output.display()))
+    kiln_oci::atomic::write_file(output, &doc)
+        .with_context(|| format!("writing {}", output.display()))
 }

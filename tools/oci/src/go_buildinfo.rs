@@ -77,11 +77,12 @@ pub fn parse_blob(blob: &[u8]) -> Option<BuildInfo> {
     let mut rest = &blob[HEADER..];
     let version = read_string(&mut rest)?;
     let modinfo = read_string(&mut rest)?;
-    let modinfo = if modinfo.len() >= 2 * SENTINEL + 1 && modinfo[modinfo.len() - SENTINEL - 1] == b'\n' {
-        &modinfo[SENTINEL..modinfo.len() - SENTINEL]
-    } else {
-        &modinfo[..0]
-    };
+    let modinfo =
+        if modinfo.len() >= 2 * SENTINEL + 1 && modinfo[modinfo.len() - SENTINEL - 1] == b'\n' {
+            &modinfo[SENTINEL..modinfo.len() - SENTINEL]
+        } else {
+            &modinfo[..0]
+        };
     let go_version = String::from_utf8(version.to_vec()).ok()?;
     let mut info = parse_modinfo(std::str::from_utf8(modinfo).ok()?);
     info.go_version = go_version;
@@ -207,12 +208,18 @@ mod tests {
         assert_eq!(info.go_version, "go1.22.5");
         assert_eq!(info.path, "example.com/shop/cmd/api");
         let main = info.main.expect("main module");
-        assert_eq!((main.path.as_str(), main.version.as_str()), ("example.com/shop", "(devel)"));
+        assert_eq!(
+            (main.path.as_str(), main.version.as_str()),
+            ("example.com/shop", "(devel)")
+        );
         assert_eq!(info.deps.len(), 2);
         assert_eq!(info.deps[0].path, "github.com/google/uuid");
         assert_eq!(info.deps[0].version, "v1.6.0");
         assert_eq!(info.deps[0].sum, "h1:abc=");
-        assert_eq!(info.deps[1].replaced_by.as_ref().expect("replaced").path, "../text");
+        assert_eq!(
+            info.deps[1].replaced_by.as_ref().expect("replaced").path,
+            "../text"
+        );
         assert_eq!(
             info.settings,
             vec![
@@ -252,8 +259,13 @@ mod tests {
         // is on the machine (the e2e suite checks the examples' binaries).
         let Ok(go) = which("go") else { return };
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("go.mod"), "module example.com/hello\n\ngo 1.21\n").expect("go.mod");
-        std::fs::write(dir.path().join("main.go"), "package main\nfunc main() {}\n").expect("main.go");
+        std::fs::write(
+            dir.path().join("go.mod"),
+            "module example.com/hello\n\ngo 1.21\n",
+        )
+        .expect("go.mod");
+        std::fs::write(dir.path().join("main.go"), "package main\nfunc main() {}\n")
+            .expect("main.go");
         let out = std::process::Command::new(go)
             .args(["build", "-o", "hello", "."])
             .current_dir(dir.path())

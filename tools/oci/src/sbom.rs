@@ -100,7 +100,11 @@ impl Contents {
         let mut archive = tar::Archive::new(decoded);
         for entry in archive.entries().context("reading the layer's tar")? {
             let mut entry = entry.context("reading the layer's tar")?;
-            let raw = entry.path().context("a tar entry's name")?.to_string_lossy().into_owned();
+            let raw = entry
+                .path()
+                .context("a tar entry's name")?
+                .to_string_lossy()
+                .into_owned();
             let path = normalise(&raw);
             let (dir, base) = match path.rsplit_once('/') {
                 Some((d, b)) => (format!("{d}/"), b.to_string()),
@@ -120,7 +124,9 @@ impl Contents {
                 continue;
             }
             let kind = entry.header().entry_type();
-            if !kind.is_file() && !matches!(kind, tar::EntryType::Continuous | tar::EntryType::GNUSparse) {
+            if !kind.is_file()
+                && !matches!(kind, tar::EntryType::Continuous | tar::EntryType::GNUSparse)
+            {
                 if own {
                     self.files.remove(&path);
                 }
@@ -141,7 +147,9 @@ impl Contents {
             let mut first = true;
             let mut keep = status;
             loop {
-                let n = entry.read(&mut buf).with_context(|| format!("reading /{path}"))?;
+                let n = entry
+                    .read(&mut buf)
+                    .with_context(|| format!("reading /{path}"))?;
                 if n == 0 {
                     break;
                 }
@@ -219,7 +227,13 @@ pub struct Base {
 fn spdx_id(kind: &str, n: usize, name: &str) -> String {
     let clean: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("SPDXRef-{kind}-{n}-{clean}")
 }
@@ -250,7 +264,11 @@ fn spdx_time(created: &str) -> String {
 }
 
 fn image_package(id: &str, name: &str, digest: &Digest) -> Value {
-    let short = name.rsplit([':', '/']).next().unwrap_or(name).to_ascii_lowercase();
+    let short = name
+        .rsplit([':', '/'])
+        .next()
+        .unwrap_or(name)
+        .to_ascii_lowercase();
     json!({
         "SPDXID": id,
         "name": name,
@@ -291,7 +309,11 @@ pub fn document(
     let mut image = image_package(image_id, &subject.name, &subject.digest);
     image["comment"] = Value::String(format!("platform {}", subject.platform));
     if !contents.unavailable_layers.is_empty() {
-        let layers: Vec<String> = contents.unavailable_layers.iter().map(|d| d.to_string()).collect();
+        let layers: Vec<String> = contents
+            .unavailable_layers
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
         image["comment"] = Value::String(format!(
             "platform {}; the Debian packages of base layers {} are not listed: their bytes stay in the registry (a pulled base)",
             subject.platform,
@@ -335,7 +357,10 @@ pub fn document(
         relationships.push(rel(image_id, "CONTAINS", &id));
         if let Some(go) = &entry.go {
             file["fileTypes"] = json!(["BINARY"]);
-            file["comment"] = Value::String(format!("Go binary built with {} from {}", go.go_version, go.path));
+            file["comment"] = Value::String(format!(
+                "Go binary built with {} from {}",
+                go.go_version, go.path
+            ));
             let main_id = spdx_id("go", n, "main");
             let (main_path, main_version) = match &go.main {
                 Some(m) => (m.path.as_str(), m.version.as_str()),
@@ -345,19 +370,35 @@ pub fn document(
                 main_id.clone(),
                 main_path,
                 main_version,
-                Some(format!("main module of /{path}, package {}, built with {}", go.path, go.go_version)),
+                Some(format!(
+                    "main module of /{path}, package {}, built with {}",
+                    go.path, go.go_version
+                )),
             ));
             relationships.push(rel(&id, "GENERATED_FROM", &main_id));
             let std_id = spdx_id("go", n, "stdlib");
-            packages.push(go_module_package(std_id.clone(), "stdlib", &go.go_version, None));
+            packages.push(go_module_package(
+                std_id.clone(),
+                "stdlib",
+                &go.go_version,
+                None,
+            ));
             relationships.push(rel(&main_id, "DEPENDS_ON", &std_id));
             for (j, dep) in go.deps.iter().enumerate() {
                 let dep_id = spdx_id("go", n, &format!("dep-{j}"));
                 let used = dep.replaced_by.as_deref().unwrap_or(dep);
                 let comment = dep.replaced_by.as_ref().map(|r| {
-                    format!("{}@{} replaced by {}@{}", dep.path, dep.version, r.path, r.version)
+                    format!(
+                        "{}@{} replaced by {}@{}",
+                        dep.path, dep.version, r.path, r.version
+                    )
                 });
-                packages.push(go_module_package(dep_id.clone(), &used.path, &used.version, comment));
+                packages.push(go_module_package(
+                    dep_id.clone(),
+                    &used.path,
+                    &used.version,
+                    comment,
+                ));
                 relationships.push(rel(&main_id, "DEPENDS_ON", &dep_id));
             }
         }
@@ -405,7 +446,10 @@ mod tests {
     fn contents() -> Contents {
         let mut c = Contents::default();
         let base = layer(&[
-            ("var/lib/dpkg/status.d/tzdata", b"Package: tzdata\nVersion: 2024a-0+deb12u1\nArchitecture: all\n"),
+            (
+                "var/lib/dpkg/status.d/tzdata",
+                b"Package: tzdata\nVersion: 2024a-0+deb12u1\nArchitecture: all\n",
+            ),
             ("var/lib/dpkg/status.d/tzdata.md5sums", b"x  y\n"),
             ("var/lib/dpkg/status", STATUS),
             ("etc/base-file", b"not ours"),
@@ -414,13 +458,17 @@ mod tests {
         let own = layer(&[("./app/server", b"hello"), ("etc/config", b"a=1\n")]);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &own).expect("gzip");
-        c.add_layer(&gz.finish().expect("gzip")[..], true).expect("own layer");
+        c.add_layer(&gz.finish().expect("gzip")[..], true)
+            .expect("own layer");
         c
     }
 
     #[test]
     fn status_paragraphs_give_installed_packages() {
-        let pkgs = parse_status(std::str::from_utf8(STATUS).expect("utf-8"), "var/lib/dpkg/status");
+        let pkgs = parse_status(
+            std::str::from_utf8(STATUS).expect("utf-8"),
+            "var/lib/dpkg/status",
+        );
         assert_eq!(pkgs.len(), 1);
         assert_eq!(pkgs[0].name, "libc6");
         assert_eq!(pkgs[0].version, "2.36-9+deb12u9");
@@ -431,18 +479,27 @@ mod tests {
     fn layers_give_packages_from_all_and_files_from_own() {
         let c = contents();
         assert_eq!(c.packages.keys().collect::<Vec<_>>(), ["libc6", "tzdata"]);
-        assert_eq!(c.files.keys().collect::<Vec<_>>(), ["app/server", "etc/config"]);
+        assert_eq!(
+            c.files.keys().collect::<Vec<_>>(),
+            ["app/server", "etc/config"]
+        );
         assert_eq!(
             c.files["app/server"].sha256,
             "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
-        assert_eq!(c.files["app/server"].sha1, "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d");
+        assert_eq!(
+            c.files["app/server"].sha1,
+            "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"
+        );
     }
 
     #[test]
     fn whiteouts_remove_files_and_packages() {
         let mut c = contents();
-        let wh = layer(&[("app/.wh.server", b""), ("var/lib/dpkg/status.d/.wh.tzdata", b"")]);
+        let wh = layer(&[
+            ("app/.wh.server", b""),
+            ("var/lib/dpkg/status.d/.wh.tzdata", b""),
+        ]);
         c.add_layer(&wh[..], true).expect("whiteouts");
         assert!(!c.files.contains_key("app/server"));
         assert!(!c.packages.contains_key("tzdata"));
@@ -455,9 +512,15 @@ mod tests {
             digest: crate::sha256_bytes(b"manifest"),
             created: "1970-01-01T00:00:00.5Z".into(),
         };
-        let base = Base { name: "//base:base".into(), digest: crate::sha256_bytes(b"base") };
+        let base = Base {
+            name: "//base:base".into(),
+            digest: crate::sha256_bytes(b"base"),
+        };
         let bytes = document(&subject, Some(&base), c, "rules_kiln-test").expect("document");
-        assert_eq!(bytes, document(&subject, Some(&base), c, "rules_kiln-test").expect("again"));
+        assert_eq!(
+            bytes,
+            document(&subject, Some(&base), c, "rules_kiln-test").expect("again")
+        );
         serde_json::from_slice(&bytes).expect("JSON")
     }
 
@@ -467,18 +530,41 @@ mod tests {
         assert_eq!(d["spdxVersion"], "SPDX-2.3");
         assert_eq!(d["creationInfo"]["created"], "1970-01-01T00:00:00Z");
         let ns = d["documentNamespace"].as_str().expect("namespace");
-        assert!(ns.starts_with("https://rules-kiln.invalid/spdx/") && ns.len() > 40, "{ns}");
-        let names: Vec<&str> = d["packages"].as_array().expect("packages").iter().map(|p| p["name"].as_str().expect("name")).collect();
+        assert!(
+            ns.starts_with("https://rules-kiln.invalid/spdx/") && ns.len() > 40,
+            "{ns}"
+        );
+        let names: Vec<&str> = d["packages"]
+            .as_array()
+            .expect("packages")
+            .iter()
+            .map(|p| p["name"].as_str().expect("name"))
+            .collect();
         assert_eq!(names, ["//svc:image", "//base:base", "libc6", "tzdata"]);
         let libc = &d["packages"][2];
         assert_eq!(libc["versionInfo"], "2.36-9+deb12u9");
-        assert_eq!(libc["externalRefs"][0]["referenceLocator"], "pkg:deb/debian/libc6@2.36-9%2Bdeb12u9?arch=amd64");
+        assert_eq!(
+            libc["externalRefs"][0]["referenceLocator"],
+            "pkg:deb/debian/libc6@2.36-9%2Bdeb12u9?arch=amd64"
+        );
         assert_eq!(d["files"][0]["fileName"], "./app/server");
         let rels = d["relationships"].as_array().expect("relationships");
-        assert!(rels.iter().any(|r| r["relationshipType"] == "DESCENDANT_OF" && r["relatedSpdxElement"] == "SPDXRef-base"));
-        for id in d["packages"].as_array().expect("p").iter().chain(d["files"].as_array().expect("f")) {
+        assert!(rels.iter().any(|r| r["relationshipType"] == "DESCENDANT_OF"
+            && r["relatedSpdxElement"] == "SPDXRef-base"));
+        for id in d["packages"]
+            .as_array()
+            .expect("p")
+            .iter()
+            .chain(d["files"].as_array().expect("f"))
+        {
             let id = id["SPDXID"].as_str().expect("id");
-            assert!(id.starts_with("SPDXRef-") && id[8..].chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'), "{id}");
+            assert!(
+                id.starts_with("SPDXRef-")
+                    && id[8..]
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'),
+                "{id}"
+            );
         }
     }
 
@@ -499,7 +585,10 @@ pub fn subject_digest(document: &[u8]) -> anyhow::Result<Digest> {
     let image = doc
         .get("packages")
         .and_then(Value::as_array)
-        .and_then(|ps| ps.iter().find(|p| p.get("SPDXID").and_then(Value::as_str) == Some("SPDXRef-image")))
+        .and_then(|ps| {
+            ps.iter()
+                .find(|p| p.get("SPDXID").and_then(Value::as_str) == Some("SPDXRef-image"))
+        })
         .ok_or_else(|| anyhow::anyhow!("no SPDXRef-image package: not an SBOM rules_kiln wrote"))?;
     let version = image
         .get("versionInfo")
@@ -521,7 +610,10 @@ mod subject_tests {
             created: "1970-01-01T00:00:00Z".into(),
         };
         let doc = super::document(&subject, None, &super::Contents::default(), "t").expect("doc");
-        assert_eq!(super::subject_digest(&doc).expect("subject"), subject.digest);
+        assert_eq!(
+            super::subject_digest(&doc).expect("subject"),
+            subject.digest
+        );
         assert!(super::subject_digest(b"{}").is_err());
     }
 }

@@ -21,8 +21,8 @@ use kiln_registry::cas::HttpCas;
 
 use crate::progress::Progress;
 use crate::registry::{Pusher, Sbom, Service};
-use crate::sign::SigningKey;
 use crate::release::ReleaseSpec;
+use crate::sign::SigningKey;
 
 #[derive(Parser, Debug)]
 #[command(

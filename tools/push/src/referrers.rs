@@ -45,14 +45,22 @@ pub fn lists(index: &[u8], digest: &Digest) -> bool {
     };
     doc.get("manifests")
         .and_then(Value::as_array)
-        .is_some_and(|ms| ms.iter().any(|m| m.get("digest").and_then(Value::as_str) == Some(&digest.to_string())))
+        .is_some_and(|ms| {
+            ms.iter()
+                .any(|m| m.get("digest").and_then(Value::as_str) == Some(&digest.to_string()))
+        })
 }
 
 /// The fallback index with the referrer `manifest` (its digest and size)
 /// added to `existing` (kept as it is otherwise), or a new index.
-pub fn add_to_index(existing: Option<&[u8]>, digest: &Digest, size: u64) -> anyhow::Result<Vec<u8>> {
+pub fn add_to_index(
+    existing: Option<&[u8]>,
+    digest: &Digest,
+    size: u64,
+) -> anyhow::Result<Vec<u8>> {
     let mut doc: Value = match existing {
-        Some(bytes) => serde_json::from_slice(bytes).context("parsing the referrers index at the fallback tag")?,
+        Some(bytes) => serde_json::from_slice(bytes)
+            .context("parsing the referrers index at the fallback tag")?,
         None => json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}),
     };
     let entry = json!({"mediaType": OCI_MANIFEST, "digest": digest.to_string(), "size": size, "artifactType": SPDX_MEDIA_TYPE});
@@ -78,11 +86,17 @@ mod tests {
         let bytes = sbom_manifest(&subject, &sbom).expect("manifest");
         let v: Value = serde_json::from_slice(&bytes).expect("json");
         assert_eq!(v["artifactType"], SPDX_MEDIA_TYPE);
-        assert_eq!(v["config"]["digest"], "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a");
+        assert_eq!(
+            v["config"]["digest"],
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
         assert_eq!(v["subject"]["digest"], subject.digest.to_string());
         assert_eq!(v["layers"][0]["digest"], sbom.digest.to_string());
         assert_eq!(bytes, sbom_manifest(&subject, &sbom).expect("again"));
-        assert_eq!(fallback_tag(&subject.digest), format!("sha256-{}", subject.digest.hex()));
+        assert_eq!(
+            fallback_tag(&subject.digest),
+            format!("sha256-{}", subject.digest.hex())
+        );
     }
 
     #[test]

@@ -73,8 +73,17 @@ impl Sbom {
             .iter()
             .chain([&plan.top])
             .find(|m| m.digest == digest)
-            .ok_or_else(|| anyhow!("{}: its image {digest} is not one of the manifests pushed", what()))?;
-        let subject = kiln_oci::Descriptor::new(manifest.media_type.clone(), digest, manifest.bytes.len() as u64);
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: its image {digest} is not one of the manifests pushed",
+                    what()
+                )
+            })?;
+        let subject = kiln_oci::Descriptor::new(
+            manifest.media_type.clone(),
+            digest,
+            manifest.bytes.len() as u64,
+        );
         Ok(Sbom { bytes, subject })
     }
 }
@@ -284,14 +293,14 @@ impl Pusher {
         // 4. Referrers and signatures: what they name is in place.
         for service in services {
             for sbom in &service.sboms {
-                self.attach_sbom(service, sbom)
-                    .await
-                    .with_context(|| format!("{}: SBOM of {}", service.target, sbom.subject.digest))?;
+                self.attach_sbom(service, sbom).await.with_context(|| {
+                    format!("{}: SBOM of {}", service.target, sbom.subject.digest)
+                })?;
             }
             if let Some(key) = &self.sign_key {
-                self.sign(service, key)
-                    .await
-                    .with_context(|| format!("{}: signing {}", service.target, service.plan.top.digest))?;
+                self.sign(service, key).await.with_context(|| {
+                    format!("{}: signing {}", service.target, service.plan.top.digest)
+                })?;
             }
         }
 
@@ -585,7 +594,9 @@ impl Pusher {
             self.progress.count(|t| t.present += 1);
             return Ok(());
         }
-        self.client.push_blob_bytes(&service.repo, &digest, bytes).await?;
+        self.client
+            .push_blob_bytes(&service.repo, &digest, bytes)
+            .await?;
         self.progress.count(|t| {
             t.uploaded += 1;
             t.uploaded_bytes += bytes.len() as u64;
@@ -599,7 +610,12 @@ impl Pusher {
     }
 
     /// A manifest by digest, unless the repository has it.
-    async fn small_manifest(&self, service: &Service, bytes: &[u8], media_type: &str) -> anyhow::Result<Digest> {
+    async fn small_manifest(
+        &self,
+        service: &Service,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> anyhow::Result<Digest> {
         let digest = kiln_oci::sha256_bytes(bytes);
         let image = ImageRef::new(service.repo.clone(), Target::Digest(digest.clone()));
         if self.client.manifest_exists(&image).await? {
@@ -632,7 +648,9 @@ impl Pusher {
         let api = if known_without {
             None
         } else {
-            self.client.referrers(&service.repo, &sbom.subject.digest).await?
+            self.client
+                .referrers(&service.repo, &sbom.subject.digest)
+                .await?
         };
         let fallback = ImageRef::new(
             service.repo.clone(),
@@ -641,7 +659,10 @@ impl Pusher {
         let existing = match &api {
             Some(index) => {
                 if referrers::lists(index, &digest) {
-                    self.progress.line(&format!("exists SBOM referrer {digest} of {} in {}", sbom.subject.digest, service.display));
+                    self.progress.line(&format!(
+                        "exists SBOM referrer {digest} of {} in {}",
+                        sbom.subject.digest, service.display
+                    ));
                     return Ok(());
                 }
                 None
@@ -667,7 +688,8 @@ impl Pusher {
         };
         self.small_blob(service, referrers::EMPTY_BLOB).await?;
         self.small_blob(service, &sbom.bytes).await?;
-        self.small_manifest(service, &manifest, referrers::OCI_MANIFEST).await?;
+        self.small_manifest(service, &manifest, referrers::OCI_MANIFEST)
+            .await?;
         if api.is_some() {
             self.progress.line(&format!(
                 "attached SBOM {digest} to {} in {} (referrers API)",
@@ -675,8 +697,14 @@ impl Pusher {
             ));
             return Ok(());
         }
-        let index = referrers::add_to_index(existing.as_ref().map(|m| m.bytes.as_slice()), &digest, manifest.len() as u64)?;
-        self.client.put_manifest(&fallback, &index, referrers::OCI_INDEX).await?;
+        let index = referrers::add_to_index(
+            existing.as_ref().map(|m| m.bytes.as_slice()),
+            &digest,
+            manifest.len() as u64,
+        )?;
+        self.client
+            .put_manifest(&fallback, &index, referrers::OCI_INDEX)
+            .await?;
         self.progress.count(|t| t.tags_written += 1);
         self.progress.line(&format!(
             "attached SBOM {digest} to {} in {} (tag {})",
@@ -693,15 +721,28 @@ impl Pusher {
         let signature = key.sign(&payload);
         let tag = ImageRef::new(service.repo.clone(), Target::Tag(sign::signature_tag(top)));
         let existing = self.client.find_manifest(&tag).await?;
-        let Some(new) = sign::signature_manifest(existing.as_ref().map(|m| m.bytes.as_slice()), &payload, &signature)? else {
-            self.progress.line(&format!("exists signature of {top} in {} (tag {})", service.display, tag.target));
+        let Some(new) = sign::signature_manifest(
+            existing.as_ref().map(|m| m.bytes.as_slice()),
+            &payload,
+            &signature,
+        )?
+        else {
+            self.progress.line(&format!(
+                "exists signature of {top} in {} (tag {})",
+                service.display, tag.target
+            ));
             return Ok(());
         };
         self.small_blob(service, &payload).await?;
         self.small_blob(service, &new.config).await?;
-        self.client.put_manifest(&tag, &new.manifest, referrers::OCI_MANIFEST).await?;
+        self.client
+            .put_manifest(&tag, &new.manifest, referrers::OCI_MANIFEST)
+            .await?;
         self.progress.count(|t| t.tags_written += 1);
-        self.progress.line(&format!("signed {top} in {} (tag {})", service.display, tag.target));
+        self.progress.line(&format!(
+            "signed {top} in {} (tag {})",
+            service.display, tag.target
+        ));
         Ok(())
     }
 }

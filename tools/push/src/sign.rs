@@ -69,13 +69,22 @@ impl SigningKey {
     /// PRIVATE KEY`) P-256 PEM, or cosign's encrypted key (`ENCRYPTED
     /// SIGSTORE PRIVATE KEY`, from `cosign generate-key-pair`), decrypted
     /// with `password()` (COSIGN_PASSWORD). Errors never quote the key.
-    pub fn load(path: &Path, password: impl FnOnce() -> Option<String>) -> anyhow::Result<SigningKey> {
+    pub fn load(
+        path: &Path,
+        password: impl FnOnce() -> Option<String>,
+    ) -> anyhow::Result<SigningKey> {
         let what = || format!("--sign-key {}", path.display());
-        let pem = Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the key", what()))?);
+        let pem = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("{}: cannot read the key", what()))?,
+        );
         Self::from_pem(&pem, password).with_context(what)
     }
 
-    pub fn from_pem(pem: &str, password: impl FnOnce() -> Option<String>) -> anyhow::Result<SigningKey> {
+    pub fn from_pem(
+        pem: &str,
+        password: impl FnOnce() -> Option<String>,
+    ) -> anyhow::Result<SigningKey> {
         let label = pem_rfc7468::decode_label(pem.trim_start().as_bytes())
             .map_err(|_| anyhow!("not a PEM file (expected -----BEGIN PRIVATE KEY----- or cosign's ENCRYPTED SIGSTORE PRIVATE KEY)"))?;
         let secret = match label {
@@ -122,10 +131,14 @@ impl SigningKey {
 /// password, which opens the PKCS#8 DER.
 fn decrypt(json_bytes: &[u8], password: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     use crypto_secretbox::aead::{Aead, KeyInit};
-    let key: EncryptedKey =
-        serde_json::from_slice(json_bytes).map_err(|_| anyhow!("the encrypted key is not cosign's JSON"))?;
+    let key: EncryptedKey = serde_json::from_slice(json_bytes)
+        .map_err(|_| anyhow!("the encrypted key is not cosign's JSON"))?;
     if key.kdf.name != "scrypt" || key.cipher.name != "nacl/secretbox" {
-        bail!("the encrypted key uses {} + {}, not scrypt + nacl/secretbox", key.kdf.name, key.cipher.name);
+        bail!(
+            "the encrypted key uses {} + {}, not scrypt + nacl/secretbox",
+            key.kdf.name,
+            key.cipher.name
+        );
     }
     let b64 = |s: &str, what: &str| {
         base64::engine::general_purpose::STANDARD
@@ -139,8 +152,13 @@ fn decrypt(json_bytes: &[u8], password: &str) -> anyhow::Result<Zeroizing<Vec<u8
     if !n.is_power_of_two() || n < 2 || n > (1 << 20) {
         bail!("the encrypted key's scrypt N ({n}) is not a power of two up to 2^20");
     }
-    let params = scrypt::Params::new(n.trailing_zeros() as u8, key.kdf.params.r, key.kdf.params.p, 32)
-        .map_err(|e| anyhow!("the encrypted key's scrypt parameters: {e}"))?;
+    let params = scrypt::Params::new(
+        n.trailing_zeros() as u8,
+        key.kdf.params.r,
+        key.kdf.params.p,
+        32,
+    )
+    .map_err(|e| anyhow!("the encrypted key's scrypt parameters: {e}"))?;
     let mut derived = Zeroizing::new([0u8; 32]);
     scrypt::scrypt(password.as_bytes(), &salt, &params, derived.as_mut())
         .map_err(|e| anyhow!("scrypt: {e}"))?;
@@ -150,7 +168,11 @@ fn decrypt(json_bytes: &[u8], password: &str) -> anyhow::Result<Zeroizing<Vec<u8
     let cipher = crypto_secretbox::XSalsa20Poly1305::new(derived.as_ref().into());
     let plain = cipher
         .decrypt(nonce.as_slice().into(), ciphertext.as_slice())
-        .map_err(|_| anyhow!("wrong password ({PASSWORD_VARIABLE}), or the key is corrupt: it does not decrypt"))?;
+        .map_err(|_| {
+            anyhow!(
+                "wrong password ({PASSWORD_VARIABLE}), or the key is corrupt: it does not decrypt"
+            )
+        })?;
     Ok(Zeroizing::new(plain))
 }
 
@@ -191,15 +213,22 @@ pub fn signature_manifest(
     let payload_digest = kiln_oci::sha256_bytes(payload);
     let mut layers: Vec<Value> = match existing {
         Some(bytes) => {
-            let doc: Value = serde_json::from_slice(bytes).context("parsing the existing signature manifest")?;
-            doc.get("layers").and_then(Value::as_array).cloned().unwrap_or_default()
+            let doc: Value =
+                serde_json::from_slice(bytes).context("parsing the existing signature manifest")?;
+            doc.get("layers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
         }
         None => Vec::new(),
     };
     let ours = |l: &Value| {
         l.get("digest").and_then(Value::as_str) == Some(&payload_digest.to_string())
-            && l.pointer(&format!("/annotations/{}", SIGNATURE_ANNOTATION.replace('/', "~1")))
-                .and_then(Value::as_str)
+            && l.pointer(&format!(
+                "/annotations/{}",
+                SIGNATURE_ANNOTATION.replace('/', "~1")
+            ))
+            .and_then(Value::as_str)
                 == Some(signature)
     };
     if layers.iter().any(ours) {
@@ -211,8 +240,14 @@ pub fn signature_manifest(
         "digest": payload_digest.to_string(),
         "annotations": {SIGNATURE_ANNOTATION: signature},
     }));
-    let diff_ids: Vec<Value> = layers.iter().filter_map(|l| l.get("digest").cloned()).collect();
-    let history: Vec<Value> = layers.iter().map(|_| json!({"created": "0001-01-01T00:00:00Z"})).collect();
+    let diff_ids: Vec<Value> = layers
+        .iter()
+        .filter_map(|l| l.get("digest").cloned())
+        .collect();
+    let history: Vec<Value> = layers
+        .iter()
+        .map(|_| json!({"created": "0001-01-01T00:00:00Z"}))
+        .collect();
     let config = serde_json::to_vec(&json!({
         "architecture": "",
         "config": {},
@@ -240,7 +275,9 @@ mod tests {
     use p256::ecdsa::signature::Verifier;
 
     fn testdata(name: &str) -> String {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/cosign").join(name);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../testdata/cosign")
+            .join(name);
         std::fs::read_to_string(path).expect("testdata")
     }
 
@@ -248,13 +285,18 @@ mod tests {
     /// public key as cosign wrote it.
     #[test]
     fn cosign_encrypted_key_decrypts_to_the_public_key_cosign_wrote() {
-        let key = SigningKey::from_pem(&testdata("cosign.key"), || Some("pw".into())).expect("decrypts");
-        assert_eq!(key.public_pem().expect("pem").trim(), testdata("cosign.pub").trim());
+        let key =
+            SigningKey::from_pem(&testdata("cosign.key"), || Some("pw".into())).expect("decrypts");
+        assert_eq!(
+            key.public_pem().expect("pem").trim(),
+            testdata("cosign.pub").trim()
+        );
     }
 
     #[test]
     fn wrong_or_missing_password_is_a_clear_error_without_the_key() {
-        let err = SigningKey::from_pem(&testdata("cosign.key"), || Some("nope".into())).expect_err("wrong password");
+        let err = SigningKey::from_pem(&testdata("cosign.key"), || Some("nope".into()))
+            .expect_err("wrong password");
         let text = format!("{err:#}");
         assert!(text.contains("wrong password"), "{text}");
         assert!(!text.contains("eyJr"), "the key must not be quoted: {text}");
@@ -265,13 +307,19 @@ mod tests {
     #[test]
     fn pkcs8_pem_loads_and_garbage_does_not() {
         let secret = p256::SecretKey::from_slice(&[7u8; 32]).expect("scalar");
-        let pem = p256::pkcs8::EncodePrivateKey::to_pkcs8_pem(&secret, p256::pkcs8::LineEnding::LF).expect("pem");
+        let pem = p256::pkcs8::EncodePrivateKey::to_pkcs8_pem(&secret, p256::pkcs8::LineEnding::LF)
+            .expect("pem");
         let key = SigningKey::from_pem(&pem, || None).expect("pkcs8");
         assert!(key.public_pem().expect("pub").contains("PUBLIC KEY"));
         assert!(format!("{:?}", key) == "SigningKey(..)");
         assert!(SigningKey::from_pem("hello", || None).is_err());
-        assert!(SigningKey::from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", || None).is_err());
-        let err = SigningKey::load(Path::new("/nonexistent/key.pem"), || None).expect_err("unreadable");
+        assert!(SigningKey::from_pem(
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            || None
+        )
+        .is_err());
+        let err =
+            SigningKey::load(Path::new("/nonexistent/key.pem"), || None).expect_err("unreadable");
         assert!(format!("{err:#}").contains("--sign-key /nonexistent/key.pem: cannot read"));
     }
 
@@ -281,15 +329,26 @@ mod tests {
         let p = payload("127.0.0.1:5000/kiln/api", &digest);
         let v: Value = serde_json::from_slice(&p).expect("json");
         assert_eq!(v["critical"]["type"], "cosign container image signature");
-        assert_eq!(v["critical"]["identity"]["docker-reference"], "127.0.0.1:5000/kiln/api");
-        assert_eq!(v["critical"]["image"]["docker-manifest-digest"], digest.to_string());
+        assert_eq!(
+            v["critical"]["identity"]["docker-reference"],
+            "127.0.0.1:5000/kiln/api"
+        );
+        assert_eq!(
+            v["critical"]["image"]["docker-manifest-digest"],
+            digest.to_string()
+        );
         assert!(v["optional"].is_null());
-        assert_eq!(signature_tag(&digest), format!("sha256-{}.sig", digest.hex()));
+        assert_eq!(
+            signature_tag(&digest),
+            format!("sha256-{}.sig", digest.hex())
+        );
 
         let key = SigningKey::from_pem(&testdata("cosign.key"), || Some("pw".into())).expect("key");
         let sig = key.sign(&p);
         assert_eq!(sig, key.sign(&p), "RFC 6979: deterministic");
-        let der = base64::engine::general_purpose::STANDARD.decode(&sig).expect("b64");
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(&sig)
+            .expect("b64");
         let sig = p256::ecdsa::Signature::from_der(&der).expect("der");
         key.0.verifying_key().verify(&p, &sig).expect("verifies");
     }
@@ -297,13 +356,22 @@ mod tests {
     #[test]
     fn signature_manifest_keeps_others_and_is_a_no_op_when_present() {
         let p = payload("r/x", &kiln_oci::sha256_bytes(b"i"));
-        let first = signature_manifest(None, &p, "c2ln").expect("ok").expect("new");
+        let first = signature_manifest(None, &p, "c2ln")
+            .expect("ok")
+            .expect("new");
         let doc: Value = serde_json::from_slice(&first.manifest).expect("json");
         assert_eq!(doc["layers"].as_array().expect("layers").len(), 1);
         assert_eq!(doc["layers"][0]["mediaType"], PAYLOAD_MEDIA_TYPE);
-        assert_eq!(doc["config"]["digest"], kiln_oci::sha256_bytes(&first.config).to_string());
-        assert!(signature_manifest(Some(&first.manifest), &p, "c2ln").expect("ok").is_none());
-        let second = signature_manifest(Some(&first.manifest), &p, "b3RoZXI=").expect("ok").expect("added");
+        assert_eq!(
+            doc["config"]["digest"],
+            kiln_oci::sha256_bytes(&first.config).to_string()
+        );
+        assert!(signature_manifest(Some(&first.manifest), &p, "c2ln")
+            .expect("ok")
+            .is_none());
+        let second = signature_manifest(Some(&first.manifest), &p, "b3RoZXI=")
+            .expect("ok")
+            .expect("added");
         let doc: Value = serde_json::from_slice(&second.manifest).expect("json");
         assert_eq!(doc["layers"].as_array().expect("layers").len(), 2);
     }

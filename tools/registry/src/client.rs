@@ -454,7 +454,11 @@ impl Client {
     /// `digest` in `repo`: its bytes, or `None` when the registry has no
     /// such API (404, or 400/405 from registries that do not route the
     /// path), the case in which clients use the referrers tag schema.
-    pub async fn referrers(&self, repo: &RepoRef, digest: &Digest) -> anyhow::Result<Option<Vec<u8>>> {
+    pub async fn referrers(
+        &self,
+        repo: &RepoRef,
+        digest: &Digest,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
         let what = || at(repo, &format!("listing the referrers of {digest}"));
         let url = format!("{}/referrers/{digest}", repo.api_url());
         let mut response = self
@@ -470,7 +474,8 @@ impl Client {
             }
             _ => return Err(self.status_error(repo, response).await).with_context(what),
         }
-        let content_type = header_str(response.headers(), CONTENT_TYPE.as_str()).unwrap_or_default();
+        let content_type =
+            header_str(response.headers(), CONTENT_TYPE.as_str()).unwrap_or_default();
         if !content_type.starts_with("application/vnd.oci.image.index.v1+json") {
             // A catch-all route answering 200 with something else is not
             // the API.
@@ -486,13 +491,20 @@ impl Client {
         {
             bytes.extend_from_slice(&chunk);
             if bytes.len() as u64 > MAX_MANIFEST_SIZE {
-                return Err(anyhow!("the referrers index is larger than {MAX_MANIFEST_SIZE} bytes")).with_context(what);
+                return Err(anyhow!(
+                    "the referrers index is larger than {MAX_MANIFEST_SIZE} bytes"
+                ))
+                .with_context(what);
             }
         }
         Ok(Some(bytes))
     }
 
-    async fn fetch_manifest(&self, image: &ImageRef, absent_ok: bool) -> anyhow::Result<Option<Manifest>> {
+    async fn fetch_manifest(
+        &self,
+        image: &ImageRef,
+        absent_ok: bool,
+    ) -> anyhow::Result<Option<Manifest>> {
         let repo = &image.repo;
         let url = format!("{}/manifests/{}", repo.api_url(), image.target);
         let mut response = self
@@ -556,13 +568,22 @@ impl Client {
 
     /// Uploads `bytes` as blob `digest` to `dest` (small documents: SBOMs,
     /// signature payloads, configs of artifacts).
-    pub async fn push_blob_bytes(&self, dest: &RepoRef, digest: &Digest, bytes: &[u8]) -> anyhow::Result<()> {
+    pub async fn push_blob_bytes(
+        &self,
+        dest: &RepoRef,
+        digest: &Digest,
+        bytes: &[u8],
+    ) -> anyhow::Result<()> {
         let sent = Arc::new(AtomicU64::new(0));
         let body = Bytes::copy_from_slice(bytes);
         self.push_blob_stream(dest, digest, bytes.len() as u64, &sent, || {
             let body = body.clone();
             async move {
-                Ok(Box::pin(futures_util::stream::iter([Ok::<Bytes, std::io::Error>(body)])) as BlobStream)
+                Ok(
+                    Box::pin(futures_util::stream::iter([Ok::<Bytes, std::io::Error>(
+                        body,
+                    )])) as BlobStream,
+                )
             }
         })
         .await

@@ -21,6 +21,29 @@ sc_cosign() {
     fi
 }
 
+# sc_chroot CMD...: CMD in the sid chroot (where Go and go-containerregistry's source are).
+sc_chroot() {
+    if command -v kiln-chroot >/dev/null 2>&1; then kiln-chroot "$@"; else sid "$@"; fi
+}
+
+# sc_start_referrers_registry: go-containerregistry's registry with the
+# Referrers API (e2e/lib/referrers_registry), built once into $KILN_WORK;
+# sets RR (host:port) and RR_LOG.
+sc_start_referrers_registry() {
+    local bin="$KILN_WORK/referrers-registry" src="$KILN_ROOT/e2e/lib/referrers_registry"
+    if [ ! -x "$bin" ] || [ "$src/main.go" -nt "$bin" ]; then
+        sc_chroot sh -c 'cd "$1" && CGO_ENABLED=0 GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$3/gocache" go build -o "$2" main.go' \
+            sh "$src" "$bin" "$KILN_WORK" >"$KILN_WORK/referrers-registry.build.log" 2>&1 || return 1
+    fi
+    local port
+    port=$(free_port)
+    RR="127.0.0.1:$port"
+    RR_LOG="$KILN_WORK/referrers-registry.log"
+    "$bin" --address "$RR" >"$RR_LOG" 2>&1 &
+    echo $! >"$KILN_WORK/referrers-registry.pid"
+    wait_http "http://$RR/v2/" 30
+}
+
 sc_verify() {
     sc_cosign verify --key "$1" --insecure-ignore-tlog=true --allow-http-registry --allow-insecure-registry "$2"
 }
@@ -182,4 +205,24 @@ suite_supply_chain() {
     check "sign: the cosign key's signature was kept next to it" sc_verify cosign.pub "$repo@$index_digest"
     expect_eq "sign: the signature manifest holds both signatures" "2" \
         "$(skopeo inspect --raw --tls-verify=false "docker://$repo:sha256-${index_digest#sha256:}.sig" | jq '.layers | length')"
+
+    # --- a registry with the Referrers API --------------------------------
+    if sc_start_referrers_registry; then
+        if out=$(sc_push //build/api:push -- --repository "$RR/kiln/sc-api" --tag sc 2>&1); then
+            pass "referrers API: bazel run :push to go-containerregistry's registry"
+            out=$(curl -fsS "http://$RR/v2/kiln/sc-api/referrers/$manifest_digest")
+            expect_eq "referrers API: curl GET /v2/.../referrers/<amd64 manifest> lists our SPDX referrer" "application/spdx+json" \
+                "$(jq -r '[.manifests[].artifactType] | join(",")' <<<"$out")"
+            if grep -q "manifests/sha256-" "$RR_LOG"; then
+                fail "referrers API: no fallback tag is written where the API exists" "$(grep "manifests/sha256-" "$RR_LOG" | head -3)"
+            else
+                pass "referrers API: no fallback tag is written where the API exists"
+            fi
+        else
+            fail "referrers API: bazel run :push to go-containerregistry's registry" "$(tail -10 <<<"$out")"
+        fi
+        kill "$(cat "$KILN_WORK/referrers-registry.pid")" 2>/dev/null
+    else
+        fail "referrers API: go-containerregistry's registry builds and starts" "$(tail -10 "$KILN_WORK/referrers-registry.build.log" "$RR_LOG" 2>/dev/null)"
+    fi
 }

@@ -80,7 +80,8 @@ Default outputs: `<name>.index.json` (the index) and `<name>.digest`, a few
 hundred bytes: the index action reads only the images' manifest descriptors.
 The OCI layout is the output group `oci_layout`:
 `bazel build :name --output_groups=+oci_layout` writes `<name>.oci`, which
-skopeo (`oci:<path>`) and umoci read.""",
+skopeo (`oci:<path>`) and umoci read. The output group `sbom` holds each
+image's SPDX SBOM (`<image>.spdx.json`).""",
     attrs = {
         "image": attr.label(
             doc = "A container_image to build once per platform in `platforms`.",

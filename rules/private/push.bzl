@@ -148,6 +148,16 @@ timeouts) are retried with backoff, honouring `Retry-After`; refusals
 
 `bazel run :push -- --repository HOST/NAME --tag T` overrides the destination.
 
+Each platform manifest's SPDX SBOM (the image's `sbom` output group) is
+attached as an OCI 1.1 referrer (`artifactType` `application/spdx+json`),
+through the registry's Referrers API where it has one, else at the
+referrers tag `sha256-<hex>` (keeping what others put there).
+`bazel run :push -- --sign-key KEY` signs the pushed digest as cosign does
+(KEY: a PKCS#8 EC P-256 PEM, or cosign's encrypted key with
+`COSIGN_PASSWORD`), checked with `cosign verify --key PUB
+--insecure-ignore-tlog=true`; an unreadable key or a wrong password pushes
+nothing. See docs/supply-chain.md.
+
 With `--@rules_kiln//settings:push=lazy`, Bazel does not download the image's
 blobs as runfiles: kiln-push reads only those the registry lacks, from the
 local output tree or from the remote cache
@@ -206,6 +216,9 @@ image_release = rule(
 
     bazel run //:release -- --registry HOST[:PORT] --tag v1.2.3
 
+Each image's SBOMs are attached as referrers and `-- --sign-key KEY` signs
+every service's digest, as with image_push (docs/supply-chain.md).
+
 `--registry` replaces the registry of each push's repository
 (`ghcr.io/acme/api` becomes `HOST[:PORT]/acme/api`); each `--tag`
 (repeatable) is added to each push's own `remote_tags` (which are stamped
@@ -217,7 +230,8 @@ is uploaded to one repository and mounted into the others. Uploads run in
 parallel, a bounded number at a time; manifests follow their blobs, indexes
 their manifests, and tags come last, once every service's content is in
 place, so a failure leaves no new tag anywhere. A service whose tags name
-its digest already costs one `HEAD` per tag and no write. Transient failures
+its digest already costs one `HEAD` per tag (and with `--sign-key` one `GET`
+of its signature tag) and no write. Transient failures
 are retried with backoff (honouring `Retry-After`), a broken upload is
 restarted, and a refusal fails the release naming the push target, the
 repository and the registry's message.

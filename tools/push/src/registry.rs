@@ -12,8 +12,9 @@
 //!    a time;
 //! 3. manifests by digest, children before the index naming them;
 //! 4. referrers and signatures (`referrers.rs`, `sign.rs`): each SBOM
-//!    attached to its platform manifest, each top digest signed with
-//!    `--sign-key`; both only name content that is in place by then;
+//!    attached to its platform manifest (not for a service that is up to
+//!    date: the push that set its tags attached them), each top digest
+//!    signed with `--sign-key`; both only name content in place by then;
 //! 5. tags, last, once every service's content is in place: a failure
 //!    before this step leaves no new tag anywhere.
 
@@ -291,8 +292,12 @@ impl Pusher {
             .await?;
 
         // 4. Referrers and signatures: what they name is in place.
-        for service in services {
-            for sbom in &service.sboms {
+        for (service, need) in services.iter().zip(&needs) {
+            // Tags are set last, once referrers are attached: a service whose
+            // tags all name its digest has had its SBOMs attached by the push
+            // that set them (only --sign-key, asked for each time, is checked).
+            let sboms = if *need == Needs::Nothing { &[][..] } else { &service.sboms[..] };
+            for sbom in sboms {
                 self.attach_sbom(service, sbom).await.with_context(|| {
                     format!("{}: SBOM of {}", service.target, sbom.subject.digest)
                 })?;

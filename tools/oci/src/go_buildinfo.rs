@@ -77,12 +77,12 @@ pub fn parse_blob(blob: &[u8]) -> Option<BuildInfo> {
     let mut rest = &blob[HEADER..];
     let version = read_string(&mut rest)?;
     let modinfo = read_string(&mut rest)?;
-    let modinfo =
-        if modinfo.len() >= 2 * SENTINEL + 1 && modinfo[modinfo.len() - SENTINEL - 1] == b'\n' {
-            &modinfo[SENTINEL..modinfo.len() - SENTINEL]
-        } else {
-            &modinfo[..0]
-        };
+    let modinfo = if modinfo.len() > 2 * SENTINEL && modinfo[modinfo.len() - SENTINEL - 1] == b'\n'
+    {
+        &modinfo[SENTINEL..modinfo.len() - SENTINEL]
+    } else {
+        &modinfo[..0]
+    };
     let go_version = String::from_utf8(version.to_vec()).ok()?;
     let mut info = parse_modinfo(std::str::from_utf8(modinfo).ok()?);
     info.go_version = go_version;

@@ -296,7 +296,11 @@ impl Pusher {
             // Tags are set last, once referrers are attached: a service whose
             // tags all name its digest has had its SBOMs attached by the push
             // that set them (only --sign-key, asked for each time, is checked).
-            let sboms = if *need == Needs::Nothing { &[][..] } else { &service.sboms[..] };
+            let sboms = if *need == Needs::Nothing {
+                &[][..]
+            } else {
+                &service.sboms[..]
+            };
             for sbom in sboms {
                 self.attach_sbom(service, sbom).await.with_context(|| {
                     format!("{}: SBOM of {}", service.target, sbom.subject.digest)

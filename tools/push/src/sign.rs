@@ -149,7 +149,7 @@ fn decrypt(json_bytes: &[u8], password: &str) -> anyhow::Result<Zeroizing<Vec<u8
     let nonce = b64(&key.cipher.nonce, "nonce")?;
     let ciphertext = b64(&key.ciphertext, "ciphertext")?;
     let n = key.kdf.params.N;
-    if !n.is_power_of_two() || n < 2 || n > (1 << 20) {
+    if !n.is_power_of_two() || !(2..=(1 << 20)).contains(&n) {
         bail!("the encrypted key's scrypt N ({n}) is not a power of two up to 2^20");
     }
     let params = scrypt::Params::new(

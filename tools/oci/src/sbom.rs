@@ -320,6 +320,16 @@ pub fn document(
             layers.join(", ")
         ));
     }
+    if !contents.files.is_empty() {
+        // The image CONTAINS its files, which SPDX allows of a package whose
+        // files were analysed: with the verification code (the SHA-1 of
+        // the files' sorted SHA-1s).
+        let mut sha1s: Vec<&str> = contents.files.values().map(|f| f.sha1.as_str()).collect();
+        sha1s.sort_unstable();
+        let code = hex::encode(sha1::Sha1::digest(sha1s.concat().as_bytes()));
+        image["filesAnalyzed"] = Value::Bool(true);
+        image["packageVerificationCode"] = json!({"packageVerificationCodeValue": code});
+    }
     let mut packages = vec![image];
     let mut relationships = vec![json!({
         "spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": image_id})];

@@ -210,9 +210,12 @@ suite_supply_chain() {
     if sc_start_referrers_registry; then
         if out=$(sc_push //build/api:push -- --repository "$RR/kiln/sc-api" --tag sc 2>&1); then
             pass "referrers API: bazel run :push to go-containerregistry's registry"
+            # The same SBOM makes the same referrer manifest as on docker-registry.
             out=$(curl -fsS "http://$RR/v2/kiln/sc-api/referrers/$manifest_digest")
-            expect_eq "referrers API: curl GET /v2/.../referrers/<amd64 manifest> lists our SPDX referrer" "application/spdx+json" \
-                "$(jq -r '[.manifests[].artifactType] | join(",")' <<<"$out")"
+            expect_eq "referrers API: curl GET /v2/.../referrers/<amd64 manifest> lists our referrer" "$referrer" \
+                "$(jq -r '[.manifests[].digest] | join(",")' <<<"$out")"
+            expect_eq "referrers API: the listed manifest is the SPDX artifact" "application/spdx+json" \
+                "$(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$RR/v2/kiln/sc-api/manifests/$referrer" | jq -r .artifactType)"
             if grep -q "manifests/sha256-" "$RR_LOG"; then
                 fail "referrers API: no fallback tag is written where the API exists" "$(grep "manifests/sha256-" "$RR_LOG" | head -3)"
             else

@@ -124,6 +124,19 @@ impl Contents {
                 continue;
             }
             let kind = entry.header().entry_type();
+            if kind.is_hard_link() && own {
+                // The same regular file under a second name.
+                let target = entry
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .map(|t| normalise(&t.to_string_lossy()));
+                match target.and_then(|t| self.files.get(&t).cloned()) {
+                    Some(file) => self.files.insert(path, file),
+                    None => self.files.remove(&path),
+                };
+                continue;
+            }
             if !kind.is_file()
                 && !matches!(kind, tar::EntryType::Continuous | tar::EntryType::GNUSparse)
             {
@@ -501,6 +514,25 @@ mod tests {
             c.files["app/server"].sha1,
             "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"
         );
+    }
+
+    #[test]
+    fn a_hard_link_is_the_file_it_links_to() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(5);
+        h.set_cksum();
+        b.append_data(&mut h, "bin/tool", &b"hello"[..])
+            .expect("file");
+        let mut l = tar::Header::new_gnu();
+        l.set_entry_type(tar::EntryType::Link);
+        l.set_size(0);
+        b.append_link(&mut l, "bin/alias", "bin/tool")
+            .expect("link");
+        let mut c = Contents::default();
+        c.add_layer(&b.into_inner().expect("tar")[..], true)
+            .expect("layer");
+        assert_eq!(c.files["bin/alias"], c.files["bin/tool"]);
     }
 
     #[test]

@@ -105,6 +105,20 @@ suite_supply_chain() {
         skip "sbom: the Go version" "no go on PATH"
     fi
 
+    # The same bytes elsewhere: the action's command again, by hand, in
+    # another time zone, locale and umask.
+    local execroot tool again="$SC_DIR/again.spdx.json"
+    execroot=$(cd examples && kbazel ex1 info execution_root 2>/dev/null)
+    tool="$KILN_CARGO_TARGET_DIR/release/kiln-image"
+    if [ -x "$tool" ] && [ -n "$execroot" ]; then
+        (cd "$execroot" && umask 077 && TZ=Asia/Kathmandu LC_ALL=C.UTF-8 "$tool" sbom \
+            --spec "${EX_BIN#"$execroot"/}/api_amd64.sbom.spec.json" --output "$again") >"$SC_DIR/again.log" 2>&1
+        expect_eq "sbom: the same bytes when written again in another time zone, locale and umask" \
+            "$(sha256sum <"$sbom" | cut -d' ' -f1)" "$(sha256sum <"$again" 2>/dev/null | cut -d' ' -f1)"
+    else
+        fail "sbom: the same bytes when written again" "no $tool or execution root"
+    fi
+
     # --- keys -----------------------------------------------------------
     start_registry supply_chain || { fail "supply_chain: docker-registry starts"; return; }
     local repo="$REGISTRY/kiln/sc-api" index_digest writes

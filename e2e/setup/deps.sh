@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs what the main job and the tests need, when missing: Debian packages
 # (docker-registry, skopeo, umoci, jq, Go, qemu-user-static, bubblewrap, curl, file, nginx,
-# zstd, pigz for bench/layer.sh) and
+# zstd, pigz for bench/layer.sh), spdx-tools (a Python venv) and
 # Bazel >= 7.1 (install-bazel.sh). Safe to run again: it only checks then.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -44,4 +44,12 @@ if [ -n "$missing" ]; then
 fi
 command -v cargo >/dev/null 2>&1 || [ -x "${HOME:-/root}/.cargo/bin/cargo" ] ||
     { echo "deps: no cargo; install a Rust toolchain (rustup) first" >&2; exit 1; }
+# The supply_chain suite validates SBOMs with pyspdxtools (PyPI spdx-tools),
+# in a virtual environment of its own (KILN_SPDX_VENV, default /opt/kiln-spdx).
+spdx_venv=${KILN_SPDX_VENV:-/opt/kiln-spdx}
+if [ ! -x "$spdx_venv/bin/pyspdxtools" ]; then
+    echo "deps: installing spdx-tools in $spdx_venv" >&2
+    { python3 -m venv "$spdx_venv" && "$spdx_venv/bin/pip" install -q spdx-tools; } >/tmp/kiln-deps-spdx.log 2>&1 ||
+        { tail -20 /tmp/kiln-deps-spdx.log >&2; exit 1; }
+fi
 "$here/install-bazel.sh"

@@ -9,16 +9,18 @@
 # is installed into a sid chroot, and /usr/local/bin/bazel runs it there with
 # /root, /tmp, /run and the caller's top-level directory bind-mounted at the same
 # paths (so bazel-bin links, ~/.cargo and the Docker socket work unchanged).
-# Go (golang-go), crane and skopeo are installed into the chroot as well: build actions
-# run inside it. So do tests: image_test runs commands through chroot or bubblewrap,
-# an arm64 image's under qemu-user-static.
+# Go (golang-go), crane, skopeo, cosign and go-containerregistry's source (the
+# supply_chain suite builds a registry with the Referrers API from it) are
+# installed into the chroot as well: build actions run inside it. So do tests:
+# image_test runs commands through chroot or bubblewrap, an arm64 image's under
+# qemu-user-static.
 #
 # Idempotent; KILN_BAZEL_ROOT chooses the chroot directory.
 set -eu
 
 root="${KILN_BAZEL_ROOT:-/opt/kiln-bazel-sid}"
 mirror="http://deb.debian.org/debian"
-packages="bazel-bootstrap ca-certificates git golang-go crane skopeo protobuf-compiler bubblewrap qemu-user-static"
+packages="bazel-bootstrap ca-certificates git golang-go crane skopeo protobuf-compiler bubblewrap qemu-user-static cosign golang-github-google-go-containerregistry-dev"
 apt_opts="-o Acquire::Check-Valid-Until=false -o Acquire::Retries=3"
 
 say() { printf 'install-bazel: %s\n' "$*" >&2; }

@@ -73,7 +73,7 @@ def _labels(ctx, label):
 
 def _foreign(files, spec, shallow = False):
     # A base not built by kiln: kiln-image writes its layers to --base-blobs.
-    return struct(spec = spec, inputs = files, shallow = shallow, metadata = depset(), blobs = depset(), foreign = True)
+    return struct(spec = spec, inputs = files, shallow = shallow, metadata = depset(), blobs = depset(), foreign = True, digest = None, name = None)
 
 def _base(ctx, name, label, base, platform):
     """The spec's `base` object and what the image gets from it.
@@ -87,12 +87,14 @@ def _base(ctx, name, label, base, platform):
       platform: the image's `os/arch[/variant]`, to take an index's image.
 
     Returns:
-      struct(spec, inputs, shallow, metadata, blobs, foreign): the spec dict
-      (or None), the action's input Files, whether the base is shallow, the
-      base's metadata and blob entry depsets, and whether kiln-image must
-      write the base's layers to `--base-blobs` (a base not built by kiln).
+      struct(spec, inputs, shallow, metadata, blobs, foreign, digest, name):
+      the spec dict (or None), the action's input Files, whether the base is
+      shallow, the base's metadata and blob entry depsets, whether kiln-image
+      must write the base's layers to `--base-blobs` (a base not built by
+      kiln), and for a kiln or pulled base the File of its digest and its
+      label (for the SBOM).
     """
-    none = struct(spec = None, inputs = [], shallow = False, metadata = depset(), blobs = depset(), foreign = False)
+    none = struct(spec = None, inputs = [], shallow = False, metadata = depset(), blobs = depset(), foreign = False, digest = None, name = None)
     if base == None:
         return none
     info = None
@@ -119,6 +121,8 @@ def _base(ctx, name, label, base, platform):
             metadata = info.metadata,
             blobs = info.blobs,
             foreign = False,
+            digest = info.digest,
+            name = display_label(base.label),
         )
     files = [base] if type(base) == "File" else base.files.to_list()
     if len(files) == 1 and files[0].is_directory:
@@ -170,6 +174,50 @@ def _verify_base(ctx, name, base, base_spec, base_inputs):
         toolchain = TOOLCHAIN_TYPES["image"],
     )
     return [stamp]
+
+def _sbom(ctx, name, label, blob_set, own_layers, platform, base_info):
+    """Registers the SBOM action (KilnSbom): `<name>.spdx.json`, from the layer blobs.
+
+    Args:
+      ctx: the rule context.
+      name: prefix of declared files.
+      label: the target, for the document and errors.
+      blob_set: struct(top, blobs, metadata) of the image.
+      own_layers: how many of the manifest's last layers are the image's own.
+      platform: `os/arch[/variant]`.
+      base_info: what `_base` returned.
+
+    Returns:
+      The SBOM File.
+    """
+    blob_spec, files = write_blob_set(ctx, name + ".sbom", blob_set)
+    spec = {
+        "blob_set": blob_spec.path,
+        "own_layers": own_layers,
+        "platform": platform,
+        "target": label,
+    }
+    inputs = [blob_spec] + files
+    if base_info.digest:
+        spec["base"] = {"digest": base_info.digest.path, "name": base_info.name}
+        inputs.append(base_info.digest)
+    spec_file = ctx.actions.declare_file(name + ".sbom.spec.json")
+    ctx.actions.write(spec_file, json.encode(spec))
+    sbom = ctx.actions.declare_file(name + ".spdx.json")
+    args = ctx.actions.args()
+    args.add("sbom")
+    args.add("--spec", spec_file)
+    args.add("--output", sbom)
+    ctx.actions.run(
+        executable = kiln_tool(ctx, "image").files_to_run,
+        arguments = [args],
+        inputs = [spec_file] + inputs,
+        outputs = [sbom],
+        mnemonic = "KilnSbom",
+        progress_message = "Writing the SBOM of %{label}",
+        toolchain = TOOLCHAIN_TYPES["image"],
+    )
+    return sbom
 
 def image_implementation(
         ctx,
@@ -411,18 +459,22 @@ def image_implementation(
     )
 
     top = blob_entry(manifest, descriptor)
+    blobs = depset(
+        [blob_entry(layer.blob, layer.descriptor) for layer in layer_infos] + ([layout_entry(base_blobs)] if base_blobs else []),
+        transitive = [base_info.blobs],
+    )
+    metadata = depset([blob_entry(output_config, output_config_digest)], transitive = [base_info.metadata])
+    sbom = _sbom(ctx, name, label, struct(top = top, blobs = blobs, metadata = metadata), len(layer_infos), platform_string(os, arch, variant), base_info)
     info = KilnImageInfo(
-        blobs = depset(
-            [blob_entry(layer.blob, layer.descriptor) for layer in layer_infos] + ([layout_entry(base_blobs)] if base_blobs else []),
-            transitive = [base_info.blobs],
-        ),
+        blobs = blobs,
         config = output_config,
         descriptor = descriptor,
         digest = output_digest,
         listing = listing,
         manifest = manifest,
-        metadata = depset([blob_entry(output_config, output_config_digest)], transitive = [base_info.metadata]),
+        metadata = metadata,
         platform = platform_string(os, arch, variant),
+        sbom = sbom,
         shallow = shallow,
         top = top,
     )
@@ -431,6 +483,7 @@ def image_implementation(
         digest = output_digest,
         images = {},
         metadata = info.metadata,
+        sboms = [struct(descriptor = descriptor, sbom = sbom)],
         shallow = shallow,
         top = top,
     )
@@ -477,6 +530,7 @@ def image_implementation(
             layers = depset([layer.blob for layer in layer_infos]),
             layer_tar = depset([output_layer]),
             oci_layout = depset([layout]),
+            sbom = depset([sbom]),
             tarball = depset([output_tarball]),
         ),
     ]
@@ -579,7 +633,10 @@ Default outputs: `<name>.manifest.json` and `<name>.digest`, so that `bazel buil
 with a remote cache downloads kilobytes; the layer blobs reach push, load and
 layouts through the providers. `bazel build :name --output_groups=+oci_layout`
 writes the OCI image layout `<name>.oci` (read by skopeo `oci:<path>` and umoci);
-`<name>.tar` is built when asked for.""",
+`<name>.tar` is built when asked for. `--output_groups=+sbom` writes
+`<name>.spdx.json`, the image's SPDX 2.3 SBOM (Debian packages, the files of
+its own layers with their checksums, Go build info, the base by digest; see
+docs/supply-chain.md), which image_push attaches to the pushed manifest.""",
     attrs = IMAGE_ATTRS,
     outputs = IMAGE_OUTPUTS,
     executable = True,

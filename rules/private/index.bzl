@@ -54,13 +54,17 @@ def _image_index_impl(ctx):
         digest = digest,
         images = {i.platform: i for i in images},
         metadata = depset([i.top for i in images], transitive = [i.metadata for i in images]),
+        sboms = [struct(descriptor = i.descriptor, sbom = i.sbom) for i in images],
         shallow = len([i for i in images if i.shallow]) > 0,
         top = blob_entry(index, descriptor),
     )
     return [
         DefaultInfo(files = depset([index, digest])),
         info,
-        OutputGroupInfo(oci_layout = depset([oci_layout(ctx, name, info)])),
+        OutputGroupInfo(
+            oci_layout = depset([oci_layout(ctx, name, info)]),
+            sbom = depset([i.sbom for i in images]),
+        ),
     ]
 
 image_index = rule(
@@ -76,7 +80,8 @@ Default outputs: `<name>.index.json` (the index) and `<name>.digest`, a few
 hundred bytes: the index action reads only the images' manifest descriptors.
 The OCI layout is the output group `oci_layout`:
 `bazel build :name --output_groups=+oci_layout` writes `<name>.oci`, which
-skopeo (`oci:<path>`) and umoci read.""",
+skopeo (`oci:<path>`) and umoci read. The output group `sbom` holds each
+image's SPDX SBOM (`<image>.spdx.json`).""",
     attrs = {
         "image": attr.label(
             doc = "A container_image to build once per platform in `platforms`.",

@@ -87,6 +87,7 @@ def _pulled_image_impl(ctx):
             digest = digest,
             images = {},
             metadata = depset([layout_entry(layout)]),
+            sboms = [],
             shallow = shallow,
             top = layout_entry(layout),
         ),

@@ -58,15 +58,17 @@ def _service(ctx, name, push, lazy, tags):
         entries = eager
     spec = ctx.actions.declare_file(name + ".blobs.json")
     ctx.actions.write(spec, blob_set_spec(push.label, info.top, entries, path))
+    sboms = [s.sbom for s in info.sboms]
     service = {
         "blobs": path(spec),
         "lazy": [{"digest": path(e.digest), "output": e.blob.path} for e in lazy_entries],
         "repository": push.repository,
+        "sboms": [path(f) for f in sboms],
         "stamp": push.stamp,
         "tags": tags,
         "target": push.label,
     }
-    files = [spec] + entry_files([info.top] + entries) + [e.digest for e in lazy_entries]
+    files = [spec] + entry_files([info.top] + entries) + [e.digest for e in lazy_entries] + sboms
     return service, files
 
 def _write_release_spec(ctx, services):
@@ -115,11 +117,13 @@ def _image_push_impl(ctx):
     else:
         # A pulled base's layers stay in the registry: kiln-push mounts or copies them.
         layout, files = runfiles_layout(ctx, ctx.label.name, image, fetch = False)
+        sboms = [s.sbom for s in image.sboms]
+        files = files + sboms
         write_launcher(
             ctx,
             launcher,
             tool,
-            [("--stamp", f) for f in stamp],
+            [("--stamp", f) for f in stamp] + [("--sbom", f) for f in sboms],
             defaults,
             layout = layout,
         )
@@ -143,6 +147,16 @@ timeouts) are retried with backoff, honouring `Retry-After`; refusals
 (401, 403, 404, 405) are not.
 
 `bazel run :push -- --repository HOST/NAME --tag T` overrides the destination.
+
+Each platform manifest's SPDX SBOM (the image's `sbom` output group) is
+attached as an OCI 1.1 referrer (`artifactType` `application/spdx+json`),
+through the registry's Referrers API where it has one, else at the
+referrers tag `sha256-<hex>` (keeping what others put there).
+`bazel run :push -- --sign-key KEY` signs the pushed digest as cosign does
+(KEY: a PKCS#8 EC P-256 PEM, or cosign's encrypted key with
+`COSIGN_PASSWORD`), checked with `cosign verify --key PUB
+--insecure-ignore-tlog=true`; an unreadable key or a wrong password pushes
+nothing. See docs/supply-chain.md.
 
 With `--@rules_kiln//settings:push=lazy`, Bazel does not download the image's
 blobs as runfiles: kiln-push reads only those the registry lacks, from the
@@ -202,6 +216,9 @@ image_release = rule(
 
     bazel run //:release -- --registry HOST[:PORT] --tag v1.2.3
 
+Each image's SBOMs are attached as referrers and `-- --sign-key KEY` signs
+every service's digest, as with image_push (docs/supply-chain.md).
+
 `--registry` replaces the registry of each push's repository
 (`ghcr.io/acme/api` becomes `HOST[:PORT]/acme/api`); each `--tag`
 (repeatable) is added to each push's own `remote_tags` (which are stamped
@@ -213,7 +230,8 @@ is uploaded to one repository and mounted into the others. Uploads run in
 parallel, a bounded number at a time; manifests follow their blobs, indexes
 their manifests, and tags come last, once every service's content is in
 place, so a failure leaves no new tag anywhere. A service whose tags name
-its digest already costs one `HEAD` per tag and no write. Transient failures
+its digest already costs one `HEAD` per tag (and with `--sign-key` one `GET`
+of its signature tag) and no write. Transient failures
 are retried with backoff (honouring `Retry-After`), a broken upload is
 restarted, and a refusal fails the release naming the push target, the
 repository and the registry's message.

@@ -6,6 +6,7 @@ mod created;
 mod entrypoint;
 mod envexpand;
 mod image;
+mod sbom;
 mod verify;
 
 use std::path::PathBuf;
@@ -55,7 +56,29 @@ struct VerifyArgs {
     stamp: PathBuf,
 }
 
+/// `kiln-image sbom`: the SBOM action (see sbom.rs).
+#[derive(Parser)]
+#[command(name = "kiln-image sbom")]
+struct SbomArgs {
+    /// JSON spec written by the image rule.
+    #[arg(long)]
+    spec: PathBuf,
+    /// Output: the SPDX 2.3 JSON document.
+    #[arg(long)]
+    output: PathBuf,
+}
+
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("sbom") {
+        let args = SbomArgs::parse_from(std::env::args().skip(1));
+        return match sbom::run(&args.spec, &args.output) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kiln-image: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // A second mode rather than subcommands, so that the image action's
     // command line stays as it is.
     if std::env::args().nth(1).as_deref() == Some("verify-layout") {

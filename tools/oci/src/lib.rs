@@ -12,6 +12,8 @@ pub mod compression;
 pub mod digest;
 // Deterministic parallel gzip and zstd encoders (layer blobs).
 pub mod encoder;
+// The Go toolchain's build info in a binary (Go version, modules), for SBOMs.
+pub mod go_buildinfo;
 // The `docker save` tarball: read (base images given as a tar) and written (kiln-load).
 pub mod docker_archive;
 // kiln-layers.json: the uncompressed sizes of a layout's own layers.
@@ -23,6 +25,8 @@ pub mod model;
 pub mod reference;
 // An image's layers applied to a directory, whiteouts and all (kiln-imagetest).
 pub mod rootfs;
+// The SPDX 2.3 SBOM of an image, from its layers.
+pub mod sbom;
 // Picking the manifest for a platform out of an index (base images).
 pub mod select;
 // kiln-source.json: where the blobs absent from a shallow layout are.

@@ -4,8 +4,10 @@
 
 mod plan;
 mod progress;
+mod referrers;
 mod registry;
 mod release;
+mod sign;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,8 +20,9 @@ use kiln_oci::{Layout, Stamp};
 use kiln_registry::cas::HttpCas;
 
 use crate::progress::Progress;
-use crate::registry::{Pusher, Service};
+use crate::registry::{Pusher, Sbom, Service};
 use crate::release::ReleaseSpec;
+use crate::sign::SigningKey;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -69,6 +72,16 @@ struct Cli {
     /// repository and tags (repeatable).
     #[arg(long = "stamp", value_name = "FILE")]
     stamps: Vec<PathBuf>,
+    /// With --layout: an SPDX SBOM (written by the image rule) to attach as
+    /// an OCI referrer of the manifest it describes (repeatable).
+    #[arg(long = "sbom", value_name = "FILE", conflicts_with = "release")]
+    sboms: Vec<PathBuf>,
+    /// Sign each pushed digest, as cosign does (a `sha256-<hex>.sig` tag),
+    /// with this key: a PKCS#8 EC P-256 PEM, or cosign's encrypted key
+    /// (its password in COSIGN_PASSWORD). Read and checked before anything
+    /// is pushed.
+    #[arg(long, value_name = "KEY")]
+    sign_key: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -113,6 +126,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         None => None,
     };
 
+    // The key is read (and decrypted) before the network is touched: a bad
+    // key or password pushes nothing.
+    let sign_key = match &cli.sign_key {
+        Some(path) => Some(SigningKey::load(&from_user_dir(path), || {
+            std::env::var(sign::PASSWORD_VARIABLE).ok()
+        })?),
+        None => None,
+    };
+
     let services = match &cli.release {
         None => {
             let repository = layout_repository.expect("checked above");
@@ -120,12 +142,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let layout = Layout::open(dir).context("--layout")?;
             let plan = plan::Plan::from_layout(&layout)
                 .with_context(|| format!("--layout {}", dir.display()))?;
-            vec![Service::new(
+            let sboms = cli
+                .sboms
+                .iter()
+                .map(|p| Sbom::load(p, &plan))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut service = Service::new(
                 format!("--layout {}", dir.display()),
                 repository,
                 cli_tags,
                 plan,
-            )?]
+            )?;
+            service.sboms = sboms;
+            vec![service]
         }
         Some(path) => {
             let spec = ReleaseSpec::load(path)?;
@@ -165,7 +194,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 let plan = s.plan(&cli.root, &cli.outputs_root)?;
-                services.push(Service::new(s.target.clone(), repository, tags, plan)?);
+                let sboms = s
+                    .sboms
+                    .iter()
+                    .map(|p| Sbom::load(&cli.root.join(p), &plan))
+                    .collect::<anyhow::Result<Vec<_>>>()
+                    .with_context(|| s.target.clone())?;
+                let mut service = Service::new(s.target.clone(), repository, tags, plan)?;
+                service.sboms = sboms;
+                services.push(service);
             }
             services
         }
@@ -197,7 +234,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let progress = Arc::new(Progress::new());
     let digests = runtime.block_on(async {
-        let pusher = Pusher::connect(&services, progress.clone(), cas, no_cas).await?;
+        let pusher = Pusher::connect(&services, progress.clone(), cas, no_cas, sign_key).await?;
         pusher.push(&services).await
     })?;
     progress.summary();

@@ -11,7 +11,11 @@
 //!    (or found in one), then mounted into the others, a bounded number at
 //!    a time;
 //! 3. manifests by digest, children before the index naming them;
-//! 4. tags, last, once every service's content is in place: a failure
+//! 4. referrers and signatures (`referrers.rs`, `sign.rs`): each SBOM
+//!    attached to its platform manifest (not for a service that is up to
+//!    date: the push that set its tags attached them), each top digest
+//!    signed with `--sign-key`; both only name content in place by then;
+//! 5. tags, last, once every service's content is in place: a failure
 //!    before this step leaves no new tag anywhere.
 
 use std::collections::HashMap;
@@ -30,6 +34,8 @@ use kiln_registry::{
 
 use crate::plan::{BlobSource, Manifest, Plan};
 use crate::progress::{Progress, Upload};
+use crate::referrers;
+use crate::sign::{self, SigningKey};
 
 /// Blobs transferred at once: enough to overlap round trips, few enough not
 /// to saturate a CI uplink or trip a registry's rate limits.
@@ -47,6 +53,40 @@ pub struct Service {
     pub repo: RepoRef,
     pub tags: Vec<String>,
     pub plan: Plan,
+    /// SBOMs to attach as referrers of the plan's manifests.
+    pub sboms: Vec<Sbom>,
+}
+
+/// An SBOM and the manifest (of the plan) it describes.
+pub struct Sbom {
+    pub bytes: Vec<u8>,
+    pub subject: kiln_oci::Descriptor,
+}
+
+impl Sbom {
+    /// Reads the SBOM at `path`; its subject must be a manifest of `plan`.
+    pub fn load(path: &Path, plan: &Plan) -> anyhow::Result<Sbom> {
+        let what = || format!("--sbom {}", path.display());
+        let bytes = std::fs::read(path).with_context(what)?;
+        let digest = kiln_oci::sbom::subject_digest(&bytes).with_context(what)?;
+        let manifest = plan
+            .children
+            .iter()
+            .chain([&plan.top])
+            .find(|m| m.digest == digest)
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: its image {digest} is not one of the manifests pushed",
+                    what()
+                )
+            })?;
+        let subject = kiln_oci::Descriptor::new(
+            manifest.media_type.clone(),
+            digest,
+            manifest.bytes.len() as u64,
+        );
+        Ok(Sbom { bytes, subject })
+    }
 }
 
 impl Service {
@@ -64,6 +104,7 @@ impl Service {
             repo,
             tags,
             plan,
+            sboms: Vec::new(),
         })
     }
 }
@@ -163,6 +204,10 @@ pub struct Pusher {
     cas: Option<HttpCas>,
     /// Why there is no cache, for the error of a lazy blob that needs one.
     no_cas: String,
+    /// `--sign-key`: each service's top digest is signed with it.
+    sign_key: Option<SigningKey>,
+    /// Registries known to lack the Referrers API (asked once per run).
+    no_referrers_api: std::sync::Mutex<Vec<String>>,
 }
 
 impl Pusher {
@@ -175,6 +220,7 @@ impl Pusher {
         progress: Arc<Progress>,
         cas: Option<HttpCas>,
         no_cas: String,
+        sign_key: Option<SigningKey>,
     ) -> anyhow::Result<Pusher> {
         let docker_config = DockerConfig::load_default().context("reading registry credentials")?;
         let notify = progress.clone();
@@ -199,6 +245,8 @@ impl Pusher {
             progress,
             cas,
             no_cas,
+            sign_key,
+            no_referrers_api: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -243,7 +291,29 @@ impl Pusher {
             .try_collect::<Vec<()>>()
             .await?;
 
-        // 4. Tags, last.
+        // 4. Referrers and signatures: what they name is in place.
+        for (service, need) in services.iter().zip(&needs) {
+            // Tags are set last, once referrers are attached: a service whose
+            // tags all name its digest has had its SBOMs attached by the push
+            // that set them (only --sign-key, asked for each time, is checked).
+            let sboms = if *need == Needs::Nothing {
+                &[][..]
+            } else {
+                &service.sboms[..]
+            };
+            for sbom in sboms {
+                self.attach_sbom(service, sbom).await.with_context(|| {
+                    format!("{}: SBOM of {}", service.target, sbom.subject.digest)
+                })?;
+            }
+            if let Some(key) = &self.sign_key {
+                self.sign(service, key).await.with_context(|| {
+                    format!("{}: signing {}", service.target, service.plan.top.digest)
+                })?;
+            }
+        }
+
+        // 5. Tags, last.
         for (service, need) in services.iter().zip(&needs) {
             let tags = match need {
                 Needs::Nothing => &Vec::new(),
@@ -519,6 +589,168 @@ impl Pusher {
             manifest.digest,
             manifest.bytes.len(),
             service.display
+        ));
+        Ok(())
+    }
+}
+
+impl Pusher {
+    /// A small blob (an SBOM, a signature payload, an artifact config)
+    /// uploaded from memory unless the repository has it.
+    async fn small_blob(&self, service: &Service, bytes: &[u8]) -> anyhow::Result<()> {
+        let digest = kiln_oci::sha256_bytes(bytes);
+        if self.client.blob_exists(&service.repo, &digest).await? {
+            self.progress.count(|t| t.present += 1);
+            return Ok(());
+        }
+        self.client
+            .push_blob_bytes(&service.repo, &digest, bytes)
+            .await?;
+        self.progress.count(|t| {
+            t.uploaded += 1;
+            t.uploaded_bytes += bytes.len() as u64;
+        });
+        self.progress.line(&format!(
+            "pushed blob {digest} ({} bytes) to {}",
+            bytes.len(),
+            service.display
+        ));
+        Ok(())
+    }
+
+    /// A manifest by digest, unless the repository has it.
+    async fn small_manifest(
+        &self,
+        service: &Service,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> anyhow::Result<Digest> {
+        let digest = kiln_oci::sha256_bytes(bytes);
+        let image = ImageRef::new(service.repo.clone(), Target::Digest(digest.clone()));
+        if self.client.manifest_exists(&image).await? {
+            self.progress.count(|t| t.manifests_present += 1);
+        } else {
+            self.client.put_manifest(&image, bytes, media_type).await?;
+            self.progress.count(|t| t.manifests_written += 1);
+        }
+        Ok(digest)
+    }
+
+    /// Attaches one SBOM: nothing when the subject's referrers list it
+    /// already (the API's answer, or the fallback tag's index); else its
+    /// blobs and manifest, then (without the API) the fallback index with
+    /// it added to what was there.
+    async fn attach_sbom(&self, service: &Service, sbom: &Sbom) -> anyhow::Result<()> {
+        let sbom_desc = kiln_oci::Descriptor::new(
+            referrers::SPDX_MEDIA_TYPE,
+            kiln_oci::sha256_bytes(&sbom.bytes),
+            sbom.bytes.len() as u64,
+        );
+        let manifest = referrers::sbom_manifest(&sbom.subject, &sbom_desc)?;
+        let digest = kiln_oci::sha256_bytes(&manifest);
+        let registry = service.repo.registry.clone();
+        let known_without = self
+            .no_referrers_api
+            .lock()
+            .map(|l| l.contains(&registry))
+            .unwrap_or(false);
+        let api = if known_without {
+            None
+        } else {
+            self.client
+                .referrers(&service.repo, &sbom.subject.digest)
+                .await?
+        };
+        let fallback = ImageRef::new(
+            service.repo.clone(),
+            Target::Tag(referrers::fallback_tag(&sbom.subject.digest)),
+        );
+        let existing = match &api {
+            Some(index) => {
+                if referrers::lists(index, &digest) {
+                    self.progress.line(&format!(
+                        "exists SBOM referrer {digest} of {} in {}",
+                        sbom.subject.digest, service.display
+                    ));
+                    return Ok(());
+                }
+                None
+            }
+            None => {
+                if let Ok(mut l) = self.no_referrers_api.lock() {
+                    if !l.contains(&registry) {
+                        l.push(registry.clone());
+                    }
+                }
+                let existing = self.client.find_manifest(&fallback).await?;
+                if let Some(m) = &existing {
+                    if referrers::lists(&m.bytes, &digest) {
+                        self.progress.line(&format!(
+                            "exists SBOM referrer {digest} of {} in {} (tag {})",
+                            sbom.subject.digest, service.display, fallback.target
+                        ));
+                        return Ok(());
+                    }
+                }
+                existing
+            }
+        };
+        self.small_blob(service, referrers::EMPTY_BLOB).await?;
+        self.small_blob(service, &sbom.bytes).await?;
+        self.small_manifest(service, &manifest, referrers::OCI_MANIFEST)
+            .await?;
+        if api.is_some() {
+            self.progress.line(&format!(
+                "attached SBOM {digest} to {} in {} (referrers API)",
+                sbom.subject.digest, service.display
+            ));
+            return Ok(());
+        }
+        let index = referrers::add_to_index(
+            existing.as_ref().map(|m| m.bytes.as_slice()),
+            &digest,
+            manifest.len() as u64,
+        )?;
+        self.client
+            .put_manifest(&fallback, &index, referrers::OCI_INDEX)
+            .await?;
+        self.progress.count(|t| t.tags_written += 1);
+        self.progress.line(&format!(
+            "attached SBOM {digest} to {} in {} (tag {})",
+            sbom.subject.digest, service.display, fallback.target
+        ));
+        Ok(())
+    }
+
+    /// Signs the service's top digest: its signature added to the
+    /// `sha256-<hex>.sig` manifest (others' kept), unless it is there.
+    async fn sign(&self, service: &Service, key: &SigningKey) -> anyhow::Result<()> {
+        let top = &service.plan.top.digest;
+        let payload = sign::payload(&service.display.to_string(), top);
+        let signature = key.sign(&payload);
+        let tag = ImageRef::new(service.repo.clone(), Target::Tag(sign::signature_tag(top)));
+        let existing = self.client.find_manifest(&tag).await?;
+        let Some(new) = sign::signature_manifest(
+            existing.as_ref().map(|m| m.bytes.as_slice()),
+            &payload,
+            &signature,
+        )?
+        else {
+            self.progress.line(&format!(
+                "exists signature of {top} in {} (tag {})",
+                service.display, tag.target
+            ));
+            return Ok(());
+        };
+        self.small_blob(service, &payload).await?;
+        self.small_blob(service, &new.config).await?;
+        self.client
+            .put_manifest(&tag, &new.manifest, referrers::OCI_MANIFEST)
+            .await?;
+        self.progress.count(|t| t.tags_written += 1);
+        self.progress.line(&format!(
+            "signed {top} in {} (tag {})",
+            service.display, tag.target
         ));
         Ok(())
     }

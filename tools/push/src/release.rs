@@ -49,6 +49,10 @@ pub struct ServiceSpec {
     pub blobs: PathBuf,
     #[serde(default)]
     pub lazy: Vec<LazyBlob>,
+    /// SPDX SBOMs (relative to `--root`) attached as referrers of the
+    /// manifests they describe.
+    #[serde(default)]
+    pub sboms: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

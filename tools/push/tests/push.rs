@@ -530,3 +530,113 @@ fn stamped_repository_and_tags_are_expanded() {
         assert!(!stderr.contains("pushed"), "{stderr}");
     }
 }
+
+/// An SBOM of `image` as the image rule writes it (kiln_oci::sbom).
+fn write_sbom(path: &Path, image: &Image) {
+    let subject = kiln_oci::sbom::Subject {
+        name: "//test:image".into(),
+        platform: "linux/amd64".into(),
+        digest: image.descriptor.digest.clone(),
+        created: "1970-01-01T00:00:00Z".into(),
+    };
+    let doc = kiln_oci::sbom::document(&subject, None, &Default::default(), "test").unwrap();
+    std::fs::write(path, doc).unwrap();
+}
+
+#[test]
+fn attaches_sboms_signs_and_a_second_push_writes_nothing() {
+    if !tools_available(&[REGISTRY, "skopeo"]) {
+        return;
+    }
+    let registry = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let image = single_image_layout(&layout, "signed");
+    let sbom = tmp.path().join("image.spdx.json");
+    write_sbom(&sbom, &image);
+    let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/cosign/cosign.key");
+    let repository = format!("{}/kiln/signed", registry.host());
+    let args = [
+        "--tag",
+        "v1",
+        "--sbom",
+        sbom.to_str().unwrap(),
+        "--sign-key",
+        key.to_str().unwrap(),
+    ];
+    let run = |password: &str| {
+        Command::new(env!("CARGO_BIN_EXE_kiln-push"))
+            .arg("--layout")
+            .arg(&layout)
+            .arg("--repository")
+            .arg(&repository)
+            .args(args)
+            .env("COSIGN_PASSWORD", password)
+            .output()
+            .unwrap()
+    };
+
+    let out = run("not the password");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("wrong password"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        skopeo_raw(&registry, "kiln/signed:v1").is_none(),
+        "nothing pushed"
+    );
+
+    let out = run("pw");
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "kiln-push failed:\n{stderr}");
+    assert_eq!(lines_with(&stderr, "attached").len(), 1, "{stderr}");
+    assert_eq!(lines_with(&stderr, "signed").len(), 1, "{stderr}");
+    let hex = image.descriptor.digest.hex();
+    let fallback: serde_json::Value = serde_json::from_slice(
+        &skopeo_raw(&registry, &format!("kiln/signed:sha256-{hex}")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        fallback["manifests"][0]["artifactType"],
+        "application/spdx+json"
+    );
+    let referrer = fallback["manifests"][0]["digest"].as_str().unwrap();
+    let artifact: serde_json::Value =
+        serde_json::from_slice(&skopeo_raw(&registry, &format!("kiln/signed@{referrer}")).unwrap())
+            .unwrap();
+    assert_eq!(
+        artifact["subject"]["digest"],
+        image.descriptor.digest.to_string()
+    );
+    let signature: serde_json::Value = serde_json::from_slice(
+        &skopeo_raw(&registry, &format!("kiln/signed:sha256-{hex}.sig")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        signature["layers"][0]["mediaType"],
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
+
+    let out = run("pw");
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "second kiln-push failed:\n{stderr}");
+    assert_eq!(lines_with(&stderr, "up to date:").len(), 1, "{stderr}");
+    assert_eq!(
+        lines_with(&stderr, "exists")
+            .iter()
+            .filter(|l| l.contains("signature"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("0 manifests written") || !stderr.contains("manifests written"),
+        "{stderr}"
+    );
+    assert!(
+        lines_with(&stderr, "pushed").is_empty() && lines_with(&stderr, "signed").is_empty(),
+        "{stderr}"
+    );
+}

@@ -424,7 +424,77 @@ impl Client {
             .with_context(|| at(repo, &what))
     }
 
+    /// The manifest or index `image` names, `None` when the registry
+    /// answers 404 (see [`Client::get_manifest`]).
+    pub async fn find_manifest(&self, image: &ImageRef) -> anyhow::Result<Option<Manifest>> {
+        let repo = &image.repo;
+        let what = format!("fetching manifest {}", image.target);
+        self.fetch_manifest(image, true)
+            .await
+            .with_context(|| at(repo, &what))
+    }
+
     async fn get_manifest_inner(&self, image: &ImageRef) -> anyhow::Result<Manifest> {
+        self.fetch_manifest(image, false)
+            .await?
+            .ok_or_else(|| anyhow!("the registry has no manifest {}", image.target))
+    }
+
+    /// The index the OCI Referrers API (distribution spec 1.1) lists for
+    /// `digest` in `repo`: its bytes, or `None` when the registry has no
+    /// such API (404, or 400/405 from registries that do not route the
+    /// path), the case in which clients use the referrers tag schema.
+    pub async fn referrers(
+        &self,
+        repo: &RepoRef,
+        digest: &Digest,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
+        let what = || at(repo, &format!("listing the referrers of {digest}"));
+        let url = format!("{}/referrers/{digest}", repo.api_url());
+        let mut response = self
+            .send(repo, &pull_scope(repo), Method::GET, &url, None, |r| {
+                r.header(ACCEPT, "application/vnd.oci.image.index.v1+json")
+            })
+            .await
+            .with_context(what)?;
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED => {
+                return Ok(None)
+            }
+            _ => return Err(self.status_error(repo, response).await).with_context(what),
+        }
+        let content_type =
+            header_str(response.headers(), CONTENT_TYPE.as_str()).unwrap_or_default();
+        if !content_type.starts_with("application/vnd.oci.image.index.v1+json") {
+            // A catch-all route answering 200 with something else is not
+            // the API.
+            return Ok(None);
+        }
+        let deadline = self.deadline(None);
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| send_error(e, &url, deadline))
+            .with_context(what)?
+        {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > MAX_MANIFEST_SIZE {
+                return Err(anyhow!(
+                    "the referrers index is larger than {MAX_MANIFEST_SIZE} bytes"
+                ))
+                .with_context(what);
+            }
+        }
+        Ok(Some(bytes))
+    }
+
+    async fn fetch_manifest(
+        &self,
+        image: &ImageRef,
+        absent_ok: bool,
+    ) -> anyhow::Result<Option<Manifest>> {
         let repo = &image.repo;
         let url = format!("{}/manifests/{}", repo.api_url(), image.target);
         let mut response = self
@@ -432,6 +502,9 @@ impl Client {
                 r.header(ACCEPT, MANIFEST_ACCEPT)
             })
             .await?;
+        if absent_ok && response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         if response.status() != StatusCode::OK {
             return Err(self.status_error(repo, response).await);
         }
@@ -476,11 +549,34 @@ impl Client {
             // No or a generic Content-Type: the document says what it is.
             _ => document_media_type(&bytes)?,
         };
-        Ok(Manifest {
+        Ok(Some(Manifest {
             bytes,
             media_type,
             digest,
+        }))
+    }
+
+    /// Uploads `bytes` as blob `digest` to `dest` (small documents: SBOMs,
+    /// signature payloads, configs of artifacts).
+    pub async fn push_blob_bytes(
+        &self,
+        dest: &RepoRef,
+        digest: &Digest,
+        bytes: &[u8],
+    ) -> anyhow::Result<()> {
+        let sent = Arc::new(AtomicU64::new(0));
+        let body = Bytes::copy_from_slice(bytes);
+        self.push_blob_stream(dest, digest, bytes.len() as u64, &sent, || {
+            let body = body.clone();
+            async move {
+                Ok(
+                    Box::pin(futures_util::stream::iter([Ok::<Bytes, std::io::Error>(
+                        body,
+                    )])) as BlobStream,
+                )
+            }
         })
+        .await
     }
 
     /// Streams blob `digest` of `repo` into `writer`, checking the digest

@@ -71,6 +71,10 @@ server:
   - !channel
     address: "127.0.0.1:$REMOTE_PORT"
     insecure-mode: true
+# gRPC's limit of concurrent RPCs is this pool's size: Bazel's uploads
+# (thousands of small files: the Go SDK) and every action's Execute stream
+# need more than the default (5 per CPU).
+thread-pool-size: 400
 connections:
   - !sql-connection &sql
     connection-string: $REMOTE_DB_URL
@@ -120,7 +124,8 @@ start_remote_worker() {
     mountpoint -q "$REMOTE_ROOT/proc" || mount -t proc proc "$REMOTE_ROOT/proc"
     mkdir -p "$REMOTE_ROOT/var/cache/casd-$name"
     rm -f "$REMOTE_ROOT$sock"
-    env -i PATH=/usr/bin:/bin /usr/sbin/chroot "$REMOTE_ROOT" /usr/bin/buildbox-casd \
+    # copy-or-link: the root has no /dev/fuse for buildbox-fuse.
+    env -i PATH=/usr/bin:/bin BUILDBOX_STAGER=copy-or-link /usr/sbin/chroot "$REMOTE_ROOT" /usr/bin/buildbox-casd \
         --cas-remote="http://127.0.0.1:$REMOTE_PORT" --bind="unix:$sock" \
         --quota-high=8G --reserved=1G "/var/cache/casd-$name" >"$REMOTE_DIR/casd-$name.log" 2>&1 &
     echo $! >"$REMOTE_DIR/casd-$name.pid"
@@ -138,14 +143,24 @@ start_remote_worker() {
     REMOTE_WORKER=$name
 }
 
-# stop_remote_worker NAME [KILL]: stops the worker, its running actions, then its casd.
-# With KILL, the worker is killed (SIGKILL) as a crash would, with its actions.
+# descendants PID: the pids of PID's children, their children, and so on.
+descendants() {
+    local child
+    for child in $(pgrep -P "$1"); do
+        echo "$child"
+        descendants "$child"
+    done
+}
+
+# stop_remote_worker NAME [KILL]: stops the worker, then its casd. With KILL, the
+# worker and the actions it runs are killed (SIGKILL) as in a crash: the server
+# learns of it only when the worker's session times out.
 stop_remote_worker() {
-    local name=$1 pid child
+    local name=$1 pid
     if [ "${2:-}" = KILL ] && [ -f "$REMOTE_DIR/worker-$name.pid" ]; then
         pid=$(cat "$REMOTE_DIR/worker-$name.pid")
-        for child in $(pgrep -P "$pid"); do kill -9 "$child" 2>/dev/null || true; done
-        kill -9 "$pid" 2>/dev/null || true
+        # shellcheck disable=SC2046
+        kill -9 "$pid" $(descendants "$pid") 2>/dev/null || true
     fi
     stop_pid "worker-$name"
     stop_pid "casd-$name"
@@ -156,6 +171,15 @@ remote_worker_busy() {
     local pid
     pid=$(cat "$REMOTE_DIR/worker-$1.pid" 2>/dev/null) || return 1
     pgrep -P "$pid" >/dev/null
+}
+
+# remote_worker_action NAME: the command line (cut) of an action the worker runs.
+remote_worker_action() {
+    local pid p
+    pid=$(cat "$REMOTE_DIR/worker-$1.pid" 2>/dev/null) || return 0
+    for p in $(descendants "$pid"); do
+        ps -o args= -p "$p" 2>/dev/null
+    done | grep -v '^/usr/bin/buildbox' | head -1 | cut -c1-80
 }
 
 # start_remote_cluster: prepares the parts when missing, then PostgreSQL, the

@@ -123,9 +123,11 @@ suite_remote() {
     # shellcheck disable=SC2086
     (cd examples && kbazel remote-ex build $flags --execution_log_json_file="$execlog" $targets) >"$log" 2>&1 &
     local build_pid=$!
+    local action
     if wait_worker_busy w1 300; then
+        action=$(remote_worker_action w1)
         stop_remote_worker w1 KILL
-        pass "remote: worker w1 killed (SIGKILL) while running an action of the examples' build"
+        pass "remote: worker w1 killed (SIGKILL) while running an action of the examples' build (${action:-a runner starting})"
     else
         fail "remote: the worker never ran an action of the examples' build" "$(tail -5 "$log")"
     fi

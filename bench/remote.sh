@@ -85,7 +85,7 @@ same=$(cmp -s "$KILN_WORK/bench-remote-brl.digests" "$KILN_WORK/bench-remote-brr
 rm -f "$KILN_WORK"/bench-remote-br?.digests
 
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
-echo "seven services, 2 architectures each (examples/), one machine: BuildGrid + one buildbox worker (2 jobs)"
+echo "seven services, 2 architectures each (examples/), one machine: BuildGrid + one buildbox worker (4 concurrent jobs)"
 printf '%-52s %8s %14s %8s\n' "" actions bytes "wall s"
 printf '%-52s %8s %14s %8s\n' "cold local build" "$local_actions" "-" "$local_wall"
 printf '%-52s %8s %14s %8s\n' "cold remote build: uploaded to the CAS" "$remote_actions" "$(mib "$remote_up")" "$remote_wall"

@@ -7,7 +7,8 @@
 #     instance name "", on one insecure channel on a free 127.0.0.1 port;
 #   one worker chrooted in its own Debian sid root: buildbox-casd (a local CAS
 #     proxy on a unix socket) and buildbox-worker running actions with
-#     buildbox-run-hosttools, with platform OSFamily=linux, ISA=x86-64.
+#     buildbox-run-hosttools (4 at a time: actions wait on I/O as much as on the
+#     CPU), with platform OSFamily=linux, ISA=x86-64.
 # Every process is started in the background and stopped by its pid.
 # shellcheck shell=bash
 
@@ -49,6 +50,7 @@ _remote_start_postgres() {
     setpriv --reuid=postgres --regid=postgres --init-groups "$REMOTE_PG_BIN/postgres" -D "$pg/data" \
         -p "$REMOTE_PG_PORT" -h 127.0.0.1 -k "$pg/sock" >"$REMOTE_DIR/postgres.log" 2>&1 &
     echo $! >"$REMOTE_DIR/postgres.pid"
+    disown $!
     local start=$SECONDS
     until "$REMOTE_PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$REMOTE_PG_PORT"; do
         [ $((SECONDS - start)) -lt 30 ] || { echo "postgres did not start"; tail -5 "$REMOTE_DIR/postgres.log"; return 1; }
@@ -94,6 +96,11 @@ schedulers:
     action-cache: *ac
     # A lost worker's job goes back to the queue after this long.
     bot-session-keepalive-timeout: 15
+    session-expiry-timer-interval: 2
+    # One machine: poll often (the defaults suit a cluster of many bots).
+    poll-interval: 0.2
+    bot-poll-interval: 0.2
+    proactive-fetch-to-capacity: true
     property-set: !dynamic-property-set {}
 instances:
   - name: ""
@@ -109,6 +116,7 @@ instances:
 YAML
     "$REMOTE_BGD" server start "$REMOTE_DIR/server.yml" >>"$REMOTE_DIR/server.log" 2>&1 &
     echo $! >"$REMOTE_DIR/server.pid"
+    disown $!
     wait_for_port "$REMOTE_PORT" 60 || { echo "BuildGrid did not listen on $REMOTE_PORT"; tail -20 "$REMOTE_DIR/server.log"; return 1; }
     REMOTE_EXECUTOR="grpc://127.0.0.1:$REMOTE_PORT"
 }
@@ -129,6 +137,7 @@ start_remote_worker() {
         --cas-remote="http://127.0.0.1:$REMOTE_PORT" --bind="unix:$sock" \
         --quota-high=8G --reserved=1G "/var/cache/casd-$name" >"$REMOTE_DIR/casd-$name.log" 2>&1 &
     echo $! >"$REMOTE_DIR/casd-$name.pid"
+    disown $!
     local start=$SECONDS
     until [ -S "$REMOTE_ROOT$sock" ]; do
         [ $((SECONDS - start)) -lt 30 ] || { echo "buildbox-casd did not start"; tail -5 "$REMOTE_DIR/casd-$name.log"; return 1; }
@@ -137,9 +146,10 @@ start_remote_worker() {
     env -i PATH=/usr/bin:/bin HOME=/nonexistent /usr/sbin/chroot "$REMOTE_ROOT" /usr/bin/buildbox-worker \
         --bots-remote="http://127.0.0.1:$REMOTE_PORT" --cas-remote="unix:$sock" \
         --buildbox-run=/usr/bin/buildbox-run-hosttools --bots-retry-limit=10 \
-        --platform OSFamily=linux --platform ISA=x86-64 --concurrent-jobs=2 \
+        --platform OSFamily=linux --platform ISA=x86-64 --concurrent-jobs=4 \
         "kiln-$name" >"$REMOTE_DIR/worker-$name.log" 2>&1 &
     echo $! >"$REMOTE_DIR/worker-$name.pid"
+    disown $!
     REMOTE_WORKER=$name
 }
 
@@ -166,11 +176,10 @@ stop_remote_worker() {
     stop_pid "casd-$name"
 }
 
-# remote_worker_busy NAME: true while the worker runs an action (a runner child).
+# remote_worker_busy NAME: true while an action's command runs on the worker
+# (a process below buildbox-run-hosttools that is not buildbox's own).
 remote_worker_busy() {
-    local pid
-    pid=$(cat "$REMOTE_DIR/worker-$1.pid" 2>/dev/null) || return 1
-    pgrep -P "$pid" >/dev/null
+    [ -n "$(remote_worker_action "$1")" ]
 }
 
 # remote_worker_action NAME: the command line (cut) of an action the worker runs.

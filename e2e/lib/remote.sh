@@ -17,6 +17,9 @@ REMOTE_DIR="$KILN_WORK/remote"
 REMOTE_PG_BIN=/usr/lib/postgresql/15/bin
 REMOTE_ROOT="$REMOTE_CACHE/worker-root"
 REMOTE_BGD="$REMOTE_CACHE/buildgrid-venv/bin/bgd"
+# Names this cluster's casd sockets and caches in the shared worker root, so
+# that two clusters (a suite and a benchmark) can run at once.
+REMOTE_TAG="kiln-$$"
 
 # wait_for_port PORT SECONDS: polls until something accepts on 127.0.0.1:PORT.
 wait_for_port() {
@@ -128,14 +131,14 @@ stop_remote_server() { stop_pid server; }
 # environment. The worker's own processes (and the actions they run) are what
 # `remote_worker_busy` looks for.
 start_remote_worker() {
-    local name=$1 sock=/run/kiln-casd-$1.sock
+    local name=$1 sock="/run/casd-$REMOTE_TAG-$1.sock" cache="/var/cache/casd-$REMOTE_TAG-$1"
     mountpoint -q "$REMOTE_ROOT/proc" || mount -t proc proc "$REMOTE_ROOT/proc"
-    mkdir -p "$REMOTE_ROOT/var/cache/casd-$name"
+    mkdir -p "$REMOTE_ROOT$cache"
     rm -f "$REMOTE_ROOT$sock"
     # copy-or-link: the root has no /dev/fuse for buildbox-fuse.
     env -i PATH=/usr/bin:/bin BUILDBOX_STAGER=copy-or-link /usr/sbin/chroot "$REMOTE_ROOT" /usr/bin/buildbox-casd \
         --cas-remote="http://127.0.0.1:$REMOTE_PORT" --bind="unix:$sock" \
-        --quota-high=8G --reserved=1G "/var/cache/casd-$name" >"$REMOTE_DIR/casd-$name.log" 2>&1 &
+        --quota-high=8G --reserved=1G "$cache" >"$REMOTE_DIR/casd-$name.log" 2>&1 &
     echo $! >"$REMOTE_DIR/casd-$name.pid"
     disown $!
     local start=$SECONDS
@@ -174,6 +177,7 @@ stop_remote_worker() {
     fi
     stop_pid "worker-$name"
     stop_pid "casd-$name"
+    rm -rf "$REMOTE_ROOT/var/cache/casd-$REMOTE_TAG-$name"
 }
 
 # remote_worker_busy NAME: true while an action's command runs on the worker
@@ -217,5 +221,10 @@ stop_remote_cluster() {
     done
     stop_remote_server
     stop_pid postgres
+    # /proc of the worker root stays while another cluster's processes use it.
+    local p
+    for p in /proc/[0-9]*; do
+        [ "$(readlink "$p/root" 2>/dev/null)" = "$REMOTE_ROOT" ] && return 0
+    done
     if mountpoint -q "$REMOTE_ROOT/proc"; then umount "$REMOTE_ROOT/proc" 2>/dev/null || true; fi
 }

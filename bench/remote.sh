@@ -85,11 +85,12 @@ same=$(cmp -s "$KILN_WORK/bench-remote-brl.digests" "$KILN_WORK/bench-remote-brr
 rm -f "$KILN_WORK"/bench-remote-br?.digests
 
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+kib() { awk -v b="$1" 'BEGIN { printf "%.1f KiB", b / 1024 }'; }
 echo "seven services, 2 architectures each (examples/), one machine: BuildGrid + one buildbox worker (4 concurrent jobs)"
 printf '%-52s %8s %14s %8s\n' "" actions bytes "wall s"
 printf '%-52s %8s %14s %8s\n' "cold local build" "$local_actions" "-" "$local_wall"
 printf '%-52s %8s %14s %8s\n' "cold remote build: uploaded to the CAS" "$remote_actions" "$(mib "$remote_up")" "$remote_wall"
-printf '%-52s %8s %14s %8s\n' "warm remote, fresh output base, minimal: downloaded" "$warm_actions" "$(mib "$warm_down")" "$warm_wall"
+printf '%-52s %8s %14s %8s\n' "warm remote, fresh output base, minimal: downloaded" "$warm_actions" "$(kib "$warm_down")" "$warm_wall"
 echo "remote digests equal the local build's: $same"
 echo "$(grep -E '^INFO: [0-9]+ process' "$KILN_WORK/brr.log" | tail -1) (cold remote)"
 echo "$(grep -E '^INFO: [0-9]+ process' "$KILN_WORK/brw.log" | tail -1) (warm remote)"

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what the main job and the tests need, when missing: Debian packages
 # (docker-registry, skopeo, umoci, jq, Go, qemu-user-static, bubblewrap, curl, file, nginx,
-# zstd, pigz for bench/layer.sh), spdx-tools (a Python venv) and
+# zstd, pigz for bench/layer.sh, PostgreSQL, debootstrap and python3-venv for the
+# remote suite), spdx-tools (a Python venv) and
 # Bazel >= 7.1 (install-bazel.sh). Safe to run again: it only checks then.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,6 +35,12 @@ need openssl openssl
 need /usr/bin/time time
 # kiln-load's containerd client compiles containerd's .proto files (cargo build).
 need protoc protobuf-compiler
+# The remote suite's REAPI cluster (e2e/setup/remote-cluster.sh, e2e/lib/remote.sh):
+# PostgreSQL 15 for BuildGrid, a venv for BuildGrid from PyPI, debootstrap for
+# the worker's own Debian root.
+need /usr/lib/postgresql/15/bin/postgres postgresql-15
+need debootstrap debootstrap
+/usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$missing python3-venv"
 if [ -n "$missing" ]; then
     [ "$(id -u)" = 0 ] || { echo "deps: missing:$missing (run as root to install them)" >&2; exit 1; }
     echo "deps: installing$missing" >&2

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use kiln_oci::blob_set::{read_digest_file, BlobSet, Located};
-use kiln_oci::sbom::{self, Base, Contents, Subject};
+use kiln_oci::sbom::{self, Base, BasePackages, Contents, Subject};
 use kiln_oci::ImageManifest;
 use serde::Deserialize;
 
@@ -21,6 +21,10 @@ struct Spec {
     platform: String,
     #[serde(default)]
     base: Option<BaseSpec>,
+    /// For an image on a pulled base: the packages of the base's layers
+    /// (`kiln-pull base-packages`), whose bytes the build does not have.
+    #[serde(default)]
+    base_packages: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -77,7 +81,26 @@ fn build(spec: &Spec, output: &Path) -> anyhow::Result<()> {
     }
     let first_own = manifest.layers.len() - spec.own_layers;
     let mut contents = Contents::default();
-    for (i, layer) in manifest.layers.iter().enumerate() {
+    let layer_digests: Vec<kiln_oci::Digest> =
+        manifest.layers.iter().map(|l| l.digest.clone()).collect();
+    // The pulled base's layers come first; its packages stand for them.
+    let mut covered = 0;
+    if let Some(path) = &spec.base_packages {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let base = BasePackages::from_json(&bytes)
+            .and_then(|b| b.check_prefix_of(&layer_digests).map(|()| b))
+            .with_context(|| format!("base_packages {}", path.display()))?;
+        if base.layers.len() > first_own {
+            bail!(
+                "base_packages {}: {} base layers, but the image has only {first_own} layers before its own",
+                path.display(),
+                base.layers.len()
+            );
+        }
+        contents.add_base_packages(&base);
+        covered = base.layers.len();
+    }
+    for (i, layer) in manifest.layers.iter().enumerate().skip(covered) {
         let own = i >= first_own;
         match set.locate(&layer.digest) {
             Located::File(p) => {

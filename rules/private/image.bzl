@@ -649,9 +649,9 @@ with a remote cache downloads kilobytes; the layer blobs reach push, load and
 layouts through the providers. `bazel build :name --output_groups=+oci_layout`
 writes the OCI image layout `<name>.oci` (read by skopeo `oci:<path>` and umoci);
 `<name>.tar` is built when asked for. `--output_groups=+sbom` writes
-`<name>.spdx.json`, the image's SPDX 2.3 SBOM (Debian packages, the files of
-its own layers with their checksums, Go build info, the base by digest; see
-docs/supply-chain.md), which image_push attaches to the pushed manifest.""",
+`<name>.spdx.json`, the image's SPDX 2.3 SBOM (Debian packages, a `kiln.pull`
+base's included, the files of its own layers with their checksums, Go build
+info, the base by digest; see docs/supply-chain.md), which image_push attaches to the pushed manifest.""",
     attrs = IMAGE_ATTRS,
     outputs = IMAGE_OUTPUTS,
     executable = True,

@@ -34,7 +34,7 @@ KilnLayoutInfo = provider(
     doc = """Something pushable and loadable: an image or an index, as its top manifest
 or index and the blob Files everything it references is in.""",
     fields = {
-        "base_packages": "dict platform key (`pull.bzl` `platform_key`) -> File: a pulled layout's Debian packages per platform (KilnBasePackages), read only by SBOMs (empty otherwise).",
+        "base_packages": "dict platform key (`utils.bzl` `platform_key`) -> File: a pulled layout's Debian packages per platform (KilnBasePackages), read only by SBOMs (empty otherwise).",
         "blobs": "depset of blob entries: layer blobs.",
         "digest": "File: `sha256:<hex>` of the top manifest or index.",
         "images": "dict platform string -> KilnImageInfo: the images of an index (empty for an image or a pulled layout).",

@@ -45,7 +45,11 @@ KilnFetchBlobs action, tagged `requires-network` and `no-remote-exec`: it
 downloads from the registry, which a remote executor cannot be assumed to
 reach; every blob is checked against its digest, so its output is still
 cacheable) and `bazel run` loaders; `image_push` mounts or copies them
-registry to registry. Use it as `base = "@<name>"`. Credentials come from
+registry to registry. The SBOMs of images on it (output group `sbom`,
+`image_push`, `image_release`) list its Debian packages: per platform, one
+KilnBasePackages action (also `requires-network`, `no-remote-exec`) streams
+the layers through the dpkg status reader and keeps only a small JSON of the
+packages. Use it as `base = "@<name>"`. Credentials come from
 `$DOCKER_CONFIG/config.json` or `~/.docker/config.json` (auths, credHelpers,
 credsStore, identity tokens); plain HTTP is used for localhost and 127.0.0.1.""",
     attrs = {

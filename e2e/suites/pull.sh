@@ -97,6 +97,46 @@ pull_expect_failure() {
 # blob_puts LOG HEX: how many blob uploads of HEX the registry log records.
 blob_puts() { grep -E '"PUT /v2/[^ ]*/blobs/uploads/' "$1" | grep -c "$2"; }
 
+# pull_sbom_checks: the SBOMs of the images on @base list the base's Debian
+# packages, read from the registry by KilnBasePackages (network-tagged).
+pull_sbom_checks() {
+    local bin arch want got spdx=${KILN_SPDX_VENV:-/opt/kiln-spdx}/bin/pyspdxtools
+    local lock="$KILN_ROOT/examples/build/base/debs.lock.json"
+    if ! pull_bazel build --execution_log_json_file="$KILN_WORK/pull-sbom.exec.json" --output_groups=+sbom //:image >"$KILN_WORK/pull-sbom.log" 2>&1; then
+        fail "sbom: bazel build --output_groups=+sbom on the pulled base" "$(grep -E 'ERROR|kiln' "$KILN_WORK/pull-sbom.log" | head -5)"
+        return
+    fi
+    expect_eq "sbom: one KilnBasePackages per pulled platform ran (amd64, arm64)" "2" \
+        "$(grep -c '"mnemonic": "KilnBasePackages"' "$KILN_WORK/pull-sbom.exec.json")"
+    bin=$(pull_bazel info bazel-bin 2>/dev/null)
+    for arch in amd64 arm64; do
+        want=$(jq -r --arg a "$arch" '[.packages[] | select(.architecture == $a or .architecture == "all") | "\(.name) \(.version) \(.architecture)"] | sort | join(", ")' "$lock")
+        got=$(jq -r '[.packages[] | select(.externalRefs[0].referenceLocator | startswith("pkg:deb/")) | "\(.name) \(.versionInfo) \(.externalRefs[0].referenceLocator | capture("arch=(?<a>.*)").a)"] | sort | join(", ")' "$bin/app_$arch.spdx.json")
+        expect_eq "sbom ($arch, pulled base): the four Debian packages of the base, as debs.lock.json pins them" "$want" "$got"
+        expect_eq "sbom ($arch, pulled base): four Debian packages, contained by the image" "4 4" \
+            "$(jq -r '[.packages[] | select(.externalRefs[0].referenceLocator | startswith("pkg:deb/")) | .SPDXID] as $ids | "\($ids | length) \([.relationships[] | select(.spdxElementId == "SPDXRef-image" and .relationshipType == "CONTAINS" and (.relatedSpdxElement | IN($ids[])))] | length)"' "$bin/app_$arch.spdx.json")"
+        expect_eq "sbom ($arch, pulled base): the image's comment is its platform only (no note of unlisted base layers)" "platform linux/$arch" \
+            "$(jq -r '.packages[] | select(.SPDXID == "SPDXRef-image") | .comment | sub("/v8$"; "")' "$bin/app_$arch.spdx.json")"
+        if [ -x "$spdx" ]; then
+            check "sbom ($arch, pulled base): pyspdxtools validates the SPDX document" "$spdx" -i "$bin/app_$arch.spdx.json"
+        else
+            skip "sbom ($arch, pulled base): pyspdxtools validates the SPDX document" "no $spdx (e2e/setup/deps.sh installs it)"
+        fi
+    done
+    local packages
+    packages=$(find "$bin/external" -name 'pulled.linux_amd64.packages.json' -o -name 'base.linux_amd64.packages.json' 2>/dev/null | head -1)
+    expect_eq "sbom: the base packages JSON is small (under 4 KiB) and lists the manifest's layers" "small $(base_layers amd64 | wc -l)" \
+        "$([ -n "$packages" ] && [ "$(stat -c %s "$packages")" -lt 4096 ] && echo small) $(jq '.layers | length' "$packages" 2>/dev/null)"
+    local aq
+    aq=$(pull_bazel aquery 'mnemonic(KilnBasePackages, deps(//:image))' 2>/dev/null)
+    expect_eq "aquery: KilnBasePackages actions are tagged requires-network and no-remote-exec" "2 2" \
+        "$(grep -c 'requires-network' <<<"$aq") $(grep -c 'no-remote-exec' <<<"$aq")"
+    local rebuilt
+    rebuilt=$(pull_bazel build --execution_log_json_file="$KILN_WORK/pull-sbom2.exec.json" --output_groups=+sbom //:image >/dev/null 2>&1 &&
+        grep -c '"mnemonic": "KilnBasePackages"' "$KILN_WORK/pull-sbom2.exec.json")
+    expect_eq "sbom: a second build reads no base layer again (KilnBasePackages cached)" "0" "$rebuilt"
+}
+
 suite_pull() {
     rm -rf "$KILN_BLOB_CACHE"  # the first load below fetches, the second takes from it
     # shellcheck source=/dev/null
@@ -136,7 +176,7 @@ suite_pull() {
 
     pull_workspace "$digest"
     rm -rf "$KILN_WORK/ob-pulled"
-    if ! pull_bazel build //:image >"$KILN_WORK/pull-build.log" 2>&1; then
+    if ! pull_bazel build --execution_log_json_file="$KILN_WORK/pull-build.exec.json" //:image >"$KILN_WORK/pull-build.log" 2>&1; then
         fail "pull: bazel build //:image on the pulled base" "$(grep -E 'ERROR|kiln' "$KILN_WORK/pull-build.log" | head -5)"
         kill "$PROXY_PID" 2>/dev/null
         return
@@ -153,6 +193,10 @@ suite_pull() {
     expect_eq "shallow: building the image downloaded no base layer (find in the output base)" "0" "$found"
     expect_eq "shallow: the pulled repository lists the absent layers" "$n_layers" \
         "$(jq '.blobs | length' "$ob"/external/*~base/layout/kiln-source.json 2>/dev/null)"
+    expect_eq "shallow: building the image ran no KilnBasePackages (only SBOMs need the base's packages)" "0" \
+        "$(grep -c '"mnemonic": "KilnBasePackages"' "$KILN_WORK/pull-build.exec.json")"
+    pull_sbom_checks
+
     # Asking for the layout fetches the base's layers (KilnFetchBlobs).
     if pull_bazel build --output_groups=+oci_layout //:image >"$KILN_WORK/pull-layout.log" 2>&1; then
         rm -rf "$KILN_WORK/pull-layout-copy"

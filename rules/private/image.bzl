@@ -6,7 +6,7 @@ load(":layer.bzl", "LAYER_ATTRS", "build_layer", "layer_entries", "layer_mtime")
 load(":providers.bzl", "KilnImageInfo", "KilnLayerInfo", "KilnLayoutInfo")
 load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
 load(":toolchain.bzl", "RUN_TOOL_ATTRS", "TOOLCHAIN_TYPES", "kiln_tool", "run_tool")
-load(":utils.bzl", "CPU_CONSTRAINT_ATTRS", "check_config_values", "check_port", "display_label", "env_name_error", "expand_make_variables", "platform_string", "target_platform")
+load(":utils.bzl", "CPU_CONSTRAINT_ATTRS", "check_config_values", "check_port", "display_label", "env_name_error", "expand_make_variables", "platform_key", "platform_string", "target_platform")
 
 TARBALL_FORMATS = ["legacy", "compressed"]
 
@@ -73,7 +73,7 @@ def _labels(ctx, label):
 
 def _foreign(files, spec, shallow = False):
     # A base not built by kiln: kiln-image writes its layers to --base-blobs.
-    return struct(spec = spec, inputs = files, shallow = shallow, metadata = depset(), blobs = depset(), foreign = True, digest = None, name = None)
+    return struct(spec = spec, inputs = files, shallow = shallow, metadata = depset(), blobs = depset(), foreign = True, digest = None, name = None, base_packages = None)
 
 def _base(ctx, name, label, base, platform):
     """The spec's `base` object and what the image gets from it.
@@ -87,14 +87,16 @@ def _base(ctx, name, label, base, platform):
       platform: the image's `os/arch[/variant]`, to take an index's image.
 
     Returns:
-      struct(spec, inputs, shallow, metadata, blobs, foreign, digest, name):
+      struct(spec, inputs, shallow, metadata, blobs, foreign, digest, name,
+      base_packages):
       the spec dict (or None), the action's input Files, whether the base is
       shallow, the base's metadata and blob entry depsets, whether kiln-image
       must write the base's layers to `--base-blobs` (a base not built by
-      kiln), and for a kiln or pulled base the File of its digest and its
-      label (for the SBOM).
+      kiln), and for a kiln or pulled base the File of its digest, its
+      label and the File of a pulled base's Debian packages or None (for
+      the SBOM).
     """
-    none = struct(spec = None, inputs = [], shallow = False, metadata = depset(), blobs = depset(), foreign = False, digest = None, name = None)
+    none = struct(spec = None, inputs = [], shallow = False, metadata = depset(), blobs = depset(), foreign = False, digest = None, name = None, base_packages = None)
     if base == None:
         return none
     info = None
@@ -114,7 +116,13 @@ def _base(ctx, name, label, base, platform):
         listing = getattr(info, "listing", None)
         if listing:
             spec["listing"] = listing.path
+
+        # A pulled layout's are per platform; a kiln image's are its base's.
+        base_packages = info.base_packages
+        if type(base_packages) == "dict":
+            base_packages = base_packages.get(platform_key(platform))
         return struct(
+            base_packages = base_packages,
             spec = spec,
             inputs = [spec_file] + files + ([listing] if listing else []),
             shallow = info.shallow,
@@ -201,6 +209,11 @@ def _sbom(ctx, name, label, blob_set, own_layers, platform, base_info):
     if base_info.digest:
         spec["base"] = {"digest": base_info.digest.path, "name": base_info.name}
         inputs.append(base_info.digest)
+    if base_info.base_packages:
+        # A pulled base's packages (read from the registry, KilnBasePackages):
+        # only the SBOM needs the network, never the image.
+        spec["base_packages"] = base_info.base_packages.path
+        inputs.append(base_info.base_packages)
     spec_file = ctx.actions.declare_file(name + ".sbom.spec.json")
     ctx.actions.write(spec_file, json.encode(spec))
     sbom = ctx.actions.declare_file(name + ".spdx.json")
@@ -466,6 +479,7 @@ def image_implementation(
     metadata = depset([blob_entry(output_config, output_config_digest)], transitive = [base_info.metadata])
     sbom = _sbom(ctx, name, label, struct(top = top, blobs = blobs, metadata = metadata), len(layer_infos), platform_string(os, arch, variant), base_info)
     info = KilnImageInfo(
+        base_packages = base_info.base_packages,
         blobs = blobs,
         config = output_config,
         descriptor = descriptor,
@@ -479,6 +493,7 @@ def image_implementation(
         top = top,
     )
     layout_info = KilnLayoutInfo(
+        base_packages = {},
         blobs = info.blobs,
         digest = output_digest,
         images = {},
@@ -634,9 +649,9 @@ with a remote cache downloads kilobytes; the layer blobs reach push, load and
 layouts through the providers. `bazel build :name --output_groups=+oci_layout`
 writes the OCI image layout `<name>.oci` (read by skopeo `oci:<path>` and umoci);
 `<name>.tar` is built when asked for. `--output_groups=+sbom` writes
-`<name>.spdx.json`, the image's SPDX 2.3 SBOM (Debian packages, the files of
-its own layers with their checksums, Go build info, the base by digest; see
-docs/supply-chain.md), which image_push attaches to the pushed manifest.""",
+`<name>.spdx.json`, the image's SPDX 2.3 SBOM (Debian packages, a `kiln.pull`
+base's included, the files of its own layers with their checksums, Go build
+info, the base by digest; see docs/supply-chain.md), which image_push attaches to the pushed manifest.""",
     attrs = IMAGE_ATTRS,
     outputs = IMAGE_OUTPUTS,
     executable = True,

@@ -50,6 +50,7 @@ def _image_index_impl(ctx):
         toolchain = TOOLCHAIN_TYPES["index"],
     )
     info = KilnLayoutInfo(
+        base_packages = {},
         blobs = depset(transitive = [i.blobs for i in images]),
         digest = digest,
         images = {i.platform: i for i in images},

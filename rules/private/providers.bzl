@@ -15,6 +15,7 @@ KilnImageInfo = provider(
     doc = """One single-platform image built by kiln-image: its config and manifest, and
 the blob Files it is made of (as entries of `rules/private/blobs.bzl`).""",
     fields = {
+        "base_packages": "File or None: the Debian packages of a pulled base's layers (KilnBasePackages, `kiln_oci::sbom::BasePackages` JSON), which the SBOM lists; the base's, for an image on a kiln image.",
         "blobs": "depset of blob entries: the layer blobs (and a foreign base's blob directory).",
         "config": "File: the image config blob.",
         "descriptor": "File: JSON descriptor of the manifest, with its platform.",
@@ -33,6 +34,7 @@ KilnLayoutInfo = provider(
     doc = """Something pushable and loadable: an image or an index, as its top manifest
 or index and the blob Files everything it references is in.""",
     fields = {
+        "base_packages": "dict platform key (`utils.bzl` `platform_key`) -> File: a pulled layout's Debian packages per platform (KilnBasePackages), read only by SBOMs (empty otherwise).",
         "blobs": "depset of blob entries: layer blobs.",
         "digest": "File: `sha256:<hex>` of the top manifest or index.",
         "images": "dict platform string -> KilnImageInfo: the images of an index (empty for an image or a pulled layout).",

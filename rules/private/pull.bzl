@@ -3,7 +3,9 @@ exposes its shallow layout. The layout action of `blobs.bzl` completes one."""
 
 load(":blobs.bzl", "layout_entry")
 load(":providers.bzl", "KilnLayoutInfo")
+load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
 load(":toolchains_repo.bzl", "host_platform_key")
+load(":utils.bzl", "platform_key")
 
 def _kiln_pull_repo_impl(rctx):
     # The kiln-pull binary for the machine running Bazel.
@@ -37,6 +39,7 @@ pulled_image(
     name = "{name}",
     srcs = glob(["layout/**"]),
     digest_file = "digest.txt",
+    platforms = {platforms},
     visibility = ["//visibility:public"],
 )
 
@@ -45,7 +48,7 @@ alias(
     actual = ":{name}",
     visibility = ["//visibility:public"],
 )
-""".format(image = rctx.attr.image, name = rctx.attr.apparent_name if rctx.attr.apparent_name != "image" else "pulled"))
+""".format(image = rctx.attr.image, platforms = repr(rctx.attr.platforms), name = rctx.attr.apparent_name if rctx.attr.apparent_name != "image" else "pulled"))
 
 kiln_pull_repo = repository_rule(
     implementation = _kiln_pull_repo_impl,
@@ -80,9 +83,14 @@ def _pulled_image_impl(ctx):
         progress_message = "Copying the pulled layout of %{label}",
     )
     shallow = len([f for f in ctx.files.srcs if f.basename == "kiln-source.json"]) > 0
+    base_packages = {}
+    if shallow:
+        for platform in ctx.attr.platforms:
+            base_packages[platform_key(platform)] = _base_packages(ctx, layout, platform)
     return [
         DefaultInfo(files = depset([layout, digest])),
         KilnLayoutInfo(
+            base_packages = base_packages,
             blobs = depset(),
             digest = digest,
             images = {},
@@ -93,11 +101,53 @@ def _pulled_image_impl(ctx):
         ),
     ]
 
+def _base_packages(ctx, layout, platform):
+    """Registers KilnBasePackages: the Debian packages of one platform's image.
+
+    The layers stay in the registry: kiln-pull streams each through the
+    SBOM's dpkg status reader and keeps only the small JSON it writes. Only
+    the SBOMs of images on this base read it, so building an image makes no
+    network action.
+
+    Args:
+      ctx: the pulled_image rule context.
+      layout: the shallow layout directory.
+      platform: `os/arch[/variant]`.
+
+    Returns:
+      The JSON File (`kiln_oci::sbom::BasePackages`).
+    """
+    out = ctx.actions.declare_file("%s.%s.packages.json" % (ctx.label.name, platform_key(platform).replace("/", "_")))
+    args = ctx.actions.args()
+    args.add("base-packages")
+    args.add("--layout", layout.path)
+    args.add("--platform", platform)
+    args.add("--output", out)
+    ctx.actions.run(
+        executable = kiln_tool(ctx, "pull").files_to_run,
+        arguments = [args],
+        inputs = [layout],
+        outputs = [out],
+        mnemonic = "KilnBasePackages",
+        progress_message = "Reading the Debian packages of %%{label} (%s) from the registry" % platform,
+        toolchain = TOOLCHAIN_TYPES["pull"],
+        # The layers are downloaded from the registry kiln-source.json names;
+        # each is checked against its digest, so the result is cacheable.
+        execution_requirements = {"no-remote-exec": "1", "requires-network": "1"},
+        use_default_shell_env = True,
+    )
+    return out
+
 pulled_image = rule(
     implementation = _pulled_image_impl,
-    doc = "The layout a `kiln.pull` repository holds, as a base for container_image.",
+    doc = """The layout a `kiln.pull` repository holds, as a base for container_image.
+
+For each of `platforms`, the Debian packages of that image's layers are read
+from the registry (KilnBasePackages) when an SBOM of an image on it is built.""",
     attrs = {
         "digest_file": attr.label(doc = "File holding the `sha256:` digest of the layout's top manifest or index.", allow_single_file = True, mandatory = True),
+        "platforms": attr.string_list(doc = "The platforms pulled (`os/arch[/variant]`): each gets the Debian packages of its image, for SBOMs."),
         "srcs": attr.label_list(doc = "The files of the layout.", allow_files = True),
     },
+    toolchains = [TOOLCHAIN_TYPES["pull"]],
 )

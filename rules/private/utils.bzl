@@ -169,6 +169,23 @@ CPU_CONSTRAINT_ATTRS = {
 def platform_string(os, arch, variant):
     return "/".join([os, arch] + ([variant] if variant else []))
 
+def platform_key(platform):
+    """The spelling of `os/arch[/variant]` that base packages are keyed by.
+
+    `arm64/v8` and `amd64/v1` are `arm64` and `amd64` (images are published
+    both ways; kiln-pull selects them as the same).
+
+    Args:
+      platform: `os/arch[/variant]`.
+
+    Returns:
+      The key.
+    """
+    parts = platform.split("/")
+    if len(parts) == 3 and (parts[1], parts[2]) in [("arm64", "v8"), ("amd64", "v1")]:
+        parts = parts[:2]
+    return "/".join(parts)
+
 _TAG_FIRST = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
 _TAG_REST = _TAG_FIRST + ".-"
 _PATH_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789._-/"

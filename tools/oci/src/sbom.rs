@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
@@ -25,7 +26,8 @@ const STATUS_FILE: &str = "var/lib/dpkg/status";
 /// Go binaries larger than this are hashed but not searched for build info.
 const MAX_BUILDINFO_SCAN: u64 = 512 << 20;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DebPackage {
     pub name: String,
     pub version: String,
@@ -51,6 +53,67 @@ pub struct Contents {
     pub files: BTreeMap<String, FileEntry>,
     /// Layers whose bytes the build does not have (a pulled base's).
     pub unavailable_layers: Vec<Digest>,
+}
+
+/// The Debian packages of a base whose layer bytes the build does not
+/// have (a pulled base): read by `kiln-pull base-packages` from the layers
+/// streamed from the registry, and given to the SBOM of every image on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasePackages {
+    /// The base's platform manifest.
+    pub manifest: Digest,
+    /// Its layers, in order: the first layers of every image on it.
+    pub layers: Vec<Digest>,
+    /// What dpkg's status records once all of them are applied, by name.
+    pub packages: Vec<DebPackage>,
+}
+
+impl BasePackages {
+    /// The packages of `contents` (the base's layers, read as not own).
+    pub fn new(manifest: Digest, layers: Vec<Digest>, contents: &Contents) -> BasePackages {
+        BasePackages {
+            manifest,
+            layers,
+            packages: contents.packages.values().cloned().collect(),
+        }
+    }
+
+    /// Canonical JSON: the same packages give the same bytes.
+    pub fn to_json(&self) -> anyhow::Result<Vec<u8>> {
+        crate::canonical::to_vec(self)
+    }
+
+    pub fn from_json(bytes: &[u8]) -> anyhow::Result<BasePackages> {
+        serde_json::from_slice(bytes).context("parsing the base packages JSON")
+    }
+
+    /// Checks that an image's layers start with the base's: packages read
+    /// from another platform's or another base's layers would be wrong.
+    pub fn check_prefix_of(&self, image_layers: &[Digest]) -> anyhow::Result<()> {
+        if image_layers.len() < self.layers.len()
+            || image_layers[..self.layers.len()] != self.layers[..]
+        {
+            bail!(
+                "the base packages (of manifest {}) are of layers {} but the image's layers start {}",
+                self.manifest,
+                list(&self.layers),
+                list(&image_layers[..self.layers.len().min(image_layers.len())])
+            );
+        }
+        Ok(())
+    }
+}
+
+fn list(digests: &[Digest]) -> String {
+    if digests.is_empty() {
+        return "(none)".to_string();
+    }
+    digests
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The packages of a dpkg status text: every paragraph with `Package`,
@@ -90,6 +153,14 @@ pub fn parse_status(text: &str, source: &str) -> Vec<DebPackage> {
 }
 
 impl Contents {
+    /// Applies a base's packages as if its layers had been read here (they
+    /// come first: later layers may replace or remove them).
+    pub fn add_base_packages(&mut self, base: &BasePackages) {
+        for pkg in &base.packages {
+            self.packages.insert(pkg.name.clone(), pkg.clone());
+        }
+    }
+
     /// Reads one layer blob (any compression `kiln_oci::compression` reads):
     /// dpkg status files from every layer, regular files from `own` layers.
     pub fn add_layer(&mut self, blob: impl Read + Send, own: bool) -> anyhow::Result<()> {
@@ -608,6 +679,51 @@ mod tests {
                 "{id}"
             );
         }
+    }
+
+    #[test]
+    fn base_packages_round_trip_and_seed_the_contents() {
+        let mut base = Contents::default();
+        let status = layer(&[(
+            "var/lib/dpkg/status.d/tzdata",
+            b"Package: tzdata\nVersion: 2024a-0+deb12u1\nArchitecture: all\n",
+        )]);
+        base.add_layer(&status[..], false).expect("base layer");
+        let layers = vec![crate::sha256_bytes(b"l0"), crate::sha256_bytes(b"l1")];
+        let bp = BasePackages::new(crate::sha256_bytes(b"m"), layers.clone(), &base);
+        let json = bp.to_json().expect("json");
+        assert_eq!(json, bp.to_json().expect("again"));
+        let back = BasePackages::from_json(&json).expect("parse");
+        assert_eq!(back, bp);
+        assert_eq!(back.packages[0].source, "/var/lib/dpkg/status.d/tzdata");
+        assert!(BasePackages::from_json(b"{\"manifest\": 1}").is_err());
+
+        // Seeded first, a later layer's whiteout still removes the package.
+        let mut c = Contents::default();
+        c.add_base_packages(&back);
+        assert_eq!(c.packages.keys().collect::<Vec<_>>(), ["tzdata"]);
+        let wh = layer(&[("var/lib/dpkg/status.d/.wh.tzdata", b"")]);
+        c.add_layer(&wh[..], true).expect("whiteout");
+        assert!(c.packages.is_empty());
+    }
+
+    #[test]
+    fn base_packages_must_be_of_the_images_first_layers() {
+        let l = |s: &[u8]| crate::sha256_bytes(s);
+        let bp = BasePackages {
+            manifest: l(b"m"),
+            layers: vec![l(b"a"), l(b"b")],
+            packages: Vec::new(),
+        };
+        bp.check_prefix_of(&[l(b"a"), l(b"b"), l(b"own")])
+            .expect("a prefix");
+        bp.check_prefix_of(&[l(b"a"), l(b"b")])
+            .expect("all of them");
+        let err = bp
+            .check_prefix_of(&[l(b"b"), l(b"a"), l(b"own")])
+            .expect_err("another order");
+        assert!(err.to_string().contains("start"), "{err}");
+        assert!(bp.check_prefix_of(&[l(b"a")]).is_err());
     }
 
     #[test]

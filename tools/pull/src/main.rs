@@ -1,10 +1,12 @@
 //! kiln-pull: a base image from a registry as a shallow OCI layout (index,
 //! manifests and configs; the layers stay in the registry, listed in
-//! `kiln-source.json`), and `fetch-blobs` to complete such a layout.
+//! `kiln-source.json`), `fetch-blobs` to complete such a layout, and
+//! `base-packages` to read the Debian packages of its layers.
 //!
 //! Contract: `docs/internals.md`, "Registry".
 
 mod fetch;
+mod packages;
 mod pull;
 
 use std::path::PathBuf;
@@ -58,6 +60,18 @@ enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Writes the Debian packages (JSON, `kiln_oci::sbom::BasePackages`) of
+    /// one platform's image of a pulled layout, streaming the layers it
+    /// lacks from the registry: what the SBOMs of images on it list.
+    BasePackages {
+        #[arg(long)]
+        layout: PathBuf,
+        /// OS/ARCH[/VARIANT] of the image to read.
+        #[arg(long)]
+        platform: String,
+        #[arg(long)]
+        output: PathBuf,
+    },
     /// Writes an OCI layout of an image or index from the blob Files the
     /// build made (a blob-set spec, see kiln_oci::blob_set). With --fetch,
     /// the blobs of a pulled base that the layout lacks are downloaded.
@@ -105,6 +119,19 @@ fn main() -> ExitCode {
                 run(|client| fetch::fetch_blobs(client, layout, output, None)),
             )
         }
+        Some(Command::BasePackages {
+            layout,
+            platform,
+            output,
+        }) => (
+            layout.display().to_string(),
+            platform
+                .parse::<Platform>()
+                .map_err(|e| anyhow!("--platform: {e}"))
+                .and_then(|platform| {
+                    run(|client| packages::base_packages(client, layout, platform, output))
+                }),
+        ),
         Some(Command::Layout {
             spec,
             root,

@@ -67,10 +67,14 @@ suite_cache() {
     local bin cache_size payload
     bin=$(cd "$MONO_WS" && kbazel mono1 info bazel-bin 2>/dev/null)
     cache_size=$(du -sb --apparent-size "$CACHE_DIR" | cut -f1)
-    # Binaries plus unique blobs (layers, configs, manifests, indexes), by content.
-    payload=$(cd "$bin" && find -L build -type f \( -path '*_binary/*' -o -name '*-layer.tar.gz' -o -name '*.manifest.json' \
-        -o -name '*.index.json' -o -regex '.*/[a-z]+_\(amd64\|arm64\)\.json' \) -exec sha256sum {} + |
-        sort -u -k1,1 | while read -r _ f; do stat -L -c %s "$f"; done | awk '{ n += $1 } END { print n + 0 }')
+    # Binaries plus unique blobs (layers, configs, manifests, indexes), by content,
+    # plus the examples' Go build caches of the standard library (go_stdlib: one
+    # per architecture, outputs the binaries' actions start from).
+    payload=$(cd "$bin" && {
+        find -L build -type f \( -path '*_binary/*' -o -name '*-layer.tar.gz' -o -name '*.manifest.json' \
+            -o -name '*.index.json' -o -regex '.*/[a-z]+_\(amd64\|arm64\)\.json' \) -exec sha256sum {} +
+        find -L "$(cd -P "$bin/../.." && pwd)" -type f -path '*/build/util/*.gocache/*' -exec sha256sum {} +
+    } | sort -u -k1,1 | while read -r _ f; do stat -L -c %s "$f"; done | awk '{ n += $1 } END { print n + 0 }')
     if [ "$payload" -gt 0 ] && [ "$cache_size" -le $((payload * 11 / 10)) ]; then
         pass "cache: holds $cache_size bytes <= 1.1 x $payload (binaries + unique blobs)"
     else

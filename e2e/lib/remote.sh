@@ -78,8 +78,10 @@ server:
     insecure-mode: true
 # gRPC's limit of concurrent RPCs is this pool's size: Bazel's uploads
 # (thousands of small files: the Go SDK) and every action's Execute stream
-# need more than the default (5 per CPU).
-thread-pool-size: 400
+# need more than the default (5 per CPU); at 400 a cold build of the seven
+# services on a loaded machine still hit "Concurrent RPC limit exceeded", which
+# makes buildbox-worker exit.
+thread-pool-size: 2000
 connections:
   - !sql-connection &sql
     connection-string: $REMOTE_DB_URL

@@ -4,12 +4,15 @@
 # of a container_layer(files = glob(["data/**"])), against the plain
 # pipelines on the same files: GNU tar | gzip -6, pigz -6 and zstd -3 -T0 with
 # sha256sum of both streams, and the floor tar | sha256sum. One table per
-# run: median wall time of KILN_BENCH_RUNS runs (default 3), MB/s of file
+# run: median wall time of KILN_BENCH_RUNS runs (default 5), MB/s of file
 # bytes, ratio to GNU gzip, peak RSS (/usr/bin/time -v). `bazel build` is
 # timed twice: after one input file changed (the rebuild a developer gets:
 # analysis cached, the layer action runs again) and after `bazel clean`
 # (loading, analysis and toolchain resolution again). Then how much of a
 # `bazel build` of a 1 GiB image is Bazel's own work, from its --profile.
+# Every timed run starts after `sync`, so that no earlier run's blob is
+# written back during it, and every `bazel build` row has one untimed
+# warm-up build first.
 #
 #   bench/layer.sh [MIB]      default 1024 (../shared/bench/workload.py DIR MIB)
 #
@@ -77,7 +80,7 @@ kb build --repo_env=KILN_CARGO_TARGET_DIR="$CARGO_TARGET_DIR" //:layer //:layer_
     { tail -20 "$work/warm.log"; exit 1; }
 cat "$ws"/data/*/*/* >/dev/null  # the page cache holds the files, as for every row
 
-runs=${KILN_BENCH_RUNS:-3}
+runs=${KILN_BENCH_RUNS:-5}
 # median of the values on stdin (one a line)
 median() { sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 
@@ -88,6 +91,7 @@ measure() {
     local name=$1; shift
     local walls="" rss=0 i wall r
     for ((i = 0; i < runs; i++)); do
+        sync # the previous run's written blob is not flushed during this one
         /usr/bin/time -v -o "$work/time" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
         wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$work/time")
         r=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time")
@@ -104,7 +108,7 @@ measure() {
 # cache) by a copy with a different last line before every edited rebuild,
 # so the layer action runs again while Bazel's analysis stays cached: the
 # build a developer gets after changing a file.
-edited="$ws/data/$(cd "$ws/data" && find . -type f | sort | head -1)"
+edited="$ws/data/$(cd "$ws/data" && find . -type f | sort | sed -n 1p)"
 cp "$edited" "$work/edited.orig"
 edits=0
 edit_input() {
@@ -118,14 +122,17 @@ edit_input() {
 # repositories again).
 bazel_row() {
     local walls="" i s e
-    for ((i = 0; i < runs; i++)); do
+    # One untimed build first, as hyperfine's --warmup: the server's JIT has
+    # compiled the paths an edited rebuild takes, as in a developer's server.
+    for ((i = -1; i < runs; i++)); do
         if [ "$2" = clean ]; then kb clean >/dev/null 2>&1; else edit_input; fi
+        sync
         s=$(date +%s.%N)
         kb build --repo_env=KILN_CARGO_TARGET_DIR="$CARGO_TARGET_DIR" "$3" >"$work/b.log" 2>&1 || { tail -20 "$work/b.log"; exit 1; }
         e=$(date +%s.%N)
         grep -q '1 processwrapper-sandbox\|1 linux-sandbox\|1 local' "$work/b.log" ||
             { echo "bench: $3 did not run its layer action:"; tail -5 "$work/b.log"; exit 1; }
-        walls+="$(echo "$e - $s" | bc -l)"$'\n'
+        [ "$i" -ge 0 ] && walls+="$(echo "$e - $s" | bc -l)"$'\n'
     done
     rows+=("$1"$'\t'"$(printf '%s' "$walls" | median)"$'\t')
 }
@@ -159,6 +166,7 @@ echo "blob sizes (bytes): kiln gzip $(stat -c %s "$work/k.tar.gz"), GNU gzip -6 
 # file, once after `bazel clean`.
 profile_row() { # MODE
     if [ "$1" = clean ]; then kb clean >/dev/null 2>&1; else edit_input; fi
+    sync
     kb build --repo_env=KILN_CARGO_TARGET_DIR="$CARGO_TARGET_DIR" --profile="$work/profile.json" //:image >"$work/b.log" 2>&1 ||
         { tail -20 "$work/b.log"; exit 1; }
     python3 - "$work/profile.json" "$1" "$mib" <<'PY'

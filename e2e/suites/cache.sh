@@ -76,9 +76,9 @@ suite_cache() {
         find -L "$(cd -P "$bin/../.." && pwd)" -type f -path '*/build/util/*.gocache/*' -exec sha256sum {} +
     } | sort -u -k1,1 | while read -r _ f; do stat -L -c %s "$f"; done | awk '{ n += $1 } END { print n + 0 }')
     if [ "$payload" -gt 0 ] && [ "$cache_size" -le $((payload * 11 / 10)) ]; then
-        pass "cache: holds $cache_size bytes <= 1.1 x $payload (binaries + unique blobs)"
+        pass "cache: holds $cache_size bytes <= 1.1 x $payload (binaries + unique blobs + go_stdlib caches)"
     else
-        fail "cache: holds <= 1.1 x binaries + unique blobs" "cache $cache_size bytes, binaries + blobs $payload"
+        fail "cache: holds <= 1.1 x binaries + unique blobs + go_stdlib caches" "cache $cache_size bytes, binaries + blobs + go_stdlib caches $payload"
     fi
     local want
     want=$(mono_digests mono1)

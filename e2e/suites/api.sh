@@ -290,30 +290,6 @@ api_reuse() {
 # bytes), once per compression, read by readers we did not write: GNU gzip,
 # zstd, GNU tar, umoci (gzip) and skopeo (digests verified, Go's readers),
 # Docker (Go's gzip).
-api_big_layers_one_cpu() {
-    # A fresh Bazel server under `taskset -c 0`: kiln-layer then has one CPU
-    # and one compressing worker, where the first build had two.
-    local ob=basic-1cpu log="$KILN_WORK/basic-1cpu.log" pid bin kind ext
-    rm -rf "$KILN_WORK/ob-$ob"
-    if ! (cd e2e/basic && taskset -c 0 bazel --output_base="$KILN_WORK/ob-$ob" build \
-        --repo_env=KILN_CARGO_TARGET_DIR="$KILN_CARGO_TARGET_DIR" //api:big_gzip_layer //api:big_zstd_layer) >"$log" 2>&1; then
-        fail "big layers: build on one CPU (taskset -c 0)" "$(tail -20 "$log")"
-        return
-    fi
-    pid=$(cd e2e/basic && kbazel "$ob" info server_pid 2>/dev/null)
-    expect_eq "big layers: the one-CPU build's Bazel server runs on CPU 0 only" "0" \
-        "$(taskset -cp "$pid" 2>&1 | sed 's/.*: //')"
-    bin=$(cd e2e/basic && kbazel "$ob" info bazel-bin 2>/dev/null)/api
-    for kind in gzip zstd; do
-        ext=gz
-        [ "$kind" = zstd ] && ext=zst
-        check "big layer ($kind): one CPU (taskset -c 0) and two give the same blob" \
-            cmp "$API_BIN/big_${kind}_layer-layer.tar.$ext" "$bin/big_${kind}_layer-layer.tar.$ext"
-    done
-    (cd e2e/basic && kbazel "$ob" shutdown) >/dev/null 2>&1
-    rm -rf "$KILN_WORK/ob-$ob"
-}
-
 api_big_layers() {
     api_build "big layers" //api:big_gzip.tar //api:big_zstd.tar || return
     local size
@@ -356,4 +332,28 @@ api_big_layers() {
     expect_eq "big layer (zstd): docker load and docker run read the file" "$size" \
         "$(docker run --rm "$tag" /bin/sh -c '/bin/busybox wc -c < /big.bin' 2>&1)"
     docker rmi -f bazel/api:big_gzip bazel/api:big_zstd >/dev/null 2>&1 || true
+}
+
+api_big_layers_one_cpu() {
+    # A fresh Bazel server under `taskset -c 0`: kiln-layer then has one CPU
+    # and one compressing worker, where the first build had two.
+    local ob=basic-1cpu log="$KILN_WORK/basic-1cpu.log" pid bin kind ext
+    rm -rf "$KILN_WORK/ob-$ob"
+    # The subshell pins itself, so kbazel's client and the server it starts inherit CPU 0.
+    if ! (cd e2e/basic && taskset -cp 0 "$BASHPID" && kbazel "$ob" build //api:big_gzip_layer //api:big_zstd_layer) >"$log" 2>&1; then
+        fail "big layers: build on one CPU (taskset -c 0)" "$(tail -20 "$log")"
+        return
+    fi
+    pid=$(cd e2e/basic && kbazel "$ob" info server_pid 2>/dev/null)
+    expect_eq "big layers: the one-CPU build's Bazel server runs on CPU 0 only" "0" \
+        "$(taskset -cp "$pid" 2>&1 | sed 's/.*: //')"
+    bin=$(cd e2e/basic && kbazel "$ob" info bazel-bin 2>/dev/null)/api
+    for kind in gzip zstd; do
+        ext=gz
+        [ "$kind" = zstd ] && ext=zst
+        check "big layer ($kind): one CPU (taskset -c 0) and two give the same blob" \
+            cmp "$API_BIN/big_${kind}_layer-layer.tar.$ext" "$bin/big_${kind}_layer-layer.tar.$ext"
+    done
+    (cd e2e/basic && kbazel "$ob" shutdown) >/dev/null 2>&1
+    rm -rf "$KILN_WORK/ob-$ob"
 }

@@ -110,7 +110,7 @@ container_image(
     layers = [":layer"],
 )
 ''' % q(arch)]
-for i, c in enumerate(codes):
+for i, c in enumerate(codes, 1):
     build.append('''
 image_push(name = %s, image = ":one", repository = "localhost:1/kiln/names")
 

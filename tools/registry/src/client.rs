@@ -18,7 +18,7 @@ use tokio::sync::OnceCell;
 
 use crate::auth::{Challenge, TokenCache};
 use crate::credentials::{DockerConfig, Lookup, Secret};
-use crate::deadline::{Deadlines, SILENT_ATTEMPTS, UPLOAD_SETTLE_RATE};
+use crate::deadline::{Deadlines, SILENT_ATTEMPTS};
 use crate::error::{body_excerpt, host_of, is_silence, is_transient, send_error};
 use crate::origin::{check_target, same_origin};
 use crate::reference::{ImageRef, RepoRef, Target};
@@ -161,11 +161,17 @@ pub struct ClientOptions {
 }
 
 impl Client {
+    /// A client with the deadlines of the environment
+    /// ([`Deadlines::from_env`]).
     pub fn new(options: ClientOptions) -> anyhow::Result<Client> {
+        Self::with_deadlines(options, Deadlines::from_env()?)
+    }
+
+    /// A client with the given deadlines.
+    pub fn with_deadlines(options: ClientOptions, deadlines: Deadlines) -> anyhow::Result<Client> {
         // reqwest is built without a default TLS provider (see Cargo.toml):
         // install ring once. An Err only means one is installed already.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let deadlines = Deadlines::from_env()?;
         let builder = || {
             reqwest::Client::builder()
                 .user_agent(options.user_agent.clone())
@@ -454,8 +460,8 @@ impl Client {
     ///
     /// With `upload` (the activity of a streamed body), the request is sent
     /// without a read timeout and fails as a silence when its body has not
-    /// moved, nor waited for its source, for the silence deadline (plus a
-    /// second per [`UPLOAD_SETTLE_RATE`] bytes of `size`); its whole
+    /// moved, nor waited for its source, for
+    /// [`Deadlines::upload_silence`]; its whole
     /// deadline has the silence deadline added, so that a source with the
     /// same deadlines reports its own slowness first.
     #[allow(clippy::too_many_arguments)]
@@ -492,8 +498,7 @@ impl Client {
         let sent = match upload {
             None => sent.await,
             Some(activity) => {
-                let silence = self.deadlines.answer
-                    + Duration::from_secs(size.unwrap_or(0) / UPLOAD_SETTLE_RATE);
+                let silence = self.deadlines.upload_silence(size.unwrap_or(0));
                 tokio::select! {
                     sent = sent => sent,
                     () = activity.silent_for(silence) => {

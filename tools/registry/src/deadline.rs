@@ -37,6 +37,10 @@ pub const MIN_BLOB_RATE: u64 = 1 << 20;
 /// answer per this many bytes (it hashes the blob and may move it).
 pub const UPLOAD_SETTLE_RATE: u64 = 32 << 20;
 
+/// What the kernel's socket buffers (ours and the peer's) may hold of an
+/// upload that the client counts as sent.
+pub const SOCKET_BUFFERS: u64 = 8 << 20;
+
 /// A request that got silence (no connection, or no byte within the
 /// silence deadline) this many times is not tried again: with the default
 /// deadlines a registry that accepts connections and never answers fails
@@ -80,6 +84,19 @@ impl Deadlines {
     /// [`MIN_BLOB_RATE`] bytes.
     pub fn transfer(&self, size: Option<u64>) -> Duration {
         self.transfer + Duration::from_secs(size.unwrap_or(0) / MIN_BLOB_RATE)
+    }
+
+    /// How long a streamed upload may go without its body being read (nor
+    /// waiting for its source) before it is a silence: the silence
+    /// deadline, plus the time the socket buffers may take to drain at
+    /// [`MIN_BLOB_RATE`] (what was handed over last may still be on its
+    /// way; at most [`SOCKET_BUFFERS`]), plus a second per
+    /// [`UPLOAD_SETTLE_RATE`] bytes for the registry to store the blob.
+    pub fn upload_silence(&self, size: u64) -> Duration {
+        let buffered = size.min(SOCKET_BUFFERS) as f64 / MIN_BLOB_RATE as f64;
+        self.answer
+            + Duration::from_secs_f64(buffered)
+            + Duration::from_secs(size / UPLOAD_SETTLE_RATE)
     }
 
     /// What a request started now waits for, to explain a timeout.

@@ -408,11 +408,11 @@ impl Client {
                 .await?;
             if let Sent::Broken(e, true) = sent {
                 silent += 1;
-                if silent >= SILENT_ATTEMPTS {
+                failed += 1;
+                if silent >= SILENT_ATTEMPTS || failed >= self.retry.attempts {
                     return Err(e.context(format!("gave up after {silent} silent tries")));
                 }
-                let wait = self.retry.next_delay(failed + 1, None);
-                failed += 1;
+                let wait = self.retry.next_delay(failed, None);
                 self.note_retry(&method, url, &format!("{e:#}"), failed, wait);
                 tokio::time::sleep(wait).await;
                 continue;
@@ -1069,6 +1069,7 @@ impl Client {
     {
         let what = || at(dest, &format!("uploading blob {digest}"));
         let mut failed = 0;
+        let mut silent = 0;
         loop {
             if failed > 0 && self.blob_exists(dest, digest).await.with_context(what)? {
                 return Ok(());
@@ -1137,7 +1138,10 @@ impl Client {
                     let _ = self.cancel_upload(dest, &session).await;
                     return Err(e).with_context(what);
                 }
-                Ok(Sent::Broken(e, _)) => (None, format!("{e:#}"), e),
+                Ok(Sent::Broken(e, was_silent)) => {
+                    silent += u32::from(was_silent);
+                    (None, format!("{e:#}"), e)
+                }
                 Err(e) => {
                     let _ = self.cancel_upload(dest, &session).await;
                     return Err(e).with_context(what);
@@ -1146,6 +1150,10 @@ impl Client {
             // Best effort: the registry lets an abandoned session expire.
             let _ = self.cancel_upload(dest, &session).await;
             failed += 1;
+            if silent >= SILENT_ATTEMPTS {
+                return Err(last.context(format!("gave up after {silent} silent tries")))
+                    .with_context(what);
+            }
             if failed >= self.retry.attempts {
                 return Err(last.context(format!("gave up after {failed} tries")))
                     .with_context(what);

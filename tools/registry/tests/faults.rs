@@ -286,3 +286,50 @@ async fn a_drip_feeding_remote_cache_is_named_not_the_registry() {
     );
     assert!(!err.contains("/blobs/uploads/"), "{err}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_registry_silent_after_an_upload_fails_after_three_silences() {
+    let registry = Proxy::start("127.0.0.1:1", |r: &Request| match r.method.as_str() {
+        "POST" => Action::Respond {
+            status: 202,
+            headers: vec![("Location".into(), "/v2/kiln/app/blobs/uploads/s1".into())],
+            body: vec![],
+        },
+        "PUT" => Action::Silent,
+        "DELETE" => Action::Respond {
+            status: 204,
+            headers: vec![],
+            body: vec![],
+        },
+        _ => Action::Respond {
+            status: 404,
+            headers: vec![],
+            body: vec![],
+        },
+    });
+    let blob = vec![7u8; 4096];
+    let digest = sha256_bytes(&blob);
+    let c = client(DockerConfig::empty(), short());
+    let started = Instant::now();
+    let err = message(
+        c.push_blob_bytes(&repo(&registry.addr, "kiln/app"), &digest, &blob)
+            .await
+            .unwrap_err(),
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "{err}");
+    assert!(
+        err.contains(&format!(
+            "gave up after {SILENT_ATTEMPTS} silent tries: {} neither read more of the upload \
+             nor answered for 1 s (PUT http://{}/v2/kiln/app/blobs/uploads/s1; \
+             KILN_REGISTRY_ANSWER_TIMEOUT sets this deadline in seconds)",
+            registry.addr, registry.addr
+        )),
+        "{err}"
+    );
+    let puts = registry
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .count();
+    assert_eq!(puts, SILENT_ATTEMPTS as usize);
+}

@@ -334,17 +334,6 @@ impl Client {
         scopes: &[String],
         request: RequestBuilder,
     ) -> anyhow::Result<RequestBuilder> {
-        // Checked before use, naming where it came from: a line break
-        // would fail every request with "failed to parse header value".
-        if let Some(Secret::IdentityToken { token }) = state.lookup.credentials().map(|c| &c.secret)
-        {
-            if let Some(why) = crate::credentials::unsendable(token) {
-                bail!(
-                    "the identity token ({}) contains {why}",
-                    state.lookup.describe()
-                );
-            }
-        }
         Ok(match self.challenge(repo, state).await? {
             Challenge::None => request,
             Challenge::Basic => match state.lookup.credentials().map(|c| &c.secret) {

@@ -333,3 +333,28 @@ async fn a_registry_silent_after_an_upload_fails_after_three_silences() {
         .count();
     assert_eq!(puts, SILENT_ATTEMPTS as usize);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_slow_first_byte_is_waited_for_up_to_the_silence_deadline() {
+    let late = |after| {
+        Proxy::start("127.0.0.1:1", move |_| Action::Late {
+            after,
+            status: 200,
+            body: b"{}".to_vec(),
+        })
+    };
+    let c = client(DockerConfig::empty(), short());
+    // Under the 1 s silence deadline: answered.
+    let in_time = late(Duration::from_millis(300));
+    c.ping(&repo(&in_time.addr, "kiln/app")).await.unwrap();
+    // Past it: a silence, tried 3 times, naming the host.
+    let too_late = late(Duration::from_secs(3));
+    let err = message(c.ping(&repo(&too_late.addr, "kiln/app")).await.unwrap_err());
+    assert!(
+        err.contains(&format!(
+            "gave up after {SILENT_ATTEMPTS} silent tries: {} sent nothing for 1 s",
+            too_late.addr
+        )),
+        "{err}"
+    );
+}

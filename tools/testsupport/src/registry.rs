@@ -360,6 +360,12 @@ pub enum Action {
         body: Vec<u8>,
         pause: Duration,
     },
+    /// Answers itself after `after` (a slow first byte).
+    Late {
+        after: Duration,
+        status: u16,
+        body: Vec<u8>,
+    },
     /// Never answers, holding the connection until the client closes it
     /// (a server that accepted and went silent).
     Silent,
@@ -545,6 +551,19 @@ fn serve(
                 conn.write_all(&[byte])?;
                 conn.flush()?;
             }
+        }
+        Action::Late {
+            after,
+            status,
+            body,
+        } => {
+            std::thread::sleep(after);
+            let head = format!(
+                "HTTP/1.1 {status} Kiln-Test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            conn.write_all(head.as_bytes())?;
+            conn.write_all(&body)?;
         }
         Action::Silent => {
             // Returns when the client closes the connection.

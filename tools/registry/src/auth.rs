@@ -10,6 +10,7 @@ use reqwest::header::{HeaderMap, WWW_AUTHENTICATE};
 use serde::Deserialize;
 
 use crate::credentials::{Lookup, Secret};
+use crate::deadline::Deadlines;
 use crate::error::{body_excerpt, read_capped, send_error};
 
 /// Client id sent with OAuth2 requests, as Docker sends `docker`.
@@ -181,7 +182,8 @@ impl TokenCache {
     /// - no credentials: the same GET, anonymous.
     ///
     /// The caller has checked that `realm` may be contacted (see
-    /// `origin::check_target`); the request must be done by `deadline`.
+    /// `origin::check_target`) and gives an `http` client that does not
+    /// follow a redirect to another origin when there are credentials.
     #[allow(clippy::too_many_arguments)]
     pub async fn token(
         &self,
@@ -191,8 +193,9 @@ impl TokenCache {
         service: Option<&str>,
         scopes: &[String],
         lookup: &Lookup,
-        deadline: Duration,
+        deadlines: &Deadlines,
     ) -> anyhow::Result<String> {
+        let waits = deadlines.waits(None);
         let key = scopes.join(" ");
         if let Some(t) = self.get(&key) {
             return Ok(t);
@@ -237,10 +240,10 @@ impl TokenCache {
             )
         };
         let response = request
-            .timeout(deadline)
+            .timeout(waits.total)
             .send()
             .await
-            .map_err(|e| send_error(e, realm, deadline))
+            .map_err(|e| send_error(e, realm, &waits))
             .with_context(what)?;
         let status = response.status();
         if !status.is_success() {
@@ -258,7 +261,7 @@ impl TokenCache {
             MAX_TOKEN_ANSWER,
             "the token answer",
             realm,
-            deadline,
+            &waits,
         )
         .await
         .with_context(what)?;
@@ -271,6 +274,22 @@ impl TokenCache {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| anyhow!("the token service's answer has no token"))
             .with_context(what)?;
+        // Checked here, where the token's origin is known, rather than
+        // failing every request with "failed to parse header value".
+        if let Some(why) = crate::credentials::unsendable(&token) {
+            return Err(anyhow!(
+                "the token service's answer holds a token with {why}, which cannot be sent \
+                 in an Authorization header"
+            ))
+            .with_context(what);
+        }
+        if reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).is_err() {
+            return Err(anyhow!(
+                "the token service's answer holds a token with characters that cannot be \
+                 sent in an Authorization header (only visible ASCII can)"
+            ))
+            .with_context(what);
+        }
         let lifetime = parsed
             .expires_in
             .map(Duration::from_secs)

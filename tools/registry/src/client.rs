@@ -5,7 +5,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
@@ -18,7 +18,8 @@ use tokio::sync::OnceCell;
 
 use crate::auth::{Challenge, TokenCache};
 use crate::credentials::{DockerConfig, Lookup, Secret};
-use crate::error::{body_excerpt, is_transient, send_error};
+use crate::deadline::{Deadlines, SILENT_ATTEMPTS};
+use crate::error::{body_excerpt, host_of, is_silence, is_transient, send_error};
 use crate::origin::{check_target, same_origin};
 use crate::reference::{ImageRef, RepoRef, Target};
 use crate::retry::{retry_after, transient_status, RetryPolicy};
@@ -30,19 +31,6 @@ pub const MAX_MANIFEST_SIZE: u64 = 8 << 20;
 
 /// Uploads from files read the file in pieces this big.
 const READ_CHUNK: usize = 256 * 1024;
-
-/// The environment variable that sets the base deadline of every request,
-/// in seconds.
-pub const TIMEOUT_VARIABLE: &str = "KILN_REGISTRY_TIMEOUT";
-
-/// The base deadline of a request when [`TIMEOUT_VARIABLE`] is not set:
-/// the whole request (connecting, sending, the answer's last byte) must be
-/// done by then.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Blob transfers get one more second per this many bytes on top of the
-/// base deadline: a registry slower than 1 MiB/s fails a blob transfer.
-pub const MIN_BLOB_RATE: u64 = 1 << 20;
 
 /// The manifest media types asked for, most specific first.
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
@@ -83,10 +71,19 @@ struct RegistryState {
 /// Talks to any number of registries. Cheap to share (`&Client` is enough
 /// for every operation, concurrently).
 pub struct Client {
+    /// Every request but the two below: its read timeout is the silence
+    /// deadline (reqwest counts it from the request's start to the answer's
+    /// head, then between reads of the body).
     http: reqwest::Client,
+    /// Streamed uploads, without a read timeout (it would count the time
+    /// spent sending): [`Client::send_once`] watches their silence.
+    upload_http: reqwest::Client,
+    /// Token requests carrying credentials: follows no redirect to another
+    /// origin, so that an identity token, a password or Basic credentials
+    /// reach the token service's own origin only.
+    token_http: reqwest::Client,
     config: DockerConfig,
-    /// The base deadline of each request.
-    timeout: Duration,
+    deadlines: Deadlines,
     registries: Mutex<HashMap<String, Arc<RegistryState>>>,
     retry: RetryPolicy,
     notify: Option<RetryNotify>,
@@ -103,8 +100,56 @@ enum Sent {
     /// An HTTP answer, of any status.
     Answer(Response),
     /// No (complete) answer, for a reason worth another try: the error
-    /// that says so.
-    Broken(anyhow::Error),
+    /// that says so, and whether it was a silence (see
+    /// [`SILENT_ATTEMPTS`]).
+    Broken(anyhow::Error, bool),
+}
+
+/// When the body of a streamed upload last moved, and whether it is
+/// waiting for its source (then a stall is the source's to report, not
+/// the registry's).
+struct Activity {
+    last: Mutex<Instant>,
+    waiting_on_source: std::sync::atomic::AtomicBool,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            last: Mutex::new(Instant::now()),
+            waiting_on_source: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// `body`, noting on `activity` each time it is read.
+    fn watch(activity: &Arc<Activity>, mut body: BlobStream) -> BlobStream {
+        let activity = activity.clone();
+        Box::pin(futures_util::stream::poll_fn(move |cx| {
+            let next = body.as_mut().poll_next(cx);
+            let pending = next.is_pending();
+            activity.waiting_on_source.store(pending, Ordering::Relaxed);
+            if !pending {
+                *activity.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            }
+            next
+        }))
+    }
+
+    /// Returns once the body has neither been read nor waited for its
+    /// source for `silence` (the registry stopped reading, or has all of it
+    /// and does not answer).
+    async fn silent_for(&self, silence: Duration) {
+        loop {
+            let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
+            let due = last + silence;
+            let now = Instant::now();
+            if now >= due && !self.waiting_on_source.load(Ordering::Relaxed) {
+                return;
+            }
+            let wait = if now < due { due - now } else { silence / 4 };
+            tokio::time::sleep(wait.max(Duration::from_millis(50))).await;
+        }
+    }
 }
 
 /// Options for [`Client::new`].
@@ -116,18 +161,26 @@ pub struct ClientOptions {
 }
 
 impl Client {
+    /// A client with the deadlines of the environment
+    /// ([`Deadlines::from_env`]).
     pub fn new(options: ClientOptions) -> anyhow::Result<Client> {
+        Self::with_deadlines(options, Deadlines::from_env()?)
+    }
+
+    /// A client with the given deadlines.
+    pub fn with_deadlines(options: ClientOptions, deadlines: Deadlines) -> anyhow::Result<Client> {
         // reqwest is built without a default TLS provider (see Cargo.toml):
         // install ring once. An Err only means one is installed already.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let timeout = timeout_from_env()?;
-        let http = reqwest::Client::builder()
-            .user_agent(options.user_agent)
-            .connect_timeout(Duration::from_secs(30).min(timeout))
-            .read_timeout(timeout)
-            // reqwest drops Authorization on a redirect to another host or
-            // port; a redirect from https to http is refused outright.
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(options.user_agent.clone())
+                .connect_timeout(deadlines.connect)
+        };
+        // reqwest drops Authorization on a redirect to another host or
+        // port; a redirect from https to http is refused outright.
+        let redirects = || {
+            reqwest::redirect::Policy::custom(|attempt| {
                 let downgrade = attempt.url().scheme() == "http"
                     && attempt.previous().iter().any(|u| u.scheme() == "https");
                 if downgrade {
@@ -140,13 +193,41 @@ impl Client {
                 } else {
                     attempt.follow()
                 }
+            })
+        };
+        let http = builder()
+            .read_timeout(deadlines.answer)
+            .redirect(redirects())
+            .build()
+            .context("creating the HTTP client")?;
+        let upload_http = builder()
+            .redirect(redirects())
+            .build()
+            .context("creating the HTTP client")?;
+        let token_http = builder()
+            .read_timeout(deadlines.answer)
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let first = attempt.previous().first().cloned();
+                match first {
+                    Some(from) if !same_origin(&from, attempt.url()) => {
+                        let to = attempt.url().clone();
+                        attempt.error(format!(
+                            "refusing the token service's redirect from {from} to {to}: \
+                             credentials go to the token service's own origin only"
+                        ))
+                    }
+                    _ if attempt.previous().len() > 10 => attempt.error("more than 10 redirects"),
+                    _ => attempt.follow(),
+                }
             }))
             .build()
             .context("creating the HTTP client")?;
         Ok(Client {
             http,
+            upload_http,
+            token_http,
             config: options.docker_config,
-            timeout,
+            deadlines,
             registries: Mutex::new(HashMap::new()),
             retry: RetryPolicy::from_env()?,
             notify: None,
@@ -178,19 +259,26 @@ impl Client {
             .challenge
             .get_or_try_init(|| async {
                 let url = format!("{}/v2/", repo.registry_url());
-                let deadline = self.deadline(None);
                 let mut failed = 0;
+                let mut silent = 0;
                 let response = loop {
-                    let (wait, why) = match self.http.get(&url).timeout(deadline).send().await {
+                    let waits = self.deadlines.waits(None);
+                    let sent = self.http.get(&url).timeout(waits.total).send().await;
+                    let (wait, why) = match sent {
                         Ok(r) if transient_status(r.status()) => (
                             retry_after(r.headers(), SystemTime::now()),
                             format!("HTTP {}", r.status()),
                         ),
                         Ok(r) => break r,
-                        Err(e) if is_transient(&e) && failed + 1 < self.retry.attempts => {
-                            (None, format!("{:#}", send_error(e, &url, deadline)))
+                        Err(e) if is_silence(&e, &waits) && silent + 1 >= SILENT_ATTEMPTS => {
+                            return Err(send_error(e, &url, &waits)
+                                .context(format!("gave up after {} silent tries", silent + 1)));
                         }
-                        Err(e) => return Err(send_error(e, &url, deadline)),
+                        Err(e) if is_transient(&e) && failed + 1 < self.retry.attempts => {
+                            silent += u32::from(is_silence(&e, &waits));
+                            (None, format!("{:#}", send_error(e, &url, &waits)))
+                        }
+                        Err(e) => return Err(send_error(e, &url, &waits)),
                     };
                     failed += 1;
                     if failed >= self.retry.attempts {
@@ -259,16 +347,21 @@ impl Client {
                     format!("the registry's token service (realm) {realm:?} is not a URL")
                 })?;
                 check_target(&registry_url(repo)?, &realm_url, "token service (realm)")?;
+                let http = if state.lookup.credentials().is_some() {
+                    &self.token_http
+                } else {
+                    &self.http
+                };
                 let token = state
                     .tokens
                     .token(
-                        &self.http,
+                        http,
                         &repo.registry,
                         &realm,
                         service.as_deref(),
                         scopes,
                         &state.lookup,
-                        self.deadline(None),
+                        &self.deadlines,
                     )
                     .await?;
                 request.bearer_auth(token)
@@ -276,11 +369,9 @@ impl Client {
         })
     }
 
-    /// The overall deadline of a request moving `size` bytes of a blob
-    /// (`None`: anything else): the base deadline plus a second per
-    /// [`MIN_BLOB_RATE`] bytes.
-    fn deadline(&self, size: Option<u64>) -> Duration {
-        self.timeout + Duration::from_secs(size.unwrap_or(0) / MIN_BLOB_RATE)
+    /// The deadlines in force.
+    pub fn deadlines(&self) -> &Deadlines {
+        &self.deadlines
     }
 
     /// Sends a request to `url` for `repo`'s registry, within its deadline
@@ -299,10 +390,22 @@ impl Client {
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> anyhow::Result<Response> {
         let mut failed = 0;
+        let mut silent = 0;
         loop {
             let sent = self
-                .send_once(repo, scopes, method.clone(), url, size, &build)
+                .send_once(repo, scopes, method.clone(), url, size, None, &build)
                 .await?;
+            if let Sent::Broken(e, true) = sent {
+                silent += 1;
+                failed += 1;
+                if silent >= SILENT_ATTEMPTS || failed >= self.retry.attempts {
+                    return Err(e.context(format!("gave up after {silent} silent tries")));
+                }
+                let wait = self.retry.next_delay(failed, None);
+                self.note_retry(&method, url, &format!("{e:#}"), failed, wait);
+                tokio::time::sleep(wait).await;
+                continue;
+            }
             let (wait, why, last) = match sent {
                 Sent::Answer(r) if transient_status(r.status()) => {
                     let after = retry_after(r.headers(), SystemTime::now());
@@ -310,7 +413,7 @@ impl Client {
                     (after, why, Ok(r))
                 }
                 Sent::Answer(r) => return Ok(r),
-                Sent::Broken(e) => (None, format!("{e:#}"), Err(e)),
+                Sent::Broken(e, _) => (None, format!("{e:#}"), Err(e)),
             };
             failed += 1;
             if failed >= self.retry.attempts {
@@ -343,6 +446,14 @@ impl Client {
     /// gets nothing beyond what its URL carries); a URL the registry may
     /// not send us to (an https-to-http downgrade, plain http to a host
     /// that is not loopback) is refused.
+    ///
+    /// With `upload` (the activity of a streamed body), the request is sent
+    /// without a read timeout and fails as a silence when its body has not
+    /// moved, nor waited for its source, for
+    /// [`Deadlines::upload_silence`]; its whole
+    /// deadline has the silence deadline added, so that a source with the
+    /// same deadlines reports its own slowness first.
+    #[allow(clippy::too_many_arguments)]
     async fn send_once(
         &self,
         repo: &RepoRef,
@@ -350,24 +461,58 @@ impl Client {
         method: Method,
         url: &str,
         size: Option<u64>,
+        upload: Option<&Activity>,
         build: impl FnOnce(RequestBuilder) -> RequestBuilder,
     ) -> anyhow::Result<Sent> {
         let registry = registry_url(repo)?;
         let target = Url::parse(url).with_context(|| format!("{url:?} is not a URL"))?;
         check_target(&registry, &target, "URL")?;
-        let deadline = self.deadline(size);
+        let mut waits = self.deadlines.waits(size);
+        let http = match upload {
+            Some(_) => {
+                waits.total += self.deadlines.answer;
+                &self.upload_http
+            }
+            None => &self.http,
+        };
         let own_origin = same_origin(&registry, &target);
-        let request = self.http.request(method, target).timeout(deadline);
+        let request = http.request(method.clone(), target).timeout(waits.total);
         let request = if own_origin {
             let state = self.state(&repo.registry);
             self.authorize(repo, &state, scopes, request).await?
         } else {
             request
         };
-        match build(request).send().await {
+        let sent = build(request).send();
+        let sent = match upload {
+            None => sent.await,
+            Some(activity) => {
+                let silence = self.deadlines.upload_silence(size.unwrap_or(0));
+                tokio::select! {
+                    sent = sent => sent,
+                    () = activity.silent_for(silence) => {
+                        let host = host_of(url);
+                        let path = url.split('?').next().unwrap_or(url);
+                        return Ok(Sent::Broken(
+                            anyhow!(
+                                "{host} neither read more of the upload nor answered for {} s \
+                                 ({method} {path}; {} sets this deadline in seconds)",
+                                silence.as_secs(),
+                                crate::deadline::ANSWER_TIMEOUT_VARIABLE
+                            ),
+                            true,
+                        ));
+                    }
+                }
+            }
+        };
+        match sent {
             Ok(r) => Ok(Sent::Answer(r)),
-            Err(e) if is_transient(&e) => Ok(Sent::Broken(send_error(e, url, deadline))),
-            Err(e) => Err(send_error(e, url, deadline)),
+            Err(e) if is_transient(&e) => {
+                let silent = is_silence(&e, &waits);
+                Ok(Sent::Broken(send_error(e, url, &waits), silent))
+            }
+            Err(e) => Err(send_error(e, url, &waits)),
         }
     }
 
@@ -471,12 +616,12 @@ impl Client {
             // the API.
             return Ok(None);
         }
-        let deadline = self.deadline(None);
+        let waits = self.deadlines.waits(None);
         let mut bytes = Vec::new();
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| send_error(e, &url, deadline))
+            .map_err(|e| send_error(e, &url, &waits))
             .with_context(what)?
         {
             bytes.extend_from_slice(&chunk);
@@ -511,7 +656,7 @@ impl Client {
         if let Some(n) = response.content_length().filter(|n| *n > MAX_MANIFEST_SIZE) {
             bail!("the registry announces a {n}-byte manifest; manifests are limited to {MAX_MANIFEST_SIZE} bytes");
         }
-        let deadline = self.deadline(None);
+        let waits = self.deadlines.waits(None);
         let header_digest = header_str(response.headers(), "docker-content-digest");
         let content_type = header_str(response.headers(), CONTENT_TYPE.as_str())
             .map(|t| t.split(';').next().unwrap_or_default().trim().to_string());
@@ -519,7 +664,7 @@ impl Client {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| send_error(e, &url, deadline))?
+            .map_err(|e| send_error(e, &url, &waits))?
         {
             bytes.extend_from_slice(&chunk);
             if bytes.len() as u64 > MAX_MANIFEST_SIZE {
@@ -612,12 +757,12 @@ impl Client {
             return Err(self.status_error(repo, response).await);
         }
         check_content_length(&response, digest, size)?;
-        let deadline = self.deadline(size);
+        let waits = self.deadlines.waits(size);
         let mut verifier = Verifier::new(digest, size);
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| send_error(e, &url, deadline))?
+            .map_err(|e| send_error(e, &url, &waits))?
         {
             verifier.update(&chunk).map_err(|m| anyhow!(m))?;
             writer.write_all(&chunk).await.context("writing the blob")?;
@@ -783,9 +928,17 @@ impl Client {
             check_content_length(&source, digest, Some(size)).with_context(fetching)?;
             // The source named in the reason the upload is aborted for.
             let named = fetching();
-            let stream = verified_stream(source.bytes_stream(), digest, size).map(move |r| {
-                r.map_err(|e| std::io::Error::new(e.kind(), format!("{named}: {e}")))
-            });
+            let waits = self.deadlines.waits(Some(size));
+            let describe = move |e| {
+                format!(
+                    "reading the blob from its source failed: {:#}",
+                    send_error(e, &source_url, &waits)
+                )
+            };
+            let stream =
+                verified_stream(source.bytes_stream(), digest, size, describe).map(move |r| {
+                    r.map_err(|e| std::io::Error::new(e.kind(), format!("{named}: {e}")))
+                });
             Ok(Box::pin(stream) as BlobStream)
         })
         .await
@@ -905,6 +1058,7 @@ impl Client {
     {
         let what = || at(dest, &format!("uploading blob {digest}"));
         let mut failed = 0;
+        let mut silent = 0;
         loop {
             if failed > 0 && self.blob_exists(dest, digest).await.with_context(what)? {
                 return Ok(());
@@ -932,6 +1086,8 @@ impl Client {
                 }
                 chunk
             });
+            let activity = Arc::new(Activity::new());
+            let watched = Activity::watch(&activity, Box::pin(counted));
             let result = self
                 .send_once(
                     dest,
@@ -939,10 +1095,11 @@ impl Client {
                     Method::PUT,
                     put.as_str(),
                     Some(size),
+                    Some(&activity),
                     |r| {
                         r.header(CONTENT_TYPE, "application/octet-stream")
                             .header(CONTENT_LENGTH, size)
-                            .body(reqwest::Body::wrap_stream(counted))
+                            .body(reqwest::Body::wrap_stream(watched))
                     },
                 )
                 .await;
@@ -953,7 +1110,9 @@ impl Client {
                     let _ = self.cancel_upload(dest, &session).await;
                     return Err(anyhow!(why)).with_context(what);
                 }
-                (Ok(Sent::Broken(_)) | Err(_), Some((_, why))) => Ok(Sent::Broken(anyhow!(why))),
+                (Ok(Sent::Broken(..)) | Err(_), Some((_, why))) => {
+                    Ok(Sent::Broken(anyhow!(why), false))
+                }
                 (result, _) => result,
             };
             let (wait, why, last) = match result {
@@ -968,7 +1127,10 @@ impl Client {
                     let _ = self.cancel_upload(dest, &session).await;
                     return Err(e).with_context(what);
                 }
-                Ok(Sent::Broken(e)) => (None, format!("{e:#}"), e),
+                Ok(Sent::Broken(e, was_silent)) => {
+                    silent += u32::from(was_silent);
+                    (None, format!("{e:#}"), e)
+                }
                 Err(e) => {
                     let _ = self.cancel_upload(dest, &session).await;
                     return Err(e).with_context(what);
@@ -977,6 +1139,10 @@ impl Client {
             // Best effort: the registry lets an abandoned session expire.
             let _ = self.cancel_upload(dest, &session).await;
             failed += 1;
+            if silent >= SILENT_ATTEMPTS {
+                return Err(last.context(format!("gave up after {silent} silent tries")))
+                    .with_context(what);
+            }
             if failed >= self.retry.attempts {
                 return Err(last.context(format!("gave up after {failed} tries")))
                     .with_context(what);
@@ -1047,18 +1213,6 @@ fn at(repo: &RepoRef, what: &str) -> String {
 fn registry_url(repo: &RepoRef) -> anyhow::Result<Url> {
     let url = repo.registry_url();
     Url::parse(&url).with_context(|| format!("the registry URL {url:?} is not a URL"))
-}
-
-/// The base deadline: [`TIMEOUT_VARIABLE`] seconds, else [`DEFAULT_TIMEOUT`].
-fn timeout_from_env() -> anyhow::Result<Duration> {
-    match std::env::var(TIMEOUT_VARIABLE) {
-        Err(_) => Ok(DEFAULT_TIMEOUT),
-        Ok(v) if v.trim().is_empty() => Ok(DEFAULT_TIMEOUT),
-        Ok(v) => match v.trim().parse::<u64>() {
-            Ok(s) if s > 0 => Ok(Duration::from_secs(s)),
-            _ => bail!("{TIMEOUT_VARIABLE}={v:?} is not a positive number of seconds"),
-        },
-    }
 }
 
 fn pull_scope(repo: &RepoRef) -> Vec<String> {
@@ -1137,34 +1291,36 @@ pub(crate) fn verified_stream(
     inner: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
     digest: &Digest,
     size: u64,
+    describe: impl Fn(reqwest::Error) -> String + Send + Sync + 'static,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    let describe = Arc::new(describe);
     let verifier = Some(Verifier::new(digest, Some(size)));
     let state = (Box::pin(inner), verifier);
-    futures_util::stream::unfold(state, move |(mut inner, verifier)| async move {
-        let mut verifier = verifier?;
-        let corrupt = |why: &dyn std::fmt::Display| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string())
-        };
-        match inner.next().await {
-            Some(Ok(chunk)) => match verifier.update(&chunk) {
-                // The last piece is only passed on once the whole is
-                // verified: a body that got all its Content-Length bytes
-                // would be complete, and the upload committed.
-                Ok(()) if verifier.count() == size => match verifier.finish() {
-                    Ok(_) => Some((Ok(chunk), (inner, None))),
+    futures_util::stream::unfold(state, move |(mut inner, verifier)| {
+        let describe = describe.clone();
+        async move {
+            let mut verifier = verifier?;
+            let corrupt = |why: &dyn std::fmt::Display| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string())
+            };
+            match inner.next().await {
+                Some(Ok(chunk)) => match verifier.update(&chunk) {
+                    // The last piece is only passed on once the whole is
+                    // verified: a body that got all its Content-Length bytes
+                    // would be complete, and the upload committed.
+                    Ok(()) if verifier.count() == size => match verifier.finish() {
+                        Ok(_) => Some((Ok(chunk), (inner, None))),
+                        Err(why) => Some((Err(corrupt(&why)), (inner, None))),
+                    },
+                    Ok(()) => Some((Ok(chunk), (inner, Some(verifier)))),
                     Err(why) => Some((Err(corrupt(&why)), (inner, None))),
                 },
-                Ok(()) => Some((Ok(chunk), (inner, Some(verifier)))),
-                Err(why) => Some((Err(corrupt(&why)), (inner, None))),
-            },
-            Some(Err(e)) => {
-                let why = format!("reading the blob from its source failed: {e}");
-                Some((Err(std::io::Error::other(why)), (inner, None)))
+                Some(Err(e)) => Some((Err(std::io::Error::other(describe(e))), (inner, None))),
+                None => match verifier.finish() {
+                    Ok(_) => None,
+                    Err(why) => Some((Err(corrupt(&why)), (inner, None))),
+                },
             }
-            None => match verifier.finish() {
-                Ok(_) => None,
-                Err(why) => Some((Err(corrupt(&why)), (inner, None))),
-            },
         }
     })
 }
@@ -1195,12 +1351,16 @@ mod tests {
                 Ok(Bytes::from_static(b"def")),
             ])
         };
-        let out: Vec<_> = verified_stream(chunks(), &good, 6).collect().await;
+        let out: Vec<_> = verified_stream(chunks(), &good, 6, |e| e.to_string())
+            .collect()
+            .await;
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|r| r.is_ok()));
 
         let other = sha256_bytes(b"abcdeF");
-        let out: Vec<_> = verified_stream(chunks(), &other, 6).collect().await;
+        let out: Vec<_> = verified_stream(chunks(), &other, 6, |e| e.to_string())
+            .collect()
+            .await;
         // The last piece is withheld: the error takes its place.
         assert_eq!(out.len(), 2);
         let e = out[1].as_ref().unwrap_err();
@@ -1209,7 +1369,9 @@ mod tests {
         assert!(e.to_string().contains("corrupt"), "{e}");
 
         // Too short: the error comes after the last piece.
-        let out: Vec<_> = verified_stream(chunks(), &good, 7).collect().await;
+        let out: Vec<_> = verified_stream(chunks(), &good, 7, |e| e.to_string())
+            .collect()
+            .await;
         assert_eq!(out.len(), 3);
         let e = out[2].as_ref().unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);

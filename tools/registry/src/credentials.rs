@@ -226,7 +226,7 @@ impl DockerConfig {
             .or(file.creds_store.as_deref().map(|h| (h, "credsStore")));
         if let Some((helper, key)) = helper.filter(|(h, _)| !h.is_empty()) {
             let source = format!("credential helper docker-credential-{helper} ({key} in {path})");
-            match run_helper(helper, server) {
+            match run_helper(helper, server).and_then(checked) {
                 Ok(Some(secret)) => return Lookup::Found(Credentials { secret, source }),
                 Ok(None) => notes.push(format!("{source} has none for {server}")),
                 Err(e) => notes.push(format!("{source} failed: {e:#}")),
@@ -235,7 +235,7 @@ impl DockerConfig {
 
         if let Some((key, entry)) = find_key(&file.auths, registry) {
             let source = format!("auths[{key:?}] in {path}");
-            match entry_secret(entry) {
+            match entry_secret(entry).and_then(checked) {
                 Ok(Some(secret)) => return Lookup::Found(Credentials { secret, source }),
                 Ok(None) => {}
                 Err(e) => notes.push(format!("{source}: {e:#}")),
@@ -286,6 +286,39 @@ fn find_key<'a, V>(map: &'a BTreeMap<String, V>, registry: &str) -> Option<(&'a 
         .map(|(k, v)| (k.as_str(), v))
 }
 
+/// `secret`, when every part of it can be sent: a line break or another
+/// control character in a user name, password or token is refused naming
+/// the part (never its value), so the lookup says which credential of
+/// which source is unusable instead of a request failing later with
+/// "failed to parse header value".
+fn checked(secret: Option<Secret>) -> anyhow::Result<Option<Secret>> {
+    let parts: Vec<(&str, &str)> = match &secret {
+        Some(Secret::Basic { username, password }) => {
+            vec![("user name", username), ("password", password)]
+        }
+        Some(Secret::IdentityToken { token }) => vec![("identity token", token)],
+        None => vec![],
+    };
+    for (what, value) in parts {
+        if let Some(why) = unsendable(value) {
+            bail!("the {what} contains {why}, which cannot be sent: not used");
+        }
+    }
+    Ok(secret)
+}
+
+/// What makes `value` unfit for an HTTP header or form: a line break (CR
+/// or LF) or another control character.
+pub(crate) fn unsendable(value: &str) -> Option<&'static str> {
+    if value.contains(['\r', '\n']) {
+        Some("a line break (CR or LF)")
+    } else if value.chars().any(char::is_control) {
+        Some("a control character")
+    } else {
+        None
+    }
+}
+
 fn entry_secret(entry: &AuthEntry) -> anyhow::Result<Option<Secret>> {
     if let Some(token) = entry.identitytoken.as_deref().filter(|t| !t.is_empty()) {
         return Ok(Some(Secret::IdentityToken {
@@ -315,9 +348,19 @@ fn entry_secret(entry: &AuthEntry) -> anyhow::Result<Option<Secret>> {
     }
 }
 
-/// How long a credential helper may take: one that waits for a desktop
-/// prompt nobody answers (or hangs) would otherwise stall a release forever.
+/// How long a credential helper may take, its whole answer read: one that
+/// waits for a desktop prompt nobody answers (or hangs) would otherwise
+/// stall a release forever.
 pub const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A helper's stdout and stderr are read up to this much each (an answer
+/// is a few hundred bytes); more ends the helper and fails the lookup.
+pub const HELPER_OUTPUT_LIMIT: usize = 64 << 10;
+
+/// How long the output pipes may stay open once the helper has exited
+/// (something it started in the background may hold them forever): then
+/// its process group is ended and what was read is its answer.
+const HELPER_EXIT_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs `docker-credential-<helper> get` with `server` on stdin. `Ok(None)`
 /// when the helper has no credentials for it.
@@ -329,88 +372,171 @@ fn run_helper(helper: &str, server: &str) -> anyhow::Result<Option<Secret>> {
     )
 }
 
-/// [`run_helper`] of the helper program `program`, stopping (SIGKILL) it
-/// when it has not exited after `timeout`.
+/// Ends every process of the process group `group` (the helper's own: it
+/// is started as its leader).
+fn kill_group(group: u32) {
+    if let Ok(pgid) = libc::pid_t::try_from(group) {
+        // SAFETY: kill(2) with a negative pid signals a process group; it
+        // takes no pointers.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// What a pipe of the helper gave: its bytes, and whether it went on past
+/// [`HELPER_OUTPUT_LIMIT`] (the rest is never read).
+struct PipeOutput {
+    bytes: Vec<u8>,
+    over: bool,
+}
+
+/// [`run_helper`] of the helper program `program`. The helper runs in a
+/// process group of its own; `timeout` covers its exit and the reading of
+/// its answer, and when it passes (or an output goes past
+/// [`HELPER_OUTPUT_LIMIT`]) the whole group is ended with SIGKILL.
 fn run_helper_within(
     program: &str,
     server: &str,
     timeout: Duration,
 ) -> anyhow::Result<Option<Secret>> {
+    use std::os::unix::process::CommandExt;
+    use std::sync::mpsc;
+
+    let started = Instant::now();
     let mut child = Command::new(program)
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .with_context(|| format!("cannot run {program} (is it on PATH?)"))?;
+    let group = child.id();
     if let Some(mut stdin) = child.stdin.take() {
         // A helper that exits without reading gives EPIPE: its exit status
-        // and output tell more, so the write error is not reported.
+        // and output tell more, so the write error is not reported. A host
+        // name fits a pipe's buffer, so this does not block.
         let _ = stdin.write_all(server.as_bytes());
     }
-    // The output is read on threads so that a helper filling a pipe cannot
-    // block its own exit; the process is waited for here, with the deadline.
-    let read = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut bytes);
-            }
-            bytes
-        })
-    };
-    let stdout = read(
+    // Read on threads, each up to the limit, so that neither a helper
+    // filling a pipe nor one whose background child keeps a pipe open can
+    // hold this thread past the deadline.
+    let (sender, received) = mpsc::channel::<(usize, PipeOutput)>();
+    let pipes: [Option<Box<dyn Read + Send>>; 2] = [
         child
             .stdout
             .take()
             .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let stderr = read(
         child
             .stderr
             .take()
             .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child
-            .try_wait()
-            .with_context(|| format!("waiting for {program}"))?
+    ];
+    for (i, pipe) in pipes.into_iter().enumerate() {
+        let sender = sender.clone();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(pipe) = pipe {
+                let _ = pipe
+                    .take(HELPER_OUTPUT_LIMIT as u64 + 1)
+                    .read_to_end(&mut bytes);
+            }
+            let over = bytes.len() > HELPER_OUTPUT_LIMIT;
+            bytes.truncate(HELPER_OUTPUT_LIMIT);
+            let _ = sender.send((i, PipeOutput { bytes, over }));
+        });
+    }
+    drop(sender);
+    let names = ["stdout", "stderr"];
+    let mut outputs: [Option<PipeOutput>; 2] = [None, None];
+    let mut exited: Option<(std::process::ExitStatus, Instant)> = None;
+    let stop = |child: &mut std::process::Child| {
+        kill_group(group);
+        let _ = child.kill();
+        let _ = child.wait();
+    };
+    loop {
+        if exited.is_none() {
+            if let Some(status) = child
+                .try_wait()
+                .with_context(|| format!("waiting for {program}"))?
+            {
+                exited = Some((status, Instant::now()));
+            }
+        }
+        if let Some(i) = outputs
+            .iter()
+            .position(|o| o.as_ref().is_some_and(|o| o.over))
         {
-            break status;
+            stop(&mut child);
+            bail!(
+                "{program} get printed more than {} KiB on {} and was stopped (a credential \
+                 helper's answer is a few hundred bytes)",
+                HELPER_OUTPUT_LIMIT >> 10,
+                names[i]
+            );
+        }
+        let all_read = outputs.iter().all(Option::is_some);
+        match exited {
+            Some(_) if all_read => break,
+            Some((_, at)) if at.elapsed() >= HELPER_EXIT_GRACE || started.elapsed() >= timeout => {
+                // Something the helper started holds its output open: end
+                // it, and take what the helper itself printed.
+                kill_group(group);
+                break;
+            }
+            _ => {}
         }
         if started.elapsed() >= timeout {
-            let _ = child.kill();
-            let _ = child.wait();
+            stop(&mut child);
             bail!(
                 "{program} get did not answer within {} s and was stopped",
                 timeout.as_secs_f64()
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = std::process::Output {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    };
-    if !out.status.success() {
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        if let Ok((i, output)) = received.recv_timeout(Duration::from_millis(20)) {
+            outputs[i] = Some(output);
+        }
+    }
+    // Pipes still being read when the group was ended close now.
+    let wait_until = Instant::now() + Duration::from_millis(200);
+    while outputs.iter().any(Option::is_none) {
+        let left = wait_until.saturating_duration_since(Instant::now());
+        match received.recv_timeout(left) {
+            Ok((i, output)) => outputs[i] = Some(output),
+            Err(_) => break,
+        }
+    }
+    let [stdout, stderr] = outputs.map(|o| o.map(|o| o.bytes).unwrap_or_default());
+    let status = exited.map(|(s, _)| s).context("the helper's exit status")?;
+    if !status.success() {
+        let stdout_text = String::from_utf8_lossy(&stdout);
+        let stderr_text = String::from_utf8_lossy(&stderr);
         // The helpers' protocol: this message means "nothing stored".
-        if stdout.contains("credentials not found") || stderr.contains("credentials not found") {
+        if stdout_text.contains("credentials not found")
+            || stderr_text.contains("credentials not found")
+        {
             return Ok(None);
         }
-        // Helpers print error messages, not secrets, when they fail.
-        let msg = [stdout.trim(), stderr.trim()]
+        // A helper may print its answer and still fail: its Secret is
+        // redacted wherever it shows, and so is anything that looks like
+        // a credential.
+        let secret = serde_json::from_slice::<HelperOutput>(&stdout)
+            .map(|o| o.secret)
+            .unwrap_or_default();
+        let msg = [stdout_text.trim(), stderr_text.trim()]
             .iter()
             .filter(|s| !s.is_empty())
-            .copied()
+            .map(|s| {
+                let line = s.split_whitespace().collect::<Vec<_>>().join(" ");
+                crate::error::redact(&line, &[secret.as_str()])
+            })
             .collect::<Vec<_>>()
             .join("; ");
-        bail!("{program} get exited with {}: {msg}", out.status);
+        bail!("{program} get exited with {status}: {msg}");
     }
-    let parsed: HelperOutput = serde_json::from_slice(&out.stdout).map_err(|_| {
+    let parsed: HelperOutput = serde_json::from_slice(&stdout).map_err(|_| {
         // serde's message could quote part of the output, i.e. the secret.
         anyhow::anyhow!("{program} get printed something that is not its JSON answer")
     })?;
@@ -500,6 +626,7 @@ mod tests {
 
     #[test]
     fn a_hanging_helper_is_stopped_and_named() {
+        let _scripts = scripts();
         let dir = tempfile::tempdir().unwrap();
         let helper = dir.path().join("docker-credential-hangs");
         std::fs::write(&helper, "#!/bin/sh\nexec sleep 60\n").unwrap();
@@ -536,6 +663,179 @@ mod tests {
         )
         .unwrap();
         assert_eq!(got, Some(basic("u", "s")));
+    }
+
+    /// Held by every test that writes and runs a script: a script being
+    /// written while another test forks would be "Text file busy".
+    static SCRIPTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn scripts() -> std::sync::MutexGuard<'static, ()> {
+        SCRIPTS.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes an executable helper script `docker-credential-NAME` in `dir`.
+    fn helper_script(dir: &Path, name: &str, body: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let helper = dir.join(format!("docker-credential-{name}"));
+        std::fs::write(&helper, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        helper.to_str().unwrap().to_string()
+    }
+
+    /// Whether process `pid` is gone (or a zombie), waiting up to 10 s for
+    /// the kernel to deliver a SIGKILL.
+    fn process_ends(pid: &str) -> bool {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Err(_) => return true,
+                Ok(stat)
+                    if stat
+                        .rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .starts_with('Z') =>
+                {
+                    return true
+                }
+                Ok(_) if Instant::now() >= until => return false,
+                Ok(_) => std::thread::yield_now(),
+            }
+        }
+    }
+
+    #[test]
+    fn a_helper_whose_background_child_keeps_its_output_open_is_bounded() {
+        let _scripts = scripts();
+        let dir = tempfile::tempdir().unwrap();
+        // Answers, then exits leaving a child on its stdout: the answer is
+        // taken once the grace after its exit is over.
+        let answers = helper_script(
+            dir.path(),
+            "daemon",
+            "( sleep 200 ) &\necho '{\"Username\":\"u\",\"Secret\":\"s\"}'",
+        );
+        let started = Instant::now();
+        let got = run_helper_within(&answers, "r.example", Duration::from_secs(1)).unwrap();
+        assert_eq!(got, Some(basic("u", "s")));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+
+        // Never exits, with a background child: both are ended at the limit.
+        let pid_file = dir.path().join("child.pid");
+        let hangs = helper_script(
+            dir.path(),
+            "hangs-with-child",
+            &format!(
+                "( sleep 200 ) &\necho $! > {}\nexec sleep 200",
+                pid_file.display()
+            ),
+        );
+        let started = Instant::now();
+        let err = run_helper_within(&hangs, "r.example", Duration::from_secs(1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            err.contains("did not answer within 1 s and was stopped"),
+            "{err}"
+        );
+        let child = std::fs::read_to_string(&pid_file).unwrap();
+        assert!(
+            process_ends(child.trim()),
+            "the background child {child} still runs"
+        );
+    }
+
+    #[test]
+    fn a_helper_printing_without_end_is_stopped_at_the_output_limit() {
+        let _scripts = scripts();
+        let dir = tempfile::tempdir().unwrap();
+        let floods = helper_script(dir.path(), "floods", "head -c 1073741824 /dev/zero");
+        let started = Instant::now();
+        let err = run_helper_within(&floods, "r.example", Duration::from_secs(30))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("printed more than 64 KiB on stdout and was stopped"),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_failing_helper_never_shows_its_secret() {
+        let _scripts = scripts();
+        let dir = tempfile::tempdir().unwrap();
+        let fails = helper_script(
+            dir.path(),
+            "fails",
+            "echo '{\"ServerURL\":\"r.example\",\"Username\":\"u\",\"Secret\":\"hunter2-helper-secret\"}'\n\
+             echo 'could not store hunter2-helper-secret for r.example' >&2\nexit 1",
+        );
+        let err = run_helper_within(&fails, "r.example", Duration::from_secs(10))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("get exited with exit status: 1"), "{err}");
+        assert!(err.contains("[redacted]"), "{err}");
+        assert!(err.contains("could not store"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn credentials_with_line_breaks_are_refused_naming_their_source() {
+        let _scripts = scripts();
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(
+            dir.path(),
+            r#"{"auths": {
+                "token.example": {"identitytoken": "abc\r\ndef"},
+                "basic.example": {"username": "u", "password": "pw\n"}
+            }}"#,
+        );
+        let token = c.lookup("token.example");
+        assert!(token.credentials().is_none());
+        let said = token.describe();
+        assert!(
+            said.contains("auths[\"token.example\"] in ",)
+                && said.contains(
+                    ": the identity token contains a line break (CR or LF), which cannot be sent"
+                ),
+            "{said}"
+        );
+        assert!(!said.contains("abc"), "{said}");
+        let said = c.lookup("basic.example").describe();
+        assert!(
+            said.contains("the password contains a line break"),
+            "{said}"
+        );
+
+        // A helper's answer is checked the same way (lookup: checked).
+        let helper = helper_script(
+            dir.path(),
+            "crlf",
+            "cat <<'JSON'\n{\"Username\":\"<token>\",\"Secret\":\"a\\r\\nb\"}\nJSON",
+        );
+        let err = run_helper_within(&helper, "r.example", Duration::from_secs(10))
+            .and_then(checked)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the identity token contains a line break"),
+            "{err}"
+        );
     }
 
     #[test]

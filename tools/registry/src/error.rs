@@ -3,7 +3,8 @@
 //! credentials out of quoted bodies.
 
 use std::error::Error as _;
-use std::time::Duration;
+
+use crate::deadline::{Waits, ANSWER_TIMEOUT_VARIABLE, CONNECT_TIMEOUT_VARIABLE, TIMEOUT_VARIABLE};
 
 use anyhow::{anyhow, bail};
 
@@ -14,10 +15,10 @@ pub(crate) const BODY_EXCERPT: usize = 2048;
 const REDACTED: &str = "[redacted]";
 
 /// A request that got no (complete) HTTP answer: says whether the registry
-/// could not be reached, was too slow, broke off or speaks plain HTTP where
-/// HTTPS was expected, naming `url`. `deadline` is the request's overall
-/// deadline, quoted when it passed.
-pub(crate) fn send_error(e: reqwest::Error, url: &str, deadline: Duration) -> anyhow::Error {
+/// could not be reached, stayed silent, was too slow, broke off or speaks
+/// plain HTTP where HTTPS was expected, naming `url` and, for a deadline
+/// that passed, the deadline and the variable that sets it.
+pub(crate) fn send_error(e: reqwest::Error, url: &str, waits: &Waits) -> anyhow::Error {
     // reqwest's own message repeats the URL; its sources say why.
     let mut causes = Vec::new();
     let mut source = e.source();
@@ -28,6 +29,8 @@ pub(crate) fn send_error(e: reqwest::Error, url: &str, deadline: Duration) -> an
     let plain_http = causes
         .iter()
         .any(|c| c.contains("InvalidContentType") || c.contains("invalid HTTP version"));
+    let host = host_of(url);
+    let d = &waits.deadlines;
     let what = if plain_http && url.starts_with("https://") {
         // rustls reads an HTTP answer as a corrupt TLS record.
         return anyhow!(
@@ -35,11 +38,23 @@ pub(crate) fn send_error(e: reqwest::Error, url: &str, deadline: Duration) -> an
              registries may (localhost, 127.0.0.1, [::1] are spoken to over plain HTTP, \
              every other registry over HTTPS)"
         );
+    } else if e.is_timeout() && e.is_connect() {
+        return anyhow!(
+            "could not connect to {host} within {} s, for {url} ({CONNECT_TIMEOUT_VARIABLE} \
+             sets this deadline in seconds)",
+            d.connect.as_secs()
+        );
+    } else if e.is_timeout() && !waits.total_passed() {
+        return anyhow!(
+            "{host} sent nothing for {} s while the answer to {url} was awaited \
+             ({ANSWER_TIMEOUT_VARIABLE} sets this deadline in seconds)",
+            d.answer.as_secs()
+        );
     } else if e.is_timeout() {
         format!(
-            "no complete answer from {url} within the deadline of {} s (KILN_REGISTRY_TIMEOUT \
+            "no complete answer from {url} within the deadline of {} s ({TIMEOUT_VARIABLE} \
              sets the base deadline in seconds)",
-            deadline.as_secs()
+            waits.total.as_secs()
         )
     } else if e.is_connect() {
         format!("cannot reach the registry at {url}")
@@ -53,6 +68,25 @@ pub(crate) fn send_error(e: reqwest::Error, url: &str, deadline: Duration) -> an
     } else {
         anyhow!("{what}: {}", causes.join(": "))
     }
+}
+
+/// Whether `e` is a silence: no connection within the connect deadline, or
+/// no byte within the silence deadline (not the whole deadline passing).
+pub(crate) fn is_silence(e: &reqwest::Error, waits: &Waits) -> bool {
+    e.is_timeout() && (e.is_connect() || !waits.total_passed())
+}
+
+/// `host[:port]` of `url`, for messages.
+pub(crate) fn host_of(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_string(),
+            })
+        })
+        .unwrap_or_else(|| url.to_string())
 }
 
 /// Whether a request that got no (complete) answer is worth another try:
@@ -100,11 +134,11 @@ pub(crate) async fn read_capped(
     limit: usize,
     what: &str,
     url: &str,
-    deadline: Duration,
+    waits: &Waits,
 ) -> anyhow::Result<Vec<u8>> {
     let (bytes, more) = read_up_to(response, limit)
         .await
-        .map_err(|e| send_error(e, url, deadline))?;
+        .map_err(|e| send_error(e, url, waits))?;
     if more {
         bail!("{what} from {url} is larger than {limit} bytes");
     }

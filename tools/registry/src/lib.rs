@@ -20,6 +20,7 @@ mod auth;
 pub mod cas;
 mod client;
 pub mod credentials;
+pub mod deadline;
 mod error;
 mod origin;
 pub mod retry;
@@ -27,11 +28,9 @@ pub mod source;
 
 pub use auth::Challenge;
 pub use auth::MAX_TOKEN_ANSWER;
-pub use client::{
-    BlobStream, Client, ClientOptions, Manifest, Transfer, DEFAULT_TIMEOUT, MAX_MANIFEST_SIZE,
-    MIN_BLOB_RATE, TIMEOUT_VARIABLE,
-};
+pub use client::{BlobStream, Client, ClientOptions, Manifest, Transfer, MAX_MANIFEST_SIZE};
 pub use credentials::{Credentials, DockerConfig, Lookup, Secret};
+pub use deadline::{Deadlines, DEFAULT_TIMEOUT, MIN_BLOB_RATE, TIMEOUT_VARIABLE};
 // The reference grammar is kiln_oci's, re-exported for the tools.
 pub use kiln_oci::reference;
 pub use kiln_oci::reference::{ImageRef, NameError, RepoRef, Target, DOCKER_HUB_REGISTRY};

@@ -352,12 +352,32 @@ pub enum Action {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     },
+    /// Answers itself, slowly: the head at once, then the body one byte
+    /// every `pause` (a server that drip-feeds).
+    Drip {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        pause: Duration,
+    },
+    /// Answers itself after `after` (a slow first byte).
+    Late {
+        after: Duration,
+        status: u16,
+        body: Vec<u8>,
+    },
+    /// Never answers, holding the connection until the client closes it
+    /// (a server that accepted and went silent).
+    Silent,
 }
 
 type Handler = dyn Fn(&Request) -> Action + Send + Sync;
 
 /// A one-request-per-connection HTTP/1.1 proxy in front of a registry,
 /// on its own loopback port; stopped on drop. Every request is recorded.
+/// Faults it can play: [`Action`] (corrupt, cut, drip-feed, silence,
+/// answers of its own, e.g. redirects and token services) and a slow
+/// reader of request bodies ([`Proxy::start_paced`]).
 pub struct Proxy {
     pub addr: String,
     pub requests: Arc<Mutex<Vec<Request>>>,
@@ -367,6 +387,17 @@ pub struct Proxy {
 impl Proxy {
     pub fn start(
         upstream: &str,
+        handler: impl Fn(&Request) -> Action + Send + Sync + 'static,
+    ) -> Proxy {
+        Self::start_paced(upstream, None, handler)
+    }
+
+    /// [`Proxy::start`] reading request bodies slowly: `(bytes, pause)`
+    /// reads at most `bytes` at a time with `pause` between reads (a
+    /// registry on a slow link that still makes progress).
+    pub fn start_paced(
+        upstream: &str,
+        pace: Option<(usize, Duration)>,
         handler: impl Fn(&Request) -> Action + Send + Sync + 'static,
     ) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
@@ -386,7 +417,7 @@ impl Proxy {
                     let (handler, upstream, requests) =
                         (handler.clone(), upstream.clone(), requests.clone());
                     std::thread::spawn(move || {
-                        let _ = serve(conn, &upstream, &*handler, &requests);
+                        let _ = serve(conn, &upstream, pace, &*handler, &requests);
                     });
                 }
             });
@@ -445,6 +476,7 @@ fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<Head>> {
 fn serve(
     conn: TcpStream,
     upstream: &str,
+    pace: Option<(usize, Duration)>,
     handler: &Handler,
     requests: &Mutex<Vec<Request>>,
 ) -> std::io::Result<()> {
@@ -461,7 +493,18 @@ fn serve(
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
     let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
+    match pace {
+        None => reader.read_exact(&mut body)?,
+        Some((bytes, pause)) => {
+            let mut at = 0;
+            while at < length {
+                let end = (at + bytes.max(1)).min(length);
+                reader.read_exact(&mut body[at..end])?;
+                at = end;
+                std::thread::sleep(pause);
+            }
+        }
+    }
     let request = Request {
         method,
         target,
@@ -486,6 +529,47 @@ fn serve(
             ));
             conn.write_all(out.as_bytes())?;
             conn.write_all(&body)?;
+        }
+        Action::Drip {
+            status,
+            headers,
+            body,
+            pause,
+        } => {
+            let mut out = format!("HTTP/1.1 {status} Kiln-Test\r\n");
+            for (k, v) in headers {
+                out.push_str(&format!("{k}: {v}\r\n"));
+            }
+            out.push_str(&format!(
+                "Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            ));
+            conn.write_all(out.as_bytes())?;
+            for byte in body {
+                std::thread::sleep(pause);
+                // The client gave up: stop.
+                conn.write_all(&[byte])?;
+                conn.flush()?;
+            }
+        }
+        Action::Late {
+            after,
+            status,
+            body,
+        } => {
+            std::thread::sleep(after);
+            let head = format!(
+                "HTTP/1.1 {status} Kiln-Test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            conn.write_all(head.as_bytes())?;
+            conn.write_all(&body)?;
+        }
+        Action::Silent => {
+            // Returns when the client closes the connection.
+            let mut rest = Vec::new();
+            let _ = reader.read_to_end(&mut rest);
+            return Ok(());
         }
         action @ (Action::Forward { .. } | Action::ForwardCut) => {
             let mut up = TcpStream::connect(upstream)?;

@@ -2,6 +2,7 @@
 that exposes one package (its .deb and the control data for dpkg's status)."""
 
 load(":providers.bzl", "KilnDebInfo")
+load(":utils.bzl", "shell_quote")
 
 _LOCK_FIELDS = ["name", "version", "architecture", "sha256", "urls"]
 
@@ -182,11 +183,10 @@ def _kiln_debs_repo_impl(rctx):
 
     archs = sorted({parse_spec(s)[1]: True for s in rctx.attr.packages if parse_spec(s)[1]}.keys())
     rctx.template("update.sh", rctx.attr._update_script, substitutions = {
-        "@@ARCHS@@": " ".join(archs),
-        "@@LOCK@@": rctx.attr.lock_path,
-        "@@PACKAGES@@": " ".join(rctx.attr.packages),
-        "@@SOURCES@@": "|".join(rctx.attr.sources),
-        "@@WHERE@@": where,
+        "@@ARCHS@@": shell_quote(" ".join(archs)),
+        "@@LOCK@@": shell_quote(rctx.attr.lock_path),
+        "@@PACKAGES@@": shell_quote(" ".join(rctx.attr.packages)),
+        "@@SOURCES@@": shell_quote("|".join(rctx.attr.sources)),
     }, executable = True)
     build.append("""# `bazel run @{name}//:update`: re-pins `packages` from apt's index into the lock.
 sh_binary(

@@ -6,7 +6,7 @@ load(":layer.bzl", "LAYER_ATTRS", "build_layer", "layer_entries", "layer_mtime")
 load(":providers.bzl", "KilnImageInfo", "KilnLayerInfo", "KilnLayoutInfo")
 load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
 load(":toolchain.bzl", "RUN_TOOL_ATTRS", "TOOLCHAIN_TYPES", "kiln_tool", "run_tool")
-load(":utils.bzl", "CPU_CONSTRAINT_ATTRS", "check_config_values", "check_port", "display_label", "env_name_error", "expand_make_variables", "platform_key", "platform_string", "target_platform")
+load(":utils.bzl", "CPU_CONSTRAINT_ATTRS", "check_config_values", "check_port", "display_label", "env_name_error", "expand_make_variables", "launcher_runfiles", "platform_key", "platform_string", "target_platform")
 
 TARBALL_FORMATS = ["legacy", "compressed"]
 
@@ -537,7 +537,7 @@ def image_implementation(
         DefaultInfo(
             files = depset([manifest, output_digest]),
             executable = loader,
-            runfiles = ctx.runfiles(files = run_files + [run_tool(ctx, "load")]),
+            runfiles = launcher_runfiles(ctx, run_files + [run_tool(ctx, "load")]),
         ),
         info,
         layout_info,

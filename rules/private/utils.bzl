@@ -37,23 +37,56 @@ def workspace_relative_path(file):
         return short.split("/", 2)[2]
     return short
 
-def rlocation_path(ctx, file):
-    """The runfiles-relative path of `file` (as `rlocation` expects it).
+# Launchers (`bazel run`, image_test) find every File they name under this
+# runfiles directory, at its exec path: `_kiln_inputs/bazel-out/<config>/bin/...`.
+# The short path is not unique: an image_index builds one target once per
+# platform, and only the configuration's output directory tells the builds apart.
+RUNFILES_INPUTS = "_kiln_inputs"
+
+def input_runfiles_path(file):
+    """The runfiles-relative path a launcher names `file` by (see launcher_runfiles).
+
+    Args:
+      file: a File.
+
+    Returns:
+      `_kiln_inputs/<exec path>`.
+    """
+    return RUNFILES_INPUTS + "/" + file.path
+
+def launcher_runfiles(ctx, files):
+    """Runfiles holding each of `files` at its input_runfiles_path.
 
     Args:
       ctx: rule context.
-      file: a File in the runfiles.
+      files: list of Files.
 
     Returns:
-      `<repo>/<path>`.
+      A runfiles object.
     """
-    short = file.short_path
-    if short.startswith("../"):
-        return short[3:]
-    return ctx.workspace_name + "/" + short
+    return ctx.runfiles(root_symlinks = {input_runfiles_path(f): f for f in files})
 
 def shell_quote(s):
+    """`s` as one single-quoted shell word: nothing in it is expanded.
+
+    Args:
+      s: the string.
+
+    Returns:
+      The quoted word.
+    """
     return "'" + s.replace("'", "'\\''") + "'"
+
+def shell_comment(s):
+    """`s` made safe for the rest of a `#` comment line: no line breaks.
+
+    Args:
+      s: the string.
+
+    Returns:
+      `s` with CR and LF written as `\\r` and `\\n`.
+    """
+    return s.replace("\r", "\\r").replace("\n", "\\n")
 
 # Bazel CPU constraint -> OCI (architecture, variant).
 OCI_ARCHITECTURES = {

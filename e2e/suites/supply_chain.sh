@@ -48,6 +48,54 @@ sc_verify() {
     sc_cosign verify --key "$1" --insecure-ignore-tlog=true --allow-http-registry --allow-insecure-registry "$2"
 }
 
+# sc_go_without_module_info: a Go binary linked as rules_go links it (go tool
+# compile + go tool link, no go command, so it records no module and no
+# import path) in a container_image of a scratch workspace; its SBOM names
+# the binary's package without an empty name or purl, and pyspdxtools
+# validates it.
+sc_go_without_module_info() {
+    local ws="$SC_DIR/nomod" spdx=${KILN_SPDX_VENV:-/opt/kiln-spdx}/bin/pyspdxtools sbom out
+    mkdir -p "$ws/src"
+    printf 'package main\n\nfunc main() { println("no module") }\n' >"$ws/src/main.go"
+    # shellcheck disable=SC2016
+    if ! sc_chroot sh -c 'cd "$1" && export GOCACHE="$1/gocache" GOTOOLCHAIN=local GOFLAGS= CGO_ENABLED=0 &&
+        go list -export -deps -f "{{if .Export}}packagefile {{.ImportPath}}={{.Export}}{{end}}" runtime >importcfg &&
+        go tool compile -p main -importcfg importcfg -o main.a main.go &&
+        go tool link -importcfg importcfg -buildmode=exe -o ../svc main.a' sh "$ws/src" >"$ws/go.log" 2>&1; then
+        fail "sbom: a Go binary linked without the go command" "$(tail -5 "$ws/go.log")"
+        return
+    fi
+    if sc_chroot go version -m "$ws/svc" 2>&1 | grep -qE '^\s(path|mod)\s'; then
+        fail "sbom: the fixture binary records no module" "$(sc_chroot go version -m "$ws/svc" 2>&1)"
+        return
+    fi
+    printf '%s\n' 'module(name = "kiln_e2e_go_without_module_info")' '' \
+        'bazel_dep(name = "rules_kiln")' '' 'local_path_override(' '    module_name = "rules_kiln",' \
+        "    path = \"$KILN_ROOT\"," ')' >"$ws/MODULE.bazel"
+    printf '%s\n' 'load("@rules_kiln//rules:defs.bzl", "container_image")' '' 'container_image(' \
+        '    name = "nomod",' '    architecture = "amd64",' '    entrypoint = ["/svc"],' \
+        '    files = ["svc"],' ')' >"$ws/BUILD.bazel"
+    if ! (cd "$ws" && kbazel sc-nomod build --output_groups=+sbom //:nomod) >"$ws/build.log" 2>&1; then
+        fail "sbom: an image of a Go binary without module information builds" "$(tail -10 "$ws/build.log")"
+        return
+    fi
+    sbom="$(cd "$ws" && kbazel sc-nomod info bazel-bin 2>/dev/null)/nomod.spdx.json"
+    expect_eq "sbom: a Go binary without module information is a package named by its path in the image, with no purl" \
+        "/svc none" "$(jq -r '.packages[] | select(.SPDXID | endswith("-main")) | "\(.name) \(.externalRefs // "none")"' "$sbom" 2>&1)"
+    expect_eq "sbom: every purl has a type and a non-empty name (no pkg:golang/@...)" "" \
+        "$(jq -r '.packages[].externalRefs[]? | .referenceLocator | select(test("^pkg:[a-z][a-z0-9.+-]*/([^/@?#]+/)*[^/@?#]+(@[^@?#/]+)?([?#].*)?$") | not)' "$sbom" 2>&1)"
+    if [ -x "$spdx" ]; then
+        if out=$("$spdx" -i "$sbom" 2>&1) && ! grep -qi "invalid\|error" <<<"$out"; then
+            pass "sbom: pyspdxtools validates the SBOM of a Go binary without module information"
+        else
+            fail "sbom: pyspdxtools validates the SBOM of a Go binary without module information" "$out"
+        fi
+    else
+        skip "sbom: pyspdxtools validates the SBOM of a Go binary without module information" "no $spdx"
+    fi
+    (cd "$ws" && kbazel sc-nomod shutdown) >/dev/null 2>&1
+}
+
 suite_supply_chain() {
     source e2e/suites/examples.sh
     ensure_examples_built || { fail "supply_chain: examples build"; return; }
@@ -104,6 +152,7 @@ suite_supply_chain() {
     else
         skip "sbom: the Go version" "no go on PATH"
     fi
+    sc_go_without_module_info
 
     # The same bytes elsewhere: the action's command again, by hand, in
     # another time zone, locale and umask.

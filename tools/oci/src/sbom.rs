@@ -365,20 +365,95 @@ fn image_package(id: &str, name: &str, digest: &Digest) -> Value {
     })
 }
 
-fn go_module_package(id: String, path: &str, version: &str, comment: Option<String>) -> Value {
+/// A Go module (or main package) as an SPDX package. `version` is `None`
+/// when the binary records none; `purl` false when there is no module or
+/// package path to name (a purl needs a non-empty name).
+fn go_module_package(
+    id: String,
+    path: &str,
+    version: Option<&str>,
+    purl: bool,
+    comment: Option<String>,
+) -> Value {
     let mut p = json!({
         "SPDXID": id,
         "name": path,
-        "versionInfo": version,
         "downloadLocation": "NOASSERTION",
         "filesAnalyzed": false,
         "primaryPackagePurpose": "LIBRARY",
-        "externalRefs": purl_ref(format!("pkg:golang/{}@{}", path.split('/').map(purl_encode).collect::<Vec<_>>().join("/"), purl_encode(version))),
     });
+    if let Some(v) = version {
+        p["versionInfo"] = Value::String(v.to_string());
+    }
+    if purl {
+        let name = path
+            .split('/')
+            .map(purl_encode)
+            .collect::<Vec<_>>()
+            .join("/");
+        let locator = match version {
+            Some(v) => format!("pkg:golang/{name}@{}", purl_encode(v)),
+            None => format!("pkg:golang/{name}"),
+        };
+        p["externalRefs"] = purl_ref(locator);
+    }
     if let Some(c) = comment {
         p["comment"] = Value::String(c);
     }
     p
+}
+
+/// What names a Go binary's main module in the SBOM: its module path and
+/// version when the binary records them (built by the go command); else its
+/// main package's import path, without a version; else, for binaries that
+/// record neither (linked without the go command, as rules_go does), the
+/// binary's path in the image, with no purl (a purl cannot be empty).
+fn go_main_package(id: String, file: &str, go: &BuildInfo) -> Value {
+    let built = if go.go_version.is_empty() {
+        String::new()
+    } else {
+        format!(", built with {}", go.go_version)
+    };
+    match &go.main {
+        Some(m) if !m.path.is_empty() => go_module_package(
+            id,
+            &m.path,
+            Some(&m.version),
+            true,
+            Some(format!(
+                "main module of /{file}, package {}{built}",
+                go.path
+            )),
+        ),
+        _ if is_import_path(&go.path) => go_module_package(
+            id,
+            &go.path,
+            None,
+            true,
+            Some(format!(
+                "main package of /{file}{built}; the binary records no module"
+            )),
+        ),
+        _ => go_module_package(
+            id,
+            &format!("/{file}"),
+            None,
+            false,
+            Some(format!(
+                "main package of /{file}{built}; the binary records neither module nor import path (linked without the go command)"
+            )),
+        ),
+    }
+}
+
+/// An import path a purl can name: not empty, not the go command's
+/// `command-line-arguments` stand-in, no empty, `.` or `..` segments.
+fn is_import_path(path: &str) -> bool {
+    path != "command-line-arguments"
+        && !path.is_empty()
+        && path
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
 }
 
 /// The SPDX 2.3 document (canonical JSON: sorted keys, no insignificant
@@ -451,30 +526,22 @@ pub fn document(
         relationships.push(rel(image_id, "CONTAINS", &id));
         if let Some(go) = &entry.go {
             file["fileTypes"] = json!(["BINARY"]);
-            file["comment"] = Value::String(format!(
-                "Go binary built with {} from {}",
-                go.go_version, go.path
-            ));
+            file["comment"] = Value::String(if go.path.is_empty() {
+                format!("Go binary built with {}", go.go_version)
+            } else {
+                format!("Go binary built with {} from {}", go.go_version, go.path)
+            });
             let main_id = spdx_id("go", n, "main");
-            let (main_path, main_version) = match &go.main {
-                Some(m) => (m.path.as_str(), m.version.as_str()),
-                None => (go.path.as_str(), "(devel)"),
-            };
-            packages.push(go_module_package(
-                main_id.clone(),
-                main_path,
-                main_version,
-                Some(format!(
-                    "main module of /{path}, package {}, built with {}",
-                    go.path, go.go_version
-                )),
-            ));
+            packages.push(go_main_package(main_id.clone(), path, go));
             relationships.push(rel(&id, "GENERATED_FROM", &main_id));
             let std_id = spdx_id("go", n, "stdlib");
             packages.push(go_module_package(
                 std_id.clone(),
                 "stdlib",
-                &go.go_version,
+                Some(&go.go_version)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| v.as_str()),
+                true,
                 None,
             ));
             relationships.push(rel(&main_id, "DEPENDS_ON", &std_id));
@@ -490,7 +557,8 @@ pub fn document(
                 packages.push(go_module_package(
                     dep_id.clone(),
                     &used.path,
-                    &used.version,
+                    Some(&used.version),
+                    is_import_path(&used.path),
                     comment,
                 ));
                 relationships.push(rel(&main_id, "DEPENDS_ON", &dep_id));
@@ -679,6 +747,111 @@ mod tests {
                 "{id}"
             );
         }
+    }
+
+    /// A purl as the purl spec has it: `pkg:TYPE/[NAMESPACE/]NAME[@VERSION]`,
+    /// a non-empty name, no empty segments, every segment percent-encoded.
+    fn assert_valid_purl(purl: &str) {
+        let rest = purl.strip_prefix("pkg:").expect("scheme pkg:");
+        let rest = rest.split_once('#').map_or(rest, |(r, _)| r);
+        let (rest, qualifiers) = rest.split_once('?').unwrap_or((rest, ""));
+        for q in qualifiers.split('&').filter(|q| !q.is_empty()) {
+            let (k, v) = q.split_once('=').expect("qualifier key=value");
+            assert!(!k.is_empty() && !v.is_empty(), "qualifier {q:?}: {purl}");
+        }
+        let (body, version) = match rest.split_once('@') {
+            Some((b, v)) => (b, Some(v)),
+            None => (rest, None),
+        };
+        let mut segments = body.split('/');
+        let kind = segments.next().expect("type");
+        assert!(
+            !kind.is_empty()
+                && kind
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".+-".contains(c)),
+            "{purl}"
+        );
+        let segments: Vec<&str> = segments.collect();
+        assert!(!segments.is_empty(), "no name: {purl}");
+        let unreserved = |s: &str| {
+            s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._~%".contains(c))
+        };
+        for seg in &segments {
+            assert!(
+                !seg.is_empty() && *seg != "." && *seg != ".." && unreserved(seg),
+                "segment {seg:?}: {purl}"
+            );
+        }
+        if let Some(v) = version {
+            assert!(!v.is_empty() && unreserved(v), "version {v:?}: {purl}");
+        }
+    }
+
+    fn go_packages(go: BuildInfo) -> Vec<Value> {
+        let mut c = contents();
+        c.files.get_mut("app/server").expect("server").go = Some(go);
+        let d = doc(&c);
+        let packages = d["packages"].as_array().expect("packages").clone();
+        for p in &packages {
+            if let Some(refs) = p["externalRefs"].as_array() {
+                for r in refs {
+                    assert_valid_purl(r["referenceLocator"].as_str().expect("locator"));
+                }
+            }
+            assert!(!p["name"].as_str().expect("name").is_empty(), "{p}");
+        }
+        packages
+    }
+
+    fn go_info(path: &str, main: Option<(&str, &str)>) -> BuildInfo {
+        BuildInfo {
+            go_version: "go1.22.5".into(),
+            path: path.into(),
+            main: main.map(|(path, version)| go_buildinfo::Module {
+                path: path.into(),
+                version: version.into(),
+                sum: String::new(),
+                replaced_by: None,
+            }),
+            deps: vec![],
+            settings: vec![],
+        }
+    }
+
+    #[test]
+    fn a_go_binary_without_module_information_gets_a_named_package_and_valid_purls() {
+        // Linked without the go command (rules_go): no path, no module.
+        let packages = go_packages(go_info("", None));
+        let main = packages
+            .iter()
+            .find(|p| p["SPDXID"].as_str().is_some_and(|id| id.ends_with("-main")))
+            .expect("main package");
+        assert_eq!(main["name"], "/app/server");
+        assert!(main.get("externalRefs").is_none(), "{main}");
+        assert!(main.get("versionInfo").is_none(), "{main}");
+        // The go command outside a module: the stand-in path is no purl.
+        let packages = go_packages(go_info("command-line-arguments", None));
+        assert!(packages.iter().any(|p| p["name"] == "/app/server"));
+        // An import path without a module: a purl without a version.
+        let packages = go_packages(go_info("example.com/svc/cmd/api", None));
+        let main = packages
+            .iter()
+            .find(|p| p["name"] == "example.com/svc/cmd/api")
+            .expect("main package");
+        assert_eq!(
+            main["externalRefs"][0]["referenceLocator"],
+            "pkg:golang/example.com/svc/cmd/api"
+        );
+        // A module: its path and version, as the go command records them.
+        let packages = go_packages(go_info(
+            "example.com/svc/cmd/api",
+            Some(("example.com/svc", "v1.2.3")),
+        ));
+        assert!(packages.iter().any(
+            |p| p["externalRefs"][0]["referenceLocator"] == "pkg:golang/example.com/svc@v1.2.3"
+        ));
     }
 
     #[test]

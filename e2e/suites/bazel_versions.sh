@@ -49,6 +49,21 @@ suite_bazel_versions() {
         fail "bazel9: no native language rule, language module or canonical-name parsing in the Starlark" "$out"
     fi
 
+    # The check can fail: a copy of the tree with a native sh_binary in a
+    # generated BUILD file and a split on "~".
+    local tree="$KILN_WORK/check-starlark-tree"
+    rm -rf "$tree"; mkdir -p "$tree"
+    git ls-files -z rules examples e2e platforms settings BUILD.bazel MODULE.bazel .bazelrc bazel9.bazelrc |
+        xargs -0 cp --parents -t "$tree"
+    sed -i 's|"kiln_deb_missing", "kiln_debs_update")|"kiln_deb_missing")|; s|^kiln_debs_update(|sh_binary(|' "$tree/rules/private/debs.bzl"
+    printf 'def _repo_of(label):\n    return str(label).split("~")[0]\n' >>"$tree/rules/private/utils.bzl"
+    out=$(python3 e2e/check_starlark.py "$tree" 2>&1)
+    if grep -q 'debs.bzl.*sh_binary is called but not load()ed' <<<"$out" && grep -q 'utils.bzl.*canonical repository name' <<<"$out"; then
+        pass "bazel9: the check fails on a native sh_binary and on a split on \"~\""
+    else
+        fail "bazel9: the check fails on a native sh_binary and on a split on \"~\"" "$out"
+    fi
+
     compare_configs "bazel9: e2e/basic" e2e/basic basic basic-bazel7 //:app //:child //:portable_index
 
     local svc targets=()

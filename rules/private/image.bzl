@@ -376,6 +376,7 @@ def image_implementation(
         compression_options = compression_options,
         mtime = layer_mtime(label, ctx.attr.mtime, ctx.attr.portable_mtime, ctx.attr.enable_mtime_preservation),
         tar = output_layer,
+        archive_expansion_ratio = ctx.attr.archive_expansion_ratio,
     )
     if entries:
         layer_infos.append(own_layer)

@@ -71,4 +71,14 @@ suite_bad_input() {
     expect_failure "bad input: relative workdir" //bad:relative_workdir "//bad:relative_workdir" "workdir" "not an absolute path"
     expect_failure "bad input: relative volume" //bad:relative_volume "//bad:relative_volume" "volumes" "not an absolute path"
     expect_failure "bad input: unknown operating_system" //bad:bad_os "//bad:bad_os" "operating_system" "linuxx"
+
+    # Hostile input, round two: refused at analysis, naming target, attribute and value.
+    expect_failure "bad input: '..' in container_image's repository, at analysis" //bad:image_dotdot_repository \
+        "//bad:image_dotdot_repository: repository" "registry.example/a..b" "\"a..b\""
+    expect_failure "bad input: \$(…) in container_image's repository, at analysis" //bad:image_substitution_repository \
+        "//bad:image_substitution_repository: repository" "registry.example/\$(touch pwned)"
+    expect_failure "bad input: a user with shell metacharacters, at analysis" //bad:shell_user \
+        "//bad:shell_user: user" "root; rm -rf /" "user[:group]"
+    expect_failure "bad input: a workdir with '..', at analysis" //bad:dotdot_workdir \
+        "//bad:dotdot_workdir: workdir" "/../../etc" "\`..\` component"
 }

@@ -18,6 +18,9 @@ pub struct Blob {
     pub digest: Digest,
     pub size: u64,
     pub source: BlobSource,
+    /// What names it first (`layer of image manifest sha256:…`): errors
+    /// about its bytes point there rather than at the layout's index.json.
+    pub named_by: String,
 }
 
 /// Where a blob's bytes are.
@@ -195,9 +198,11 @@ impl Walk<'_> {
         } else {
             let manifest: ImageManifest = serde_json::from_slice(&bytes)
                 .with_context(|| format!("parsing image manifest {}", desc.digest))?;
-            self.blob(&manifest.config)?;
+            self.blob(&manifest.config, || {
+                format!("config of image manifest {}", desc.digest)
+            })?;
             for layer in &manifest.layers {
-                self.blob(layer)?;
+                self.blob(layer, || format!("layer of image manifest {}", desc.digest))?;
             }
         }
         self.seen_manifests.insert(desc.digest.clone());
@@ -209,7 +214,7 @@ impl Walk<'_> {
         Ok(())
     }
 
-    fn blob(&mut self, desc: &Descriptor) -> anyhow::Result<()> {
+    fn blob(&mut self, desc: &Descriptor, named_by: impl FnOnce() -> String) -> anyhow::Result<()> {
         if !self.seen_blobs.insert(desc.digest.clone()) {
             return Ok(());
         }
@@ -218,6 +223,7 @@ impl Walk<'_> {
             digest: desc.digest.clone(),
             size: desc.size,
             source,
+            named_by: named_by(),
         });
         Ok(())
     }

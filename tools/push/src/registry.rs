@@ -128,6 +128,8 @@ pub struct BlobJob<'a> {
     /// Where its bytes are: a local file rather than the cache, the cache
     /// rather than another registry.
     pub source: &'a BlobSource,
+    /// What names it (`layer of image manifest sha256:…`), for errors.
+    pub named_by: &'a str,
     /// The services that need it, one per distinct repository.
     pub services: Vec<usize>,
     /// Services that have it already (their manifests are in place, and a
@@ -151,6 +153,7 @@ pub fn blob_jobs<'a>(services: &'a [Service], needs: &[Needs]) -> Vec<BlobJob<'a
                     digest: &blob.digest,
                     size: blob.size,
                     source: &blob.source,
+                    named_by: &blob.named_by,
                     services: Vec::new(),
                     holders: Vec::new(),
                 });
@@ -187,6 +190,21 @@ pub fn blob_jobs<'a>(services: &'a [Service], needs: &[Needs]) -> Vec<BlobJob<'a
         }
     }
     jobs
+}
+
+/// Why the local file of `job`'s blob cannot be what its digest says, if it
+/// is not: its content has another digest or size.
+fn corrupt_local_blob(path: &Path, job: &BlobJob<'_>) -> Option<String> {
+    let (digest, size) = kiln_oci::sha256_file(path).ok()?;
+    (digest != *job.digest || size != job.size).then(|| {
+        format!(
+            "blob {} ({}), {}, is corrupt: its content has digest {digest} and size {size}, not size {}",
+            job.digest,
+            path.display(),
+            job.named_by,
+            job.size
+        )
+    })
 }
 
 fn rank(source: &BlobSource) -> u8 {
@@ -537,6 +555,16 @@ impl Pusher {
                 },
             )
             .await;
+        let result = match result {
+            // A registry refuses bytes that do not match their digest
+            // (DIGEST_INVALID) in its own words; the local file and the
+            // document naming it are what the user must look at.
+            Err(e) => Err(match corrupt_local_blob(path, job) {
+                Some(corrupt) => e.context(corrupt),
+                None => e,
+            }),
+            ok => ok,
+        };
         self.finish(upload, result, job, service, word)
     }
 
@@ -780,6 +808,7 @@ mod tests {
                 digest: kiln_oci::sha256_bytes(content.as_bytes()),
                 size: content.len() as u64,
                 source: source.clone(),
+                named_by: format!("layer of //{name}"),
             })
             .collect();
         Service::new(

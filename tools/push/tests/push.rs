@@ -366,6 +366,42 @@ fn refused_manifest_leaves_no_tag() {
 }
 
 #[test]
+fn a_corrupt_layer_is_named_with_the_manifest_naming_it_and_no_tag_is_written() {
+    if !tools_available(&[REGISTRY, "skopeo"]) {
+        return;
+    }
+    let registry = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let image = single_image_layout(&layout, "corrupt");
+    // One byte of the small layer changed: same size, another digest.
+    let layer = &image.blobs[1];
+    let path = layout.join("blobs/sha256").join(layer.hex());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[10] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let out = push(
+        &layout,
+        &format!("{}/corrupt", registry.host()),
+        &["--tag", "latest"],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "blob {layer} ({}), layer of image manifest {}, is corrupt: its content has digest {}",
+            path.display(),
+            image.descriptor.digest,
+            sha256_bytes(&bytes)
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("index.json"), "{stderr}");
+    assert!(skopeo_raw(&registry, "corrupt:latest").is_none());
+}
+
+#[test]
 fn read_only_registry_reports_status_and_body() {
     if !tools_available(&[REGISTRY]) {
         return;

@@ -454,10 +454,24 @@ fn check_values(spec: &ConfigSpec) -> Result<(), AttrError> {
             ));
         }
     }
-    if let Some(u) = spec.user.as_deref().filter(|u| !u.is_empty()) {
+    // Unstamped, a whole `{KEY}` stays as written, like every attribute's
+    // braces (the analysis-time check lets it through for stamping).
+    if let Some(u) = spec
+        .user
+        .as_deref()
+        .filter(|u| !u.is_empty() && !is_whole_stamp_key(u))
+    {
         check_user(u).map_err(|e| attr_err("user", e))?;
     }
     Ok(())
+}
+
+/// `{KEY}`: one stamp variable and nothing else.
+fn is_whole_stamp_key(value: &str) -> bool {
+    value
+        .strip_prefix('{')
+        .and_then(|v| v.strip_suffix('}'))
+        .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
 }
 
 /// The config's `user`: `user[:group]`, each a name or a numeric id of

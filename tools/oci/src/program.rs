@@ -81,7 +81,8 @@ pub enum Program {
 pub trait ReadAt {
     /// Reads up to `buf.len()` bytes at `offset`; fewer only at the end.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
-    fn len(&self) -> u64;
+    /// The file's size in bytes.
+    fn size(&self) -> u64;
 }
 
 impl ReadAt for [u8] {
@@ -93,7 +94,7 @@ impl ReadAt for [u8] {
         buf[..n].copy_from_slice(&self[start..start + n]);
         Ok(n)
     }
-    fn len(&self) -> u64 {
+    fn size(&self) -> u64 {
         <[u8]>::len(self) as u64
     }
 }
@@ -102,7 +103,7 @@ impl ReadAt for [u8] {
 fn read_exact<R: ReadAt + ?Sized>(r: &R, offset: u64, len: u64) -> Result<Vec<u8>, String> {
     let end = offset
         .checked_add(len)
-        .filter(|&end| end <= r.len())
+        .filter(|&end| end <= r.size())
         .ok_or_else(|| format!("{len} bytes at offset {offset} are past the end of the file"))?;
     let mut buf = vec![0; (end - offset) as usize];
     let mut done = 0;
@@ -300,7 +301,7 @@ fn dynamic_facts<R: ReadAt + ?Sized>(
         .ok_or_else(|| format!("DT_STRTAB {strtab:#x} is in no loaded segment"))?;
     let string = |at: u64| -> Result<String, String> {
         let offset = base.checked_add(at).ok_or("string offset overflows")?;
-        let len = (MAX_STRING as u64).min(file.len().saturating_sub(offset));
+        let len = (MAX_STRING as u64).min(file.size().saturating_sub(offset));
         let bytes = read_exact(file, offset, len).map_err(|e| format!("dynamic string: {e}"))?;
         Ok(c_string(&bytes))
     };
@@ -339,8 +340,7 @@ fn shebang<R: ReadAt + ?Sized>(file: &R) -> io::Result<String> {
         .to_string())
 }
 
-/// The OCI architecture (and its ELF class and byte order) an `e_machine`
-/// runs as, for messages and the platform check. None: not one of them.
+/// The name of an `e_machine`, for messages (`unknown` for others).
 pub fn machine_name(machine: u16) -> &'static str {
     match machine {
         3 => "x86 (i386)",

@@ -208,7 +208,7 @@ impl ReadAt for Segment {
         }
         read_at(&self.file, &mut buf[..n], self.offset + offset)
     }
-    fn len(&self) -> u64 {
+    fn size(&self) -> u64 {
         self.len
     }
 }
@@ -223,7 +223,7 @@ impl ReadAt for SourceFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         read_at(&self.file, buf, offset)
     }
-    fn len(&self) -> u64 {
+    fn size(&self) -> u64 {
         self.len
     }
 }

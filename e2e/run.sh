@@ -2,7 +2,7 @@
 # The test command: every rules_kiln test, end to end, through real Bazel.
 #
 #   e2e/run.sh            all suites
-#   e2e/run.sh SUITE...   some of: rust docs examples push supply_chain load reproducible toolchains api pull bad_input hostile cache compose release ship image_test fuzz remote
+#   e2e/run.sh SUITE...   some of: rust docs examples push supply_chain load reproducible bazel_versions toolchains api pull bad_input hostile cache compose release ship image_test fuzz remote
 #
 # Installs what is missing first (e2e/setup/deps.sh). Results are checked with
 # tools we did not write: skopeo, umoci, crane, docker, sha256sum, gzip, file.
@@ -29,7 +29,7 @@ if ! e2e/setup/deps.sh; then
 fi
 
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(rust docs examples push supply_chain load reproducible toolchains api pull bad_input hostile cache compose release ship image_test fuzz remote)
+[ ${#suites[@]} -gt 0 ] || suites=(rust docs examples push supply_chain load reproducible bazel_versions toolchains api pull bad_input hostile cache compose release ship image_test fuzz remote)
 timings=()
 for suite in "${suites[@]}"; do
     # shellcheck source=/dev/null

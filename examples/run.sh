@@ -26,20 +26,21 @@ for build in build/*/BUILD.bazel; do
 done
 targets=()
 for svc in "${services[@]}"; do targets+=("//build/$svc:image"); done
-log "bazel build ${targets[*]}"
-bazel build "${targets[@]}"
-bin=$(bazel info bazel-bin 2>/dev/null)
+# Under Bazel 8 and 9's defaults (.bazelrc: --config=bazel9), which 7.x accepts.
+log "bazel build --config=bazel9 ${targets[*]}"
+bazel build --config=bazel9 "${targets[@]}"
+bin=$(bazel info --config=bazel9 bazel-bin 2>/dev/null)
 
 declare -A pushed=() health=()
 for svc in "${services[@]}"; do
     log "push $svc"
-    bazel run "//build/$svc:push" -- --repository "$REGISTRY/kiln/$svc" --tag latest
+    bazel run --config=bazel9 "//build/$svc:push" -- --repository "$REGISTRY/kiln/$svc" --tag latest
     pushed[$svc]="$REGISTRY/kiln/$svc:latest@$(cat "$bin/build/$svc/image.digest")"
 done
 if docker_available; then
     for svc in "${services[@]}"; do
         log "load $svc into Docker as kiln/$svc:dev"
-        bazel run "//build/$svc:load"
+        bazel run --config=bazel9 "//build/$svc:load"
         cid=$(docker run -d -p 127.0.0.1::8080 "kiln/$svc:dev")
         port=$(docker port "$cid" 8080/tcp | sed -n '1s/.*://p')
         if wait_http "http://127.0.0.1:$port/healthz" 30; then

@@ -153,6 +153,10 @@ def _kiln_impl(mctx):
             )
     _debs_repos(mctx)
 
+    # Every repository is defined by the tags, the host's OS and CPU and files
+    # the extension reads (watched): nothing for a lockfile to record.
+    return mctx.extension_metadata(reproducible = True)
+
 def _debs_repos(mctx):
     for mod in mctx.modules:
         for debs in mod.tags.debs:

@@ -118,11 +118,20 @@ export KILN_CARGO_TARGET_DIR="${KILN_CARGO_TARGET_DIR:-$KILN_WORK/cargo-target}"
 # tests' own, not the user's ~/.cache.
 export KILN_BLOB_CACHE="${KILN_BLOB_CACHE:-$KILN_WORK/blob-cache}"
 
-# kbazel OUTPUT_BASE_NAME ARGS...: bazel with its own output base under KILN_WORK.
+# kbazel OUTPUT_BASE_NAME ARGS...: bazel with its own output base under KILN_WORK,
+# under Bazel 8 and 9's defaults (--config=bazel9, bazel9.bazelrc) unless
+# KILN_BAZEL_CONFIG says otherwise (empty: Bazel 7's defaults). A workspace whose
+# .bazelrc does not define the config (the suites write some) gets it from
+# bazel9.bazelrc.
 kbazel() {
     local ob=$1; shift
     local cmd=$1; shift
-    bazel --output_base="$KILN_WORK/ob-$ob" "$cmd" --repo_env=KILN_CARGO_TARGET_DIR="$KILN_CARGO_TARGET_DIR" "$@"
+    local config=${KILN_BAZEL_CONFIG-bazel9} startup=() flags=()
+    if [ -n "$config" ]; then
+        flags=(--config="$config")
+        grep -qs -e '^common:bazel9 ' -e 'bazel9\.bazelrc' .bazelrc || startup=(--bazelrc="$KILN_ROOT/bazel9.bazelrc")
+    fi
+    bazel --output_base="$KILN_WORK/ob-$ob" "${startup[@]}" "$cmd" "${flags[@]}" --repo_env=KILN_CARGO_TARGET_DIR="$KILN_CARGO_TARGET_DIR" "$@"
 }
 
 # host_arch: this machine's CPU in OCI terms (amd64, arm64, ...).

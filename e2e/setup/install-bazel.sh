@@ -45,6 +45,18 @@ mount_all() {
     cp /etc/resolv.conf "$root/etc/resolv.conf"
 }
 
+# sid's /etc/bazel/bazelrc sets `build --host_javabase=@local_jdk//:jdk`, an
+# option Bazel 7 deprecated (Java runtimes come from toolchain resolution): it
+# prints "Option 'host_javabase' is deprecated" twice at every command of every
+# workspace. Nothing here builds Java, so the line is commented out where it is
+# (before the early exit below too: for chroots installed before this).
+quiet_host_javabase() {
+    if [ -w "$root/etc/bazel/bazelrc" ]; then
+        sed -i 's|^build --host_javabase=|# rules_kiln install-bazel.sh: deprecated, warns at every command: &|' "$root/etc/bazel/bazelrc"
+    fi
+}
+quiet_host_javabase
+
 # The tests also run crane from the chroot, so a Bazel installed some other
 # way is only enough when our chroot is there too.
 stamp="$root/etc/kiln-bazel.packages"
@@ -71,6 +83,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$packages" ]; then
         >/tmp/kiln-chroot-apt.log 2>&1 || { tail -20 /tmp/kiln-chroot-apt.log >&2; exit 1; }
     printf '%s' "$packages" >"$stamp"
 fi
+quiet_host_javabase
 mount_all
 
 # Bazel 7's bazel_tools asks for modules Debian does not package; nothing in a

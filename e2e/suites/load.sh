@@ -3,8 +3,11 @@
 # and podman, from a generated workspace (e2e/lib/load_workspace.sh).
 # shellcheck source=e2e/lib/load_workspace.sh
 source e2e/lib/load_workspace.sh
+# shellcheck source=e2e/lib/launch_workspace.sh
+source e2e/lib/launch_workspace.sh
 
 suite_load() {
+    suite_load_launchers
     suite_load_example
     suite_load_incremental
     suite_load_podman
@@ -235,4 +238,59 @@ suite_load_containerd() {
     expect_eq "load: containerd: ctr run of the imported image prints the built top.txt" \
         "hello from kiln $(head -c 16 "$LOAD_WS/top.txt")" "$(tr '\n' ' ' <<<"$out" | sed 's/ $//')"
     ctrd images rm "docker.io/$app:ctrd" "docker.io/$app:ctrd2" >/dev/null 2>&1
+}
+
+# A two-platform image_index(image = ...) loaded through `bazel run`, and
+# image_load and container_image targets whose names are shell code (a
+# generated workspace: e2e/lib/launch_workspace.sh).
+suite_load_launchers() {
+    local out bin code i=0 tag arch
+    if ! docker_available; then
+        fail "load launchers: a Docker engine answers (required: this machine kind has one)" "$(docker info 2>&1 | tail -3)"
+        return
+    fi
+    rm -f "$LAUNCH_MARK"
+    write_launch_workspace || { fail "load launchers: the workspace is written"; return; }
+    if ! out=$(launch_bazel build //... 2>&1); then
+        fail "load launchers: bazel build //... (index, hostile names)" "$(tail -20 <<<"$out")"
+        return
+    fi
+    bin="$LAUNCH_DIR/ws/bazel-bin"
+    arch=$(host_arch)
+
+    tag=kiln-e2e-launch/index:latest
+    docker rmi -f "$tag" >/dev/null 2>&1
+    check "index load: bazel run :load_index" launch_bazel run //:load_index
+    # The host platform's manifest, and its config, as the built index names them.
+    local manifest config
+    manifest=$(jq -r --arg a "$arch" '.manifests[] | select(.platform.architecture == $a) | .digest' "$bin/index.index.json")
+    config=$(find "$LAUNCH_DIR/ws/bazel-out/" -name portable.manifest.json -exec sh -c 'for f; do [ "sha256:$(sha256sum <"$f" | cut -d" " -f1)" = "$0" ] && jq -r .config.digest "$f"; done' "$manifest" {} + | sort -u)
+    expect_eq "index load: docker's image ID is the $arch config digest the index names" "${config:-no $arch manifest}" \
+        "$(docker image inspect "$tag" --format '{{.Id}}' 2>&1)"
+    expect_eq "index load: docker's image is $arch" "$arch" "$(docker image inspect "$tag" --format '{{.Architecture}}' 2>&1)"
+    docker rmi -f "$tag" >/dev/null 2>&1
+
+    # Targets named with $(), backquotes, quotes, spaces. Docker's image ID
+    # is the config digest the build wrote.
+    local want
+    want=$(jq -r .config.digest "$bin/one.manifest.json")
+    while IFS= read -r code; do
+        i=$((i + 1))
+        tag="kiln-e2e-launch/name$i:latest"
+        docker rmi -f "$tag" >/dev/null 2>&1
+        check "hostile name $i: bazel run of image_load $(printf %q "load_$code")" launch_bazel run "//:load_$code"
+        expect_eq "hostile name $i: the image_load loaded the built image" "$want" "$(docker image inspect "$tag" --format '{{.Id}}' 2>&1)"
+        docker rmi -f "$tag" >/dev/null 2>&1
+        tag="kiln-e2e-launch/image$i:latest"
+        check "hostile name $i: bazel run of container_image $(printf %q "image_$code") -- --norun" \
+            launch_bazel run "//:image_$code" -- --norun --tag "$tag"
+        expect_eq "hostile name $i: the container_image loader loaded the built image" "$(jq -r .config.digest "$bin/image_$code.manifest.json" 2>&1)" \
+            "$(docker image inspect "$tag" --format '{{.Id}}' 2>&1)"
+        docker rmi -f "$tag" >/dev/null 2>&1
+    done < <(launch_name_codes)
+    if [ -e "$LAUNCH_MARK" ]; then
+        fail "hostile names: no load launcher ran a command of its name" "$LAUNCH_MARK exists: a target name ran as shell"
+    else
+        pass "hostile names: no load launcher ran a command of its name"
+    fi
 }

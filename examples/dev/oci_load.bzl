@@ -9,7 +9,8 @@ def _oci_load_impl(ctx):
         is_executable = True,
         substitutions = {
             "@@LAUNCHERS@@": " ".join([
-                "'%s'" % ctx.expand_location("$(rlocationpath %s)" % t.label, [t])
+                # One single-quoted shell word each: a name is never code.
+                "'%s'" % ctx.expand_location("$(rlocationpath %s)" % t.label, [t]).replace("'", "'\\''")
                 for t in ctx.attr.loads
             ]),
         },

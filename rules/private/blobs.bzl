@@ -14,7 +14,7 @@ The edges write a blob-set spec (see `kiln_oci::blob_set`) naming them.
 """
 
 load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool", "run_tool")
-load(":utils.bzl", "display_label", "rlocation_path")
+load(":utils.bzl", "display_label", "input_runfiles_path")
 
 def blob_entry(blob, digest):
     """A blob File and the File its digest is in.
@@ -87,8 +87,8 @@ def write_blob_set(ctx, name, info, runfiles = False, metadata_only = False):
       ctx: rule context.
       name: prefix of the declared file.
       info: the KilnLayoutInfo.
-      runfiles: paths relative to the runfiles directory (for launchers)
-        instead of the exec root.
+      runfiles: paths relative to the runfiles directory (for launchers:
+        input_runfiles_path) instead of the exec root.
       metadata_only: name manifests, configs and pulled layouts only (what
         kiln-image reads of a base), not layer blobs.
 
@@ -97,7 +97,7 @@ def write_blob_set(ctx, name, info, runfiles = False, metadata_only = False):
     """
     entries = info.metadata.to_list() + ([] if metadata_only else info.blobs.to_list())
     spec = ctx.actions.declare_file(name + (".run" if runfiles else "") + ".blobs.json")
-    path = (lambda f: rlocation_path(ctx, f)) if runfiles else (lambda f: f.path)
+    path = input_runfiles_path if runfiles else (lambda f: f.path)
     ctx.actions.write(spec, blob_set_spec(display_label(ctx.label), info.top, entries, path))
     return spec, entry_files([info.top] + entries)
 

@@ -1,21 +1,22 @@
 #!/bin/sh
-# Re-pins the packages of @@WHERE@@ from apt's index: for each of
-#   @@PACKAGES@@
+# Re-pins the packages of a kiln.debs repository from apt's index: for each
+# of `packages` below
 # the candidate version apt would install, its architecture, its .deb's sha256
 # (from Debian's signed index) and the pool URL apt would fetch it from, into
-#   @@LOCK@@ (under the root module's directory).
+# the lock file `lock_rel` (under the root module's directory).
 # Run as `bazel run @<name>//:update`. With `sources` set in kiln.debs, apt
 # reads those (in a state directory of its own); without, the machine's apt
 # (run as root, so that it can refresh its index with every architecture
 # listed; KILN_DEBS_NO_APT_UPDATE=1 uses the index as it is).
 set -eu
-packages="@@PACKAGES@@"
-archs="@@ARCHS@@"
-lock_rel="@@LOCK@@"
+# Each value is one single-quoted word (shell_quote): never shell code.
+packages=@@PACKAGES@@
+archs=@@ARCHS@@
+lock_rel=@@LOCK@@
 root=${BUILD_WORKSPACE_DIRECTORY:?run this through bazel run}
 lock="$root/$lock_rel"
 
-sources='@@SOURCES@@'
+sources=@@SOURCES@@
 host_arch=$(dpkg --print-architecture)
 apt_opts="-o APT::Architecture=$host_arch -o APT::Architectures::=$host_arch -o APT::Sandbox::User=root"
 for a in $archs; do

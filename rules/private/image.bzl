@@ -6,7 +6,7 @@ load(":layer.bzl", "LAYER_ATTRS", "build_layer", "layer_entries", "layer_mtime")
 load(":providers.bzl", "KilnImageInfo", "KilnLayerInfo", "KilnLayoutInfo")
 load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
 load(":toolchain.bzl", "RUN_TOOL_ATTRS", "TOOLCHAIN_TYPES", "kiln_tool", "run_tool")
-load(":utils.bzl", "CPU_CONSTRAINT_ATTRS", "check_config_values", "check_port", "display_label", "env_name_error", "expand_make_variables", "platform_key", "platform_string", "target_platform")
+load(":utils.bzl", "CPU_CONSTRAINT_ATTRS", "check_config_values", "check_port", "check_repository", "display_label", "env_name_error", "expand_make_variables", "launcher_runfiles", "platform_key", "platform_string", "target_platform")
 
 TARBALL_FORMATS = ["legacy", "compressed"]
 
@@ -421,6 +421,7 @@ def image_implementation(
         compression_options = compression_options,
         mtime = layer_mtime(label, ctx.attr.mtime, ctx.attr.portable_mtime, ctx.attr.enable_mtime_preservation),
         tar = output_layer,
+        archive_expansion_ratio = ctx.attr.archive_expansion_ratio,
     )
     if entries:
         layer_infos.append(own_layer)
@@ -430,6 +431,11 @@ def image_implementation(
     base_spec, base_inputs, shallow = base_info.spec, base_info.inputs, base_info.shallow
     stamp_inputs = stamp_files(ctx)
     labels, label_files = _labels(ctx, label)
+
+    # rules_docker's repository attribute names the default tag: refused
+    # here, not only at `bazel run` of an image_push.
+    if getattr(ctx.attr, "repository", None):
+        check_repository(ctx.attr.repository, "%s: repository" % label)
     check_config_values(
         label,
         entrypoint = [] if null_entrypoint else entrypoint,
@@ -586,7 +592,7 @@ def image_implementation(
         DefaultInfo(
             files = depset([manifest, output_digest]),
             executable = loader,
-            runfiles = ctx.runfiles(files = run_files + [run_tool(ctx, "load")]),
+            runfiles = launcher_runfiles(ctx, run_files + [run_tool(ctx, "load")]),
         ),
         info,
         layout_info,

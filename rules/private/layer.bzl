@@ -172,7 +172,7 @@ def layer_tar(ctx, layer, tar):
         toolchain = TOOLCHAIN_TYPES["layer"],
     )
 
-def build_layer(ctx, prefix, entries, inputs, compression = "gzip", compression_options = [], mtime = None, tar = None, env = {}):
+def build_layer(ctx, prefix, entries, inputs, compression = "gzip", compression_options = [], mtime = None, tar = None, env = {}, archive_expansion_ratio = 32):
     """Registers the kiln-layer action.
 
     Args:
@@ -186,14 +186,18 @@ def build_layer(ctx, prefix, entries, inputs, compression = "gzip", compression_
       tar: File to receive the uncompressed layer tarball (its own action, run
         only when the file is requested), or None.
       env: environment variables the layer brings to images (container_layer's env).
+      archive_expansion_ratio: the archive_expansion_ratio attribute.
 
     Returns:
       KilnLayerInfo of the new layer.
     """
     label = display_label(ctx.label)
     check_compression(label, compression, compression_options)
+    if archive_expansion_ratio < 1:
+        fail("%s: archive_expansion_ratio: %d is not a ratio (at least 1)" % (label, archive_expansion_ratio))
     spec = ctx.actions.declare_file(prefix + "-layer.spec.json")
     ctx.actions.write(spec, json.encode({
+        "archive_expansion_ratio": archive_expansion_ratio,
         "compression": compression,
         "compression_options": compression_options,
         "entries": entries,
@@ -225,6 +229,10 @@ def build_layer(ctx, prefix, entries, inputs, compression = "gzip", compression_
     return layer
 
 LAYER_ATTRS = {
+    "archive_expansion_ratio": attr.int(
+        doc = "What a `tars`/`debs` archive may expand to when read: this many times its size plus 256 MiB, file data counting in full and headers (names, PAX records) at one eighth, so that a tarball of a million small files passes while a compression bomb fails. Raise it for a genuine archive that the error (which names this attribute) refuses.",
+        default = 32,
+    ),
     "compression": attr.string(
         doc = "Compression of this rule's layer blob: `gzip` (as rules_docker) or `zstd`. It does not change layers given in `layers`.",
         default = "gzip",
@@ -270,7 +278,7 @@ LAYER_ATTRS = {
     ),
     "symlinks": attr.string_dict(doc = "Symlinks to create: {\"/path/to/link\": \"/path/to/target\"}."),
     "tars": attr.label_list(
-        doc = "Tarballs whose entries are extracted under `directory`: plain, gzip, zstd or xz (detected from their bytes). Entries keep their type, mode and owner; an entry escaping the root with `..` is an error. A compressed tarball is decompressed once into a temporary file in `$TMPDIR`, of at most 32 times its compressed size plus 256 MiB (as for docker-save bases): a larger one (a compression bomb) is an error.",
+        doc = "Tarballs whose entries are extracted under `directory`: plain, gzip, zstd or xz (detected from their bytes). Entries keep their type, mode and owner; an entry escaping the root with `..` is an error. A compressed tarball is decompressed once, streaming; its files' data goes to a temporary file in `$TMPDIR`, within `archive_expansion_ratio`: more (a compression bomb) is an error.",
         allow_files = True,
     ),
 }
@@ -298,6 +306,7 @@ def _container_layer_impl(ctx):
         compression_options = ctx.attr.compression_options,
         mtime = layer_mtime(label, ctx.attr.mtime, ctx.attr.portable_mtime, ctx.attr.enable_mtime_preservation),
         tar = ctx.outputs.layer,
+        archive_expansion_ratio = ctx.attr.archive_expansion_ratio,
         env = {
             expand_make_variables(ctx, k, "%s: env" % label): expand_make_variables(ctx, v, "%s: env[%s]" % (label, k))
             for k, v in ctx.attr.env.items()

@@ -5,7 +5,7 @@ load(":launcher.bzl", "write_launcher")
 load(":providers.bzl", "KilnLayoutInfo")
 load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
 load(":toolchain.bzl", "RUN_TOOL_ATTRS", "TOOLCHAIN_TYPES", "run_tool")
-load(":utils.bzl", "check_reference", "display_label")
+load(":utils.bzl", "check_reference", "display_label", "launcher_runfiles")
 
 def _image_load_impl(ctx):
     label = display_label(ctx.label)
@@ -25,7 +25,7 @@ def _image_load_impl(ctx):
     write_launcher(ctx, launcher, tool, [("--incremental", None)] + [("--stamp", f) for f in stamp], {"--tag": tags}, layout = layout)
     return [DefaultInfo(
         executable = launcher,
-        runfiles = ctx.runfiles(files = files + [image.digest, tool] + stamp),
+        runfiles = launcher_runfiles(ctx, files + [image.digest, tool] + stamp),
     )]
 
 image_load = rule(

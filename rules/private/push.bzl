@@ -6,7 +6,7 @@ load(":launcher.bzl", "write_launcher")
 load(":providers.bzl", "KilnLayoutInfo")
 load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
 load(":toolchain.bzl", "RUN_TOOL_ATTRS", "TOOLCHAIN_TYPES", "run_tool")
-load(":utils.bzl", "check_repository", "check_tag", "display_label", "rlocation_path")
+load(":utils.bzl", "check_repository", "check_tag", "display_label", "input_runfiles_path", "launcher_runfiles")
 
 KilnPushInfo = provider(
     doc = "What an image_push pushes, for image_release.",
@@ -46,7 +46,7 @@ def _service(ctx, name, push, lazy, tags):
       (dict for the spec, list of runfiles).
     """
     info = push.image
-    path = lambda f: rlocation_path(ctx, f)
+    path = input_runfiles_path
     entries = info.metadata.to_list() + info.blobs.to_list()
     lazy_entries = []
     if lazy:
@@ -130,7 +130,7 @@ def _image_push_impl(ctx):
     return [
         DefaultInfo(
             executable = launcher,
-            runfiles = ctx.runfiles(files = files + [image.digest, tool] + stamp),
+            runfiles = launcher_runfiles(ctx, files + [image.digest, tool] + stamp),
         ),
         push,
     ]
@@ -207,7 +207,7 @@ def _image_release_impl(ctx):
     )
     return [DefaultInfo(
         executable = launcher,
-        runfiles = ctx.runfiles(files = files + [spec, tool] + stamp),
+        runfiles = launcher_runfiles(ctx, files + [spec, tool] + stamp),
     )]
 
 image_release = rule(

@@ -37,23 +37,56 @@ def workspace_relative_path(file):
         return short.split("/", 2)[2]
     return short
 
-def rlocation_path(ctx, file):
-    """The runfiles-relative path of `file` (as `rlocation` expects it).
+# Launchers (`bazel run`, image_test) find every File they name under this
+# runfiles directory, at its exec path: `_kiln_inputs/bazel-out/<config>/bin/...`.
+# The short path is not unique: an image_index builds one target once per
+# platform, and only the configuration's output directory tells the builds apart.
+RUNFILES_INPUTS = "_kiln_inputs"
+
+def input_runfiles_path(file):
+    """The runfiles-relative path a launcher names `file` by (see launcher_runfiles).
+
+    Args:
+      file: a File.
+
+    Returns:
+      `_kiln_inputs/<exec path>`.
+    """
+    return RUNFILES_INPUTS + "/" + file.path
+
+def launcher_runfiles(ctx, files):
+    """Runfiles holding each of `files` at its input_runfiles_path.
 
     Args:
       ctx: rule context.
-      file: a File in the runfiles.
+      files: list of Files.
 
     Returns:
-      `<repo>/<path>`.
+      A runfiles object.
     """
-    short = file.short_path
-    if short.startswith("../"):
-        return short[3:]
-    return ctx.workspace_name + "/" + short
+    return ctx.runfiles(root_symlinks = {input_runfiles_path(f): f for f in files})
 
 def shell_quote(s):
+    """`s` as one single-quoted shell word: nothing in it is expanded.
+
+    Args:
+      s: the string.
+
+    Returns:
+      The quoted word.
+    """
     return "'" + s.replace("'", "'\\''") + "'"
+
+def shell_comment(s):
+    """`s` made safe for the rest of a `#` comment line: no line breaks.
+
+    Args:
+      s: the string.
+
+    Returns:
+      `s` with CR and LF written as `\\r` and `\\n`.
+    """
+    return s.replace("\r", "\\r").replace("\n", "\\n")
 
 # Bazel CPU constraint -> OCI (architecture, variant).
 OCI_ARCHITECTURES = {
@@ -130,7 +163,8 @@ def check_config_values(what, entrypoint = [], cmd = [], user = "", workdir = ""
     """Checks the image config values known at analysis, as kiln-image does in its action.
 
     NUL is refused everywhere (env is checked with its expansion, in the
-    action); `workdir` and `volumes` must be absolute; at most MAX_LAYERS
+    action); `workdir` and `volumes` must be absolute, `workdir` without `..`
+    components; `user` is `user[:group]` (see user_error); at most MAX_LAYERS
     layers of the image's own (the base's are counted in the action).
 
     Args:
@@ -155,6 +189,10 @@ def check_config_values(what, entrypoint = [], cmd = [], user = "", workdir = ""
             fail("%s: labels: %r = %r has a NUL byte" % (what, k, v))
     if workdir and path_error(workdir):
         fail("%s: workdir: %s" % (what, path_error(workdir)))
+    if ".." in workdir.split("/"):
+        fail("%s: workdir: %r has a `..` component (the working directory is an absolute path in the image)" % (what, workdir))
+    if user and user_error(user):
+        fail("%s: user: %s" % (what, user_error(user)))
     for v in volumes:
         if path_error(v):
             fail("%s: volumes: %s" % (what, path_error(v)))
@@ -295,6 +333,34 @@ def env_name_error(name):
     """
     if not name or "=" in name or [c for c in name.elems() if c in " \t\r\n\0"]:
         return "%r is not a valid environment variable name (non-empty, no `=`, whitespace or NUL)" % name
+    return None
+
+_USER_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
+
+def user_error(user):
+    """Why `user` is not `user[:group]` as the OCI config means it, or None.
+
+    Each part is a name or a numeric id: letters, digits, `_`, `.`, `-`
+    (not starting with `-`), or a whole `{KEY}` stamp placeholder. Spaces,
+    shell metacharacters and anything else are refused: runtimes look the
+    value up in /etc/passwd and /etc/group, nothing else can name a user.
+
+    Args:
+      user: the user attribute.
+
+    Returns:
+      The reason, or None when the user is valid.
+    """
+    parts = user.split(":")
+    bad = len(parts) > 2
+    for part in parts:
+        name = part
+        if part.startswith("{") and part.endswith("}"):
+            name = part[1:-1]
+        if not name or name.startswith("-") or [c for c in name.elems() if c not in _USER_CHARS]:
+            bad = True
+    if bad:
+        return "%r is not `user[:group]` (each a name or a numeric id: letters, digits, `_`, `.`, `-`; or a `{KEY}` stamp variable)" % user
     return None
 
 def path_error(path):

@@ -17,6 +17,7 @@ pub fn layer_from(data: &[u8], add: fn(&mut Tree, &ArchiveSource) -> anyhow::Res
         path: file.path(),
         prefix: String::new(),
         mtime: Some(0),
+        expansion_ratio: 32,
     };
     let mut tree = Tree::new();
     if add(&mut tree, &src).is_ok() && tree.check().is_ok() {

@@ -416,7 +416,8 @@ pub fn apply(
 
 /// The spec's values other than env (checked with its expansion): no NUL
 /// anywhere (the runtime passes them as C strings), `workdir` and
-/// `volumes` absolute.
+/// `volumes` absolute, `workdir` without `..` components, `user` as
+/// [`check_user`] (stamped: the analysis-time check lets `{KEY}` through).
 fn check_values(spec: &ConfigSpec) -> Result<(), AttrError> {
     let nul = |attr: &str, what: String| attr_err(attr, format!("{what} has a NUL byte"));
     for (attr, list) in [("entrypoint", &spec.entrypoint), ("cmd", &spec.cmd)] {
@@ -443,8 +444,44 @@ fn check_values(spec: &ConfigSpec) -> Result<(), AttrError> {
     }
     if let Some(w) = spec.workdir.as_deref().filter(|w| !w.is_empty()) {
         check_path(w).map_err(|e| attr_err("workdir", e))?;
+        if w.split('/').any(|c| c == "..") {
+            return Err(attr_err(
+                "workdir",
+                format!(
+                    "{w:?} has a `..` component (the working directory is an absolute path \
+                     in the image)"
+                ),
+            ));
+        }
+    }
+    if let Some(u) = spec.user.as_deref().filter(|u| !u.is_empty()) {
+        check_user(u).map_err(|e| attr_err("user", e))?;
     }
     Ok(())
+}
+
+/// The config's `user`: `user[:group]`, each a name or a numeric id of
+/// letters, digits, `_`, `.` and `-` (not first). Runtimes look it up in
+/// /etc/passwd and /etc/group; spaces and shell metacharacters name nobody.
+pub fn check_user(user: &str) -> Result<(), String> {
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && !p.starts_with('-')
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    };
+    let mut parts = user.split(':');
+    let ok = parts.next().is_some_and(part_ok)
+        && parts.next().is_none_or(part_ok)
+        && parts.next().is_none();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{user:?} is not `user[:group]` (each a name or a numeric id: letters, digits, \
+             `_`, `.`, `-`)"
+        ))
+    }
 }
 
 /// A path in the image's config (workdir, a volume): absolute, no NUL.
@@ -936,6 +973,36 @@ mod tests {
             e.starts_with("workdir: \"app\" is not an absolute path"),
             "{e}"
         );
+        let e = refused(
+            ConfigSpec {
+                workdir: Some("/../../etc".into()),
+                ..Default::default()
+            },
+            &p,
+        );
+        assert!(
+            e.starts_with("workdir: \"/../../etc\" has a `..` component"),
+            "{e}"
+        );
+        let e = refused(
+            ConfigSpec {
+                user: Some("root; rm -rf /".into()),
+                ..Default::default()
+            },
+            &p,
+        );
+        assert!(
+            e.starts_with("user: \"root; rm -rf /\" is not `user[:group]`"),
+            "{e}"
+        );
+        for good in ["65532", "nonroot:nonroot", "1000:1000", "www-data", "a.b_c"] {
+            assert_eq!(check_user(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "", ":", "a:", ":b", "a:b:c", "-x", "a b", "$(id)", "a`b`", "ä",
+        ] {
+            assert!(check_user(bad).is_err(), "{bad}");
+        }
         let e = refused(
             ConfigSpec {
                 volumes: Some(vec!["data".into()]),

@@ -20,23 +20,32 @@ pub const MAX_DOCUMENT: u64 = 8 << 20;
 /// Verifies the layout at `dir`; writes `stamp` (the checked blobs, one
 /// `sha256:… SIZE` a line) when every blob is whole.
 pub fn verify_layout(dir: &Path, stamp: &Path) -> anyhow::Result<()> {
-    let index_path = dir.join("index.json");
-    let index = read_document(&index_path)?;
+    let index = read_document(&dir.join("index.json"))?;
     let shallow = dir.join(SOURCE_FILE).exists();
-    let mut todo: Vec<Value> = descriptors(&index, "manifests");
+    // Each descriptor with the document that names it (`index.json`, or an
+    // index or manifest by digest): a corrupt layer is reported against the
+    // manifest that lists it.
+    let mut todo: Vec<(Value, String)> = named(descriptors(&index, "manifests"), "index.json");
     let mut seen = BTreeSet::new();
     let mut lines = String::new();
-    while let Some(desc) = todo.pop() {
+    while let Some((desc, named_by)) = todo.pop() {
         let digest: Digest = desc
             .get("digest")
             .and_then(Value::as_str)
-            .ok_or_else(|| anyhow!("{}: a descriptor has no digest", index_path.display()))?
+            .ok_or_else(|| {
+                anyhow!(
+                    "base layout {}: {named_by}: a descriptor has no digest",
+                    dir.display()
+                )
+            })?
             .parse()
-            .map_err(|e| anyhow!("{}: {e}", index_path.display()))?;
-        let size = desc
-            .get("size")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| anyhow!("{}: descriptor {digest} has no size", dir.display()))?;
+            .map_err(|e| anyhow!("base layout {}: {named_by}: {e}", dir.display()))?;
+        let size = desc.get("size").and_then(Value::as_u64).ok_or_else(|| {
+            anyhow!(
+                "base layout {}: {named_by}: descriptor {digest} has no size",
+                dir.display()
+            )
+        })?;
         if !seen.insert(digest.clone()) {
             continue;
         }
@@ -47,7 +56,7 @@ pub fn verify_layout(dir: &Path, stamp: &Path) -> anyhow::Result<()> {
             Err(e) => {
                 return Err(e).with_context(|| {
                     format!(
-                        "base layout {}: blob {digest} ({})",
+                        "base layout {}: blob {digest} ({}), named by {named_by}",
                         dir.display(),
                         path.display()
                     )
@@ -56,7 +65,8 @@ pub fn verify_layout(dir: &Path, stamp: &Path) -> anyhow::Result<()> {
         };
         if meta.len() != size {
             bail!(
-                "base layout {}: blob {digest} ({}) has {} bytes, its descriptor says {size}",
+                "base layout {}: blob {digest} ({}) has {} bytes, its descriptor in {named_by} \
+                 says {size}",
                 dir.display(),
                 path.display(),
                 meta.len()
@@ -65,15 +75,26 @@ pub fn verify_layout(dir: &Path, stamp: &Path) -> anyhow::Result<()> {
         let media_type = desc.get("mediaType").and_then(Value::as_str).unwrap_or("");
         if media_types::is_index(media_type) || media_types::is_manifest(media_type) {
             let bytes = doc_bytes(&path)?;
-            check_digest(dir, &path, &digest, &kiln_oci::sha256_bytes(&bytes))?;
+            check_digest(
+                dir,
+                &path,
+                &digest,
+                &kiln_oci::sha256_bytes(&bytes),
+                &named_by,
+            )?;
             let doc: Value = serde_json::from_slice(&bytes)
                 .with_context(|| format!("parsing {}", path.display()))?;
-            todo.extend(descriptors(&doc, "manifests"));
-            todo.extend(doc.get("config").cloned());
-            todo.extend(descriptors(&doc, "layers"));
+            let this = if media_types::is_index(media_type) {
+                format!("image index {digest}")
+            } else {
+                format!("image manifest {digest}")
+            };
+            todo.extend(named(descriptors(&doc, "manifests"), &this));
+            todo.extend(named(doc.get("config").cloned(), &this));
+            todo.extend(named(descriptors(&doc, "layers"), &this));
         } else {
             let (actual, _) = sha256_file(&path)?;
-            check_digest(dir, &path, &digest, &actual)?;
+            check_digest(dir, &path, &digest, &actual, &named_by)?;
         }
         lines.push_str(&format!("{digest} {size}\n"));
     }
@@ -81,15 +102,27 @@ pub fn verify_layout(dir: &Path, stamp: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", stamp.display()))
 }
 
-fn check_digest(dir: &Path, path: &Path, want: &Digest, actual: &Digest) -> anyhow::Result<()> {
+fn check_digest(
+    dir: &Path,
+    path: &Path,
+    want: &Digest,
+    actual: &Digest,
+    named_by: &str,
+) -> anyhow::Result<()> {
     if actual != want {
         bail!(
-            "base layout {}: blob {want} ({}) is corrupt: its content has digest {actual}",
+            "base layout {}: blob {want} ({}), named by {named_by}, is corrupt: its content has \
+             digest {actual}",
             dir.display(),
             path.display()
         );
     }
     Ok(())
+}
+
+/// Descriptors paired with the document naming them.
+fn named(descs: impl IntoIterator<Item = Value>, by: &str) -> Vec<(Value, String)> {
+    descs.into_iter().map(|d| (d, by.to_string())).collect()
 }
 
 fn doc_bytes(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -114,4 +147,57 @@ fn descriptors(doc: &Value, key: &str) -> Vec<Value> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_oci::sha256_bytes;
+    use std::fs;
+
+    /// Writes `bytes` as a blob of the layout `dir`; returns its descriptor.
+    fn blob(dir: &Path, media_type: &str, bytes: &[u8]) -> Value {
+        let digest = sha256_bytes(bytes);
+        fs::write(dir.join("blobs/sha256").join(digest.hex()), bytes).unwrap();
+        serde_json::json!({"mediaType": media_type, "digest": digest.to_string(), "size": bytes.len()})
+    }
+
+    #[test]
+    fn a_corrupt_layer_is_reported_against_the_manifest_naming_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        let layer = blob(dir, media_types::OCI_LAYER_TAR_GZIP, b"layer bytes");
+        let config = blob(dir, media_types::OCI_IMAGE_CONFIG, b"{}");
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_types::OCI_IMAGE_MANIFEST,
+            "config": config,
+            "layers": [layer],
+        });
+        let manifest = blob(
+            dir,
+            media_types::OCI_IMAGE_MANIFEST,
+            manifest.to_string().as_bytes(),
+        );
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [manifest]});
+        fs::write(dir.join("index.json"), index.to_string()).unwrap();
+        let stamp = dir.join("stamp");
+        verify_layout(dir, &stamp).unwrap();
+
+        // The same size, other bytes.
+        let layer_digest = layer["digest"].as_str().unwrap();
+        let layer_path = dir.join("blobs/sha256").join(&layer_digest[7..]);
+        fs::write(&layer_path, b"LAYER BYTES").unwrap();
+        let err = format!("{:#}", verify_layout(dir, &stamp).unwrap_err());
+        let manifest_digest = manifest["digest"].as_str().unwrap();
+        assert!(
+            err.contains(&format!(
+                "blob {layer_digest} ({}), named by image manifest {manifest_digest}, is corrupt",
+                layer_path.display()
+            )) && !err.contains("index.json"),
+            "{err}"
+        );
+    }
 }

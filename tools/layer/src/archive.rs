@@ -6,18 +6,24 @@
 //! `data.tar` member of a .deb) is therefore indexed in place: its headers
 //! are read (data skipped with seeks) and each file becomes a [`Segment`] of
 //! the archive, read when the layer is written. A compressed stream cannot
-//! be read at random, so it is decompressed once, streaming, into an
-//! anonymous temporary file (deleted when the process ends; it lives in
-//! `$TMPDIR`, which Bazel points into the action's sandbox) that is then
-//! indexed the same way. That spool is the alternative to holding every
-//! file of the archive in memory or decompressing it again for every
-//! entry; nothing else is spooled, and a .deb is read member by member.
-//! The spool is bounded ([`spool_limit`]): a compression bomb fails with a
-//! clear error instead of filling the disk.
+//! be read at random, so it is decompressed once, streaming, and the data
+//! of its regular files is copied into an anonymous temporary file (the
+//! spool: deleted when the process ends; it lives in `$TMPDIR`, which Bazel
+//! points into the action's sandbox) as the entries go by; headers are not
+//! spooled. That spool is the alternative to holding every file of the
+//! archive in memory or decompressing it again for every entry; a .deb is
+//! read member by member.
+//!
+//! What an archive may expand to is bounded ([`ExpansionLimit`]): file data
+//! counts in full, headers at one eighth (a tar of many small files is
+//! mostly headers, which compress a hundred times and more), so a
+//! compression bomb fails with a clear error instead of filling the disk,
+//! while a genuine archive of a million files passes.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
@@ -25,7 +31,9 @@ use tar::EntryType;
 
 use kiln_oci::compression::{read_up_to, Compression, MAGIC_LEN};
 use kiln_oci::docker_archive::{SPOOL_RATIO, SPOOL_SLACK};
-use kiln_oci::tar_writer::{normalize_path, read_at, Content, Meta, PathError, Segment, Tree};
+use kiln_oci::tar_writer::{
+    normalize_path, read_at, Content, Meta, Origin, PathError, Segment, Tree,
+};
 
 /// An archive entry of the spec.
 pub struct ArchiveSource<'a> {
@@ -37,6 +45,174 @@ pub struct ArchiveSource<'a> {
     pub prefix: String,
     /// The mtime of every entry; None keeps the archive's (`mtime.preserve`).
     pub mtime: Option<u64>,
+    /// See [`ExpansionLimit`].
+    pub expansion_ratio: u64,
+}
+
+/// The default of the `archive_expansion_ratio` attribute: the rule of
+/// docker-save bases ([`SPOOL_RATIO`]).
+pub const DEFAULT_EXPANSION_RATIO: u64 = SPOOL_RATIO;
+
+/// What reading an archive of `input` bytes may expand to: `ratio` times
+/// `input` plus [`SPOOL_SLACK`], counting the data of the files copied into
+/// the spool in full and every other decompressed byte (headers, long
+/// names, PAX records) at one eighth. Real tarballs compress far less
+/// (Debian's data.tar.xz about 4 times); kiln's own gzip layer of a million
+/// empty files (7 MB for 512 MB of headers) counts 64 MB; a compression
+/// bomb (8 GiB from a 263 KB zstd file) stops here. `ratio` is the
+/// target's `archive_expansion_ratio`, named in the error.
+#[derive(Clone, Copy, Debug)]
+pub struct ExpansionLimit {
+    pub input: u64,
+    pub ratio: u64,
+}
+
+/// Headers count this fraction of their bytes (see [`ExpansionLimit`]).
+const HEADER_SHARE: u64 = 8;
+
+impl ExpansionLimit {
+    pub fn bytes(self) -> u64 {
+        self.input
+            .saturating_mul(self.ratio)
+            .saturating_add(SPOOL_SLACK)
+    }
+
+    fn error(self) -> String {
+        format!(
+            "it expands to more than {} bytes, the limit for an archive of {} bytes \
+             ({} times its size plus {} MiB, file data in full and headers at one eighth; \
+             a compression bomb?): if the archive is genuine, raise the target's \
+             `archive_expansion_ratio` (now {})",
+            self.bytes(),
+            self.input,
+            self.ratio,
+            SPOOL_SLACK >> 20,
+            self.ratio
+        )
+    }
+}
+
+/// A reader and seeker of an archive's plain tar stream.
+pub trait TarStream: Read + Seek {}
+impl<T: Read + Seek> TarStream for T {}
+
+/// Counts the bytes coming out of a decompressor and stops at `cap` (no
+/// charge can stay within the limit past it). Seeks forward (all the tar
+/// reader asks for, to skip data) by reading.
+struct Counted<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+    cap: u64,
+    limit: ExpansionLimit,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let total = self.count.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if total > self.cap {
+            return Err(io::Error::other(self.limit.error()));
+        }
+        Ok(n)
+    }
+}
+
+impl<R: Read> Seek for Counted<R> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        match to {
+            SeekFrom::Current(n) if n >= 0 => {
+                io::copy(&mut self.take(n.unsigned_abs()), &mut io::sink())?;
+                Ok(self.count.load(Ordering::Relaxed))
+            }
+            _ => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a decompressed stream only skips forward",
+            )),
+        }
+    }
+}
+
+/// Where the data of an archive's regular files comes from, and what
+/// reading it has cost so far (see [`ExpansionLimit`]).
+pub struct FileData {
+    /// A plain tar: file data is read in place from it.
+    in_place: Option<Segment>,
+    /// The spool (created on first use) and its length: decompressed file
+    /// data and expanded sparse files.
+    spool: Option<(Arc<File>, u64)>,
+    /// Bytes out of the decompressor so far (0 for a plain tar).
+    decompressed: Arc<AtomicU64>,
+    /// Of those, file data (the rest are headers).
+    streamed_data: u64,
+    limit: ExpansionLimit,
+}
+
+impl FileData {
+    fn charged(&self, more_data: u64) -> u64 {
+        let spooled = self.spool.as_ref().map_or(0, |s| s.1);
+        let headers = self
+            .decompressed
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.streamed_data);
+        spooled
+            .saturating_add(more_data)
+            .saturating_add(headers / HEADER_SHARE)
+    }
+
+    /// Fails once what was read so far is over the limit.
+    pub fn check(&self) -> Result<(), String> {
+        if self.charged(0) > self.limit.bytes() {
+            return Err(self.limit.error());
+        }
+        Ok(())
+    }
+
+    /// The bytes of the regular file `entry`: a range of the plain tar, or
+    /// copied into the spool.
+    pub fn regular<R: Read>(&mut self, entry: &mut tar::Entry<R>) -> Result<Segment, String> {
+        let size = entry.size();
+        if let Some(tar) = &self.in_place {
+            return tar.sub(entry.raw_file_position(), size).ok_or_else(|| {
+                format!("its {size} bytes of data extend past the end of the archive (truncated?)")
+            });
+        }
+        if self.charged(size) > self.limit.bytes() {
+            return Err(self.limit.error());
+        }
+        self.streamed_data += size;
+        self.copy(entry, size)
+            .map_err(|e| format!("copying its data: {e}"))
+    }
+
+    /// Expands a GNU sparse entry (the tar crate fills the holes when it is
+    /// read) into the spool and returns its bytes there.
+    pub fn sparse<R: Read>(&mut self, entry: &mut tar::Entry<R>) -> Result<Segment, String> {
+        if self.in_place.is_none() {
+            self.streamed_data += entry.size();
+        }
+        let room = self.limit.bytes().saturating_sub(self.charged(0));
+        let seg = self
+            .copy(entry, room.saturating_add(1))
+            .map_err(|e| format!("expanding the sparse file: {e}"))?;
+        if seg.len() > room {
+            return Err(self.limit.error());
+        }
+        Ok(seg)
+    }
+
+    /// Appends at most `max` bytes of `entry` to the spool.
+    fn copy(&mut self, entry: &mut impl Read, max: u64) -> io::Result<Segment> {
+        let (file, end) = match &mut self.spool {
+            Some(s) => s,
+            None => self.spool.insert((Arc::new(tempfile::tempfile()?), 0)),
+        };
+        let mut out = BufWriter::with_capacity(256 * 1024, &**file);
+        let n = io::copy(&mut entry.take(max), &mut out)?;
+        out.flush()?;
+        let seg = Segment::new(file.clone(), *end, n);
+        *end += n;
+        Ok(seg)
+    }
 }
 
 /// The normalised directory an archive is extracted under: "" for `/`.
@@ -104,33 +280,67 @@ fn add_archive(
     archive: &str,
     seg: Segment,
 ) -> anyhow::Result<()> {
-    let tar = plain_tar(src.target, src.attr, archive, seg)?;
-    index(tree, src, archive, tar)
+    let (tar, data) = plain_tar(src.target, src.attr, archive, seg, src.expansion_ratio)?;
+    index(tree, src, archive, tar, data)
 }
 
-/// The plain tar stream in `seg`: itself, or its decompressed spool.
-fn plain_tar(target: &str, attr: &str, archive: &str, seg: Segment) -> anyhow::Result<Segment> {
+/// The plain tar stream in `seg` (itself, or its decompression, read once)
+/// and where its file data comes from.
+fn plain_tar(
+    target: &str,
+    attr: &str,
+    archive: &str,
+    seg: Segment,
+    ratio: u64,
+) -> anyhow::Result<(Box<dyn TarStream>, FileData)> {
     let mut magic = [0u8; MAGIC_LEN];
     let n = read_up_to(&mut seg.reader(), &mut magic)
         .with_context(|| format!("{target}: {attr}: {archive}: reading"))?;
+    let limit = ExpansionLimit {
+        input: seg.len(),
+        ratio,
+    };
+    let decompressed = Arc::new(AtomicU64::new(0));
+    let data = |in_place| FileData {
+        in_place,
+        spool: None,
+        decompressed: decompressed.clone(),
+        streamed_data: 0,
+        limit,
+    };
     Ok(match Compression::detect(&magic[..n]) {
-        Compression::None => seg,
+        Compression::None => (Box::new(seg.reader()), data(Some(seg))),
         Compression::Bzip2 => bail!(
             "{target}: {attr}: {archive}: bzip2 compression is not supported \
              (plain, gzip, zstd and xz are)"
         ),
         format => {
-            let limit = spool_limit(seg.len());
-            spool(format, seg, limit)
-                .with_context(|| format!("{target}: {attr}: {archive}: decompressing"))?
+            let input = BufReader::with_capacity(256 * 1024, seg.reader());
+            let decoder = kiln_oci::compression::decoder(format, input)
+                .with_context(|| format!("{target}: {attr}: {archive}: decompressing"))?;
+            let stream = Counted {
+                inner: decoder,
+                count: decompressed.clone(),
+                // Headers count one eighth: more than this many bytes can
+                // never be within the limit.
+                cap: limit.bytes().saturating_mul(HEADER_SHARE),
+                limit,
+            };
+            (Box::new(stream), data(None))
         }
     })
 }
 
 /// The plain tar stream of `path`, a .deb (its data member, when the file
 /// starts with the `ar` magic) or a tarball in any supported compression,
-/// and the archive's name for messages (`x.deb (data.tar.xz)` or `x.tar`).
-pub fn open_tar_or_deb(target: &str, attr: &str, path: &Path) -> anyhow::Result<(String, Segment)> {
+/// where its file data comes from, and the archive's name for messages
+/// (`x.deb (data.tar.xz)` or `x.tar`).
+pub fn open_tar_or_deb(
+    target: &str,
+    attr: &str,
+    path: &Path,
+    ratio: u64,
+) -> anyhow::Result<(String, Box<dyn TarStream>, FileData)> {
     let shown = path.display();
     let (file, len) = open(path).with_context(|| format!("{target}: {attr}: {shown}"))?;
     let mut magic = [0u8; 8];
@@ -141,62 +351,8 @@ pub fn open_tar_or_deb(target: &str, attr: &str, path: &Path) -> anyhow::Result<
     } else {
         (shown.to_string(), Segment::new(file, 0, len))
     };
-    let tar = plain_tar(target, attr, &archive, seg)?;
-    Ok((archive, tar))
-}
-
-/// Expands a GNU sparse entry (the tar crate fills the holes when it is
-/// read) at the end of the temporary file `sparse` (created on first use)
-/// and returns its bytes there.
-pub fn expand_sparse(
-    entry: &mut impl Read,
-    sparse: &mut Option<(Arc<File>, u64)>,
-) -> io::Result<Segment> {
-    let (file, end) = match sparse {
-        Some(s) => s,
-        None => sparse.insert((Arc::new(tempfile::tempfile()?), 0)),
-    };
-    let mut out = BufWriter::new(&**file);
-    let n = io::copy(entry, &mut out)?;
-    out.flush()?;
-    let seg = Segment::new(file.clone(), *end, n);
-    *end += n;
-    Ok(seg)
-}
-
-/// The most a compressed archive of `compressed` bytes may decompress to:
-/// the rule of docker-save bases ([`SPOOL_RATIO`] times its size plus
-/// [`SPOOL_SLACK`]). Real tarballs compress far less (Debian's data.tar.xz
-/// about 4 times); a compression bomb (8 GiB from a 263 KB zstd file) stops
-/// here.
-pub fn spool_limit(compressed: u64) -> u64 {
-    compressed
-        .saturating_mul(SPOOL_RATIO)
-        .saturating_add(SPOOL_SLACK)
-}
-
-/// Decompresses `seg` into an anonymous temporary file (see the module
-/// comment for why) and returns the plain tar as a segment of it; at most
-/// `limit` bytes are written, more is an error.
-fn spool(format: Compression, seg: Segment, limit: u64) -> anyhow::Result<Segment> {
-    let input = BufReader::with_capacity(256 * 1024, seg.reader());
-    let mut decoder = kiln_oci::compression::decoder(format, input)?;
-    let file = tempfile::tempfile().context("creating a temporary file")?;
-    let mut out = BufWriter::with_capacity(256 * 1024, file);
-    let len = io::copy(&mut (&mut decoder).take(limit), &mut out)?;
-    if len == limit && decoder.read(&mut [0u8; 1])? > 0 {
-        bail!(
-            "it decompresses to more than {limit} bytes, the limit for a compressed archive \
-             of {} bytes ({SPOOL_RATIO} times its size plus {} MiB; a compression bomb?)",
-            seg.len(),
-            SPOOL_SLACK >> 20
-        );
-    }
-    let file = out
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .context("writing the temporary file")?;
-    Ok(Segment::new(Arc::new(file), 0, len))
+    let (tar, data) = plain_tar(target, attr, &archive, seg, ratio)?;
+    Ok((archive, tar, data))
 }
 
 /// Where an archive entry lands: `prefix` joined with the normalised name;
@@ -210,17 +366,24 @@ pub fn entry_path(prefix: &str, name: &str) -> Result<Option<String>, PathError>
     }
 }
 
-/// Reads the headers of the plain tar in `tar` (skipping data with seeks)
-/// and adds each entry to the tree.
-fn index(tree: &mut Tree, src: &ArchiveSource, archive: &str, tar: Segment) -> anyhow::Result<()> {
+/// Reads the headers of the plain tar stream `tar` (skipping data with
+/// seeks) and adds each entry to the tree, its data from `data`.
+fn index(
+    tree: &mut Tree,
+    src: &ArchiveSource,
+    archive: &str,
+    tar: Box<dyn TarStream>,
+    mut data: FileData,
+) -> anyhow::Result<()> {
     let (target, attr) = (src.target, src.attr);
     let read_err = |e: io::Error| anyhow!("{target}: {attr}: {archive}: reading the archive: {e}");
-    // GNU sparse files are expanded into this temporary file.
-    let mut sparse: Option<(Arc<File>, u64)> = None;
+    let source: Arc<str> = format!("{attr} {archive}").into();
     let mut links = Vec::new();
-    let mut reader = tar::Archive::new(tar.reader());
+    let mut reader = tar::Archive::new(tar);
     for entry in reader.entries_with_seek().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
+        data.check()
+            .map_err(|e| anyhow!("{target}: {attr}: {archive}: {e}"))?;
         let ty = entry.header().entry_type();
         if ty.is_pax_global_extensions() {
             continue;
@@ -236,7 +399,7 @@ fn index(tree: &mut Tree, src: &ArchiveSource, archive: &str, tar: Segment) -> a
         let Some(path) = entry_path(&src.prefix, &name).map_err(|e| fail(e.to_string()))? else {
             continue;
         };
-        let origin = format!("{attr} {archive} entry {name:?}");
+        let origin = Origin::entry(&source, &name);
         let meta = entry_meta(&mut entry, src.mtime).map_err(|e| fail(e.to_string()))?;
         let link_name = || -> anyhow::Result<String> {
             let raw = entry
@@ -249,17 +412,9 @@ fn index(tree: &mut Tree, src: &ArchiveSource, archive: &str, tar: Segment) -> a
             // Pre-POSIX archives mark directories only by a trailing `/`.
             EntryType::Regular if name.ends_with('/') && entry.size() == 0 => Content::Dir,
             EntryType::Regular | EntryType::Continuous => {
-                let (pos, size) = (entry.raw_file_position(), entry.size());
-                Content::Segment(tar.sub(pos, size).ok_or_else(|| {
-                    fail(format!(
-                        "its {size} bytes of data extend past the end of the archive (truncated?)"
-                    ))
-                })?)
+                Content::Segment(data.regular(&mut entry).map_err(fail)?)
             }
-            EntryType::GNUSparse => Content::Segment(
-                expand_sparse(&mut entry, &mut sparse)
-                    .map_err(|e| fail(format!("expanding the sparse file: {e}")))?,
-            ),
+            EntryType::GNUSparse => Content::Segment(data.sparse(&mut entry).map_err(fail)?),
             EntryType::Directory => Content::Dir,
             EntryType::Symlink => Content::Symlink(link_name()?),
             EntryType::Link => {
@@ -493,30 +648,75 @@ mod tests {
         deb_data_member(&File::open(&p).unwrap(), bytes.len() as u64)
     }
 
+    fn zstd_tar_of(dir: &Path, size: u64) -> std::path::PathBuf {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        b.append_data(&mut h, "zeros", io::repeat(0).take(size))
+            .unwrap();
+        let path = dir.join("bomb.tar.zst");
+        let tar = b.into_inner().unwrap();
+        std::fs::write(&path, zstd::encode_all(&tar[..], 3).unwrap()).unwrap();
+        path
+    }
+
     #[test]
-    fn spool_is_bounded() {
+    fn expansion_is_bounded_and_the_limit_can_be_raised() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("bomb.zst");
-        // 10 MB of zeros: a few hundred bytes compressed.
-        std::fs::write(&p, zstd::encode_all(&vec![0u8; 10_000_000][..], 3).unwrap()).unwrap();
-        let file = Arc::new(File::open(&p).unwrap());
-        let len = file.metadata().unwrap().len();
-        assert!(len < 2_000, "{len}");
-        let seg = Segment::new(file, 0, len);
-        let err = spool(Compression::Zstd, seg.clone(), 1_000_000).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "it decompresses to more than 1000000 bytes, the limit for a compressed archive \
-                 of {len} bytes (32 times its size plus 256 MiB; a compression bomb?)"
-            )
+        let path = zstd_tar_of(dir.path(), (256 << 20) + (1 << 20));
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert!(len < 100_000, "{len}");
+        let src = |ratio| ArchiveSource {
+            target: "//t:l",
+            attr: "tars",
+            path: &path,
+            prefix: String::new(),
+            mtime: Some(0),
+            expansion_ratio: ratio,
+        };
+        let err = add_tar(&mut Tree::new(), &src(32)).unwrap_err().to_string();
+        let limit = len * 32 + (256 << 20);
+        assert!(
+            err.starts_with("//t:l: tars: ")
+                && err.contains(&format!(
+                    "entry \"zeros\": it expands to more than {limit} bytes, the limit for an \
+                     archive of {len} bytes (32 times its size plus 256 MiB"
+                ))
+                && err.contains("raise the target's `archive_expansion_ratio` (now 32)"),
+            "{err}"
         );
-        // Exactly at the limit is fine.
-        assert_eq!(
-            spool(Compression::Zstd, seg, 10_000_000).unwrap().len(),
-            10_000_000
-        );
-        assert_eq!(spool_limit(1000), 32_000 + (256 << 20));
+        // Raised, it passes (the file is spooled).
+        let mut tree = Tree::new();
+        add_tar(&mut tree, &src(1000)).unwrap();
+        assert_eq!(tree.len(), 1);
+    }
+
+    #[test]
+    fn headers_count_one_eighth() {
+        let limit = ExpansionLimit {
+            input: 1000,
+            ratio: 32,
+        };
+        let data = FileData {
+            in_place: None,
+            spool: None,
+            decompressed: Arc::new(AtomicU64::new(0)),
+            streamed_data: 0,
+            limit,
+        };
+        let at = |headers: u64| {
+            data.decompressed.store(headers, Ordering::Relaxed);
+            data.check()
+        };
+        assert_eq!(limit.bytes(), 32_000 + (256 << 20));
+        assert!(at(limit.bytes() * 8).is_ok());
+        assert!(at(limit.bytes() * 8 + 8)
+            .unwrap_err()
+            .contains("archive_expansion_ratio"));
     }
 
     #[test]
@@ -563,6 +763,7 @@ mod tests {
             path: &path,
             prefix: String::new(),
             mtime: Some(0),
+            expansion_ratio: DEFAULT_EXPANSION_RATIO,
         };
         let e = add_tar(&mut Tree::new(), &src).unwrap_err().to_string();
         assert!(

@@ -4,10 +4,11 @@
 //! that the postinst of Debian's `ca-certificates` would generate from
 //! `usr/share/ca-certificates/**/*.crt`.
 //!
-//! The archives are opened as for `tar`/`deb` entries (compressed streams
-//! spooled to a temporary file); only the headers are read while collecting,
-//! then the matching members' bytes are read into memory, at most
-//! [`MAX_SIZE`] of them.
+//! The archives are opened as for `tar`/`deb` entries (the file data of
+//! compressed streams spooled to a temporary file, within the same
+//! expansion limit); only the headers are read while collecting, then the
+//! matching members' bytes are read into memory, at most [`MAX_SIZE`] of
+//! them.
 
 use std::collections::btree_map::Entry as Slot;
 use std::collections::{BTreeMap, HashMap};
@@ -107,12 +108,20 @@ pub fn build(
     path: &str,
     sources: &[String],
     pattern: &str,
+    expansion_ratio: u64,
 ) -> anyhow::Result<Vec<u8>> {
     let glob = Glob::new(pattern)
         .map_err(|e| anyhow!("{target}: {attr}: {path:?}: pattern {pattern:?}: {e}"))?;
     let mut members: BTreeMap<String, Member> = BTreeMap::new();
     for src in sources {
-        collect(target, attr, Path::new(src), &glob, &mut members)?;
+        collect(
+            target,
+            attr,
+            Path::new(src),
+            &glob,
+            expansion_ratio,
+            &mut members,
+        )?;
     }
     if members.is_empty() {
         bail!(
@@ -155,17 +164,20 @@ fn collect(
     attr: &str,
     src: &Path,
     glob: &Glob,
+    expansion_ratio: u64,
     members: &mut BTreeMap<String, Member>,
 ) -> anyhow::Result<()> {
-    let (archive, tar) = archive::open_tar_or_deb(target, attr, src)?;
+    let (archive, tar, mut files) = archive::open_tar_or_deb(target, attr, src, expansion_ratio)?;
     let read_err = |e: io::Error| anyhow!("{target}: {attr}: {archive}: reading the archive: {e}");
-    let mut sparse = None;
     // Every member so far: the bytes of a regular file (hard links
     // resolved), None for any other type.
     let mut seen: HashMap<String, Option<Segment>> = HashMap::new();
-    let mut reader = tar::Archive::new(tar.reader());
+    let mut reader = tar::Archive::new(tar);
     for entry in reader.entries_with_seek().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
+        files
+            .check()
+            .map_err(|e| anyhow!("{target}: {attr}: {archive}: {e}"))?;
         let ty = entry.header().entry_type();
         if ty.is_pax_global_extensions() {
             continue;
@@ -186,17 +198,9 @@ fn collect(
             EntryType::Regular | EntryType::Continuous => {
                 // Refuses PAX sparse files, whose map would be read as data.
                 archive::pax_records(&mut entry).map_err(|e| fail(e.to_string()))?;
-                let (pos, size) = (entry.raw_file_position(), entry.size());
-                Some(tar.sub(pos, size).ok_or_else(|| {
-                    fail(format!(
-                        "its {size} bytes of data extend past the end of the archive (truncated?)"
-                    ))
-                })?)
+                Some(files.regular(&mut entry).map_err(fail)?)
             }
-            EntryType::GNUSparse => Some(
-                archive::expand_sparse(&mut entry, &mut sparse)
-                    .map_err(|e| fail(format!("expanding the sparse file: {e}")))?,
-            ),
+            EntryType::GNUSparse => Some(files.sparse(&mut entry).map_err(fail)?),
             EntryType::Link => {
                 let to = entry
                     .link_name_bytes()

@@ -44,7 +44,15 @@ pub struct Spec {
     pub compression_options: Vec<String>,
     #[serde(default)]
     pub mtime: MtimeSpec,
+    /// The `archive_expansion_ratio` attribute: see
+    /// [`archive::ExpansionLimit`].
+    #[serde(default = "default_expansion_ratio")]
+    pub archive_expansion_ratio: u64,
     pub entries: Vec<EntrySpec>,
+}
+
+fn default_expansion_ratio() -> u64 {
+    archive::DEFAULT_EXPANSION_RATIO
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -113,7 +121,6 @@ pub fn run(spec: &Path, outputs: &Outputs) -> anyhow::Result<()> {
     let tree = build_tree(&spec)?;
     // Hard links were checked archive by archive; this is a safety net.
     tree.check().map_err(|e| anyhow!("{target}: {e}"))?;
-    let listing = canonical::to_vec(&tree.listing())?;
 
     let blob = AtomicFile::create(outputs.blob).with_context(|| format!("{target}: --blob"))?;
     let (blob, desc) = write_layer(&tree, compression, outputs.workers, blob)
@@ -121,7 +128,7 @@ pub fn run(spec: &Path, outputs: &Outputs) -> anyhow::Result<()> {
     let descriptor = prepared(outputs.descriptor, &canonical::to_vec(&desc)?)
         .with_context(|| format!("{target}: --descriptor"))?;
     let listing =
-        prepared(outputs.listing, &listing).with_context(|| format!("{target}: --listing"))?;
+        listing_file(outputs.listing, &tree).with_context(|| format!("{target}: --listing"))?;
 
     // Everything is written: only now does any output appear.
     blob.commit().with_context(|| format!("{target}: --blob"))?;
@@ -139,6 +146,18 @@ fn prepared(path: &Path, bytes: &[u8]) -> anyhow::Result<AtomicFile> {
     let mut f = AtomicFile::create(path)?;
     f.write_all(bytes)
         .with_context(|| format!("writing {}", path.display()))?;
+    Ok(f)
+}
+
+/// A temporary sibling of `path` holding the tree's listing, not yet
+/// renamed into place.
+fn listing_file(path: &Path, tree: &Tree) -> anyhow::Result<AtomicFile> {
+    let mut f = AtomicFile::create(path)?;
+    let mut out = BufWriter::with_capacity(BUFFER, &mut f);
+    tree.write_listing(&mut out)
+        .and_then(|()| Ok(out.flush()?))
+        .with_context(|| format!("writing {}", path.display()))?;
+    drop(out);
     Ok(f)
 }
 
@@ -303,6 +322,7 @@ pub fn build_tree(spec: &Spec) -> anyhow::Result<Tree> {
                     path: Path::new(src),
                     prefix,
                     mtime: (!mtime.preserve).then_some(mtime.seconds),
+                    expansion_ratio: spec.archive_expansion_ratio,
                 };
                 if kind == "tar" {
                     archive::add_tar(&mut tree, &source)?;
@@ -328,7 +348,14 @@ pub fn build_tree(spec: &Spec) -> anyhow::Result<Tree> {
                 // Checked before the archives are read (Tree::add would).
                 kiln_oci::tar_writer::normalize_path(&e.path)
                     .map_err(|err| fail(err.to_string()))?;
-                let bytes = concat::build(target, &e.attr, &e.path, sources, pattern)?;
+                let bytes = concat::build(
+                    target,
+                    &e.attr,
+                    &e.path,
+                    sources,
+                    pattern,
+                    spec.archive_expansion_ratio,
+                )?;
                 (
                     Content::Bytes(bytes),
                     meta(DEFAULT_FILE_MODE),

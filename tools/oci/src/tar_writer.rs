@@ -15,9 +15,12 @@
 //! The `append_*` helpers write single normalised entries, for tools that
 //! stream their own archives.
 
+use std::cell::OnceCell;
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::{self, File};
+use std::hash::BuildHasher;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -373,22 +376,174 @@ pub enum TreeError {
     },
 }
 
+/// Who defined an entry, for error messages: a caller-chosen description
+/// (`files "/hello" (source …)`), or for an archive's entry the description
+/// of the archive, shared by all its entries, and the entry's name in it
+/// (a layer of a million archive entries holds one copy of the former).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    source: Arc<str>,
+    entry: Option<Box<str>>,
+}
+
+impl Origin {
+    /// The entry `name` of the archive described by `source`
+    /// (`tars x.tar`): shown as `tars x.tar entry "name"`.
+    pub fn entry(source: &Arc<str>, name: &str) -> Origin {
+        Origin {
+            source: source.clone(),
+            entry: Some(name.into()),
+        }
+    }
+}
+
+impl From<String> for Origin {
+    fn from(source: String) -> Origin {
+        Origin {
+            source: source.into(),
+            entry: None,
+        }
+    }
+}
+
+impl From<&str> for Origin {
+    fn from(source: &str) -> Origin {
+        Origin {
+            source: source.into(),
+            entry: None,
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.entry {
+            Some(name) => write!(f, "{} entry {name:?}", self.source),
+            None => f.write_str(&self.source),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Node {
     content: Content,
     meta: Meta,
-    /// Who defined it, for error messages (caller-chosen text).
-    origin: String,
+    /// Who defined it, for error messages.
+    origin: Origin,
     /// A parent directory created because an entry below it needed it.
     implied: bool,
     /// Size of a regular file, recorded when added.
     size: u64,
 }
 
+/// The entries of a [`Tree`] by path: a vector, a hash index of the paths
+/// and, once asked for, their order by path. A layer of a million archive
+/// entries costs about 200 bytes each (a B-tree, filled in path order,
+/// keeps its nodes half empty).
+#[derive(Clone, Debug, Default)]
+struct PathMap {
+    slots: Vec<Slot>,
+    /// 32 bits of the (keyed) hash of a path → the last slot with them;
+    /// slots with the same bits are chained by `Slot::next`, so a collision
+    /// costs a comparison, never a wrong answer.
+    index: HashMap<u32, u32>,
+    hasher: RandomState,
+    /// Slot numbers sorted by path (bytewise); reset by every insertion.
+    sorted: OnceCell<Vec<usize>>,
+}
+
+#[derive(Clone, Debug)]
+struct Slot {
+    path: Box<str>,
+    node: Node,
+    /// The previous slot whose path has the same hash bits ([`NO_SLOT`]:
+    /// none).
+    next: u32,
+}
+
+const NO_SLOT: u32 = u32::MAX;
+
+impl PathMap {
+    fn hash(&self, path: &str) -> u32 {
+        // The low bits of a keyed SipHash are as good as any.
+        self.hasher.hash_one(path) as u32
+    }
+
+    fn find(&self, path: &str) -> Option<usize> {
+        let mut at = self.index.get(&self.hash(path)).copied();
+        while let Some(i) = at.filter(|&i| i != NO_SLOT).map(|i| i as usize) {
+            if &*self.slots[i].path == path {
+                return Some(i);
+            }
+            at = Some(self.slots[i].next);
+        }
+        None
+    }
+
+    fn get(&self, path: &str) -> Option<&Node> {
+        self.find(path).map(|i| &self.slots[i].node)
+    }
+
+    fn get_mut(&mut self, path: &str) -> Option<&mut Node> {
+        self.find(path).map(|i| &mut self.slots[i].node)
+    }
+
+    fn get_key_value(&self, path: &str) -> Option<(&str, &Node)> {
+        self.find(path)
+            .map(|i| (&*self.slots[i].path, &self.slots[i].node))
+    }
+
+    /// Adds `path`, which is not in the map.
+    /// Adds `path`, which is not in the map. Slot numbers are 32-bit: four
+    /// billion entries would need a terabyte of memory first.
+    fn insert(&mut self, path: String, node: Node) {
+        let i = u32::try_from(self.slots.len()).unwrap_or(NO_SLOT);
+        let next = self.index.insert(self.hash(&path), i).unwrap_or(NO_SLOT);
+        self.slots.push(Slot {
+            path: path.into_boxed_str(),
+            node,
+            next,
+        });
+        self.sorted = OnceCell::new();
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Every entry, sorted bytewise by path.
+    fn iter(&self) -> impl Iterator<Item = (&str, &Node)> {
+        let sorted = self.sorted.get_or_init(|| {
+            let mut order: Vec<usize> = (0..self.slots.len()).collect();
+            order.sort_unstable_by(|&a, &b| {
+                self.slots[a]
+                    .path
+                    .as_bytes()
+                    .cmp(self.slots[b].path.as_bytes())
+            });
+            order
+        });
+        sorted
+            .iter()
+            .map(|&i| (&*self.slots[i].path, &self.slots[i].node))
+    }
+}
+
+impl std::ops::Index<&str> for PathMap {
+    type Output = Node;
+
+    fn index(&self, path: &str) -> &Node {
+        match self.get(path) {
+            Some(node) => node,
+            None => panic!("{path:?} is not in the tree"),
+        }
+    }
+}
+
 /// A set of entries keyed by normalised path, written in sorted order.
 #[derive(Clone, Debug, Default)]
 pub struct Tree {
-    nodes: BTreeMap<String, Node>,
+    nodes: PathMap,
     /// mtime of the parent directories the tree creates.
     parent_mtime: u64,
 }
@@ -417,7 +572,7 @@ impl Tree {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.nodes.len() == 0
     }
 
     /// Adds an entry owned by 0:0 with mtime 0 (symlinks always get mode
@@ -427,7 +582,7 @@ impl Tree {
         path: &str,
         content: Content,
         mode: u32,
-        origin: impl Into<String>,
+        origin: impl Into<Origin>,
     ) -> Result<(), TreeError> {
         let mode = match content {
             Content::Symlink(_) => SYMLINK_MODE,
@@ -451,7 +606,7 @@ impl Tree {
         path: &str,
         content: Content,
         meta: Meta,
-        origin: impl Into<String>,
+        origin: impl Into<Origin>,
     ) -> Result<(), TreeError> {
         let origin = origin.into();
         let raw_path = path;
@@ -516,8 +671,8 @@ impl Tree {
                     return Err(TreeError::NotADirectory {
                         path: parent.to_string(),
                         kind: node.content.kind(),
-                        holder: node.origin.clone(),
-                        child: origin,
+                        holder: node.origin.to_string(),
+                        child: origin.to_string(),
                     })
                 }
                 None => {
@@ -555,8 +710,8 @@ impl Tree {
                 return Err(TreeError::NotADirectory {
                     path,
                     kind: node.content.kind(),
-                    holder: node.origin,
-                    child: existing.origin.clone(),
+                    holder: node.origin.to_string(),
+                    child: existing.origin.to_string(),
                 });
             }
             Some(existing) if existing.content == Content::Dir && node.content == Content::Dir => {
@@ -575,8 +730,8 @@ impl Tree {
                 if !same {
                     return Err(TreeError::Conflict {
                         path,
-                        first: existing.origin.clone(),
-                        second: node.origin,
+                        first: existing.origin.to_string(),
+                        second: node.origin.to_string(),
                     });
                 }
                 existing.meta.mtime = node.meta.mtime;
@@ -600,8 +755,8 @@ impl Tree {
                     self.resolve_link(target)
                         .map(|_| ())
                         .map_err(|why| TreeError::Hardlink {
-                            path: path.clone(),
-                            origin: node.origin.clone(),
+                            path: path.to_string(),
+                            origin: node.origin.to_string(),
                             target: target.clone(),
                             why,
                         })
@@ -636,13 +791,13 @@ impl Tree {
     /// map are written as they are.
     fn link_plan(&self) -> Result<HashMap<&str, LinkRole<'_>>, TreeError> {
         let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for (path, node) in &self.nodes {
+        for (path, node) in self.nodes.iter() {
             if let Content::Hardlink(target) = &node.content {
                 let (root, _) = self
                     .resolve_link(target)
                     .map_err(|why| TreeError::Hardlink {
-                        path: path.clone(),
-                        origin: node.origin.clone(),
+                        path: path.to_string(),
+                        origin: node.origin.to_string(),
                         target: target.clone(),
                         why,
                     })?;
@@ -666,29 +821,45 @@ impl Tree {
     pub fn listing(&self) -> Vec<ListingEntry> {
         self.nodes
             .iter()
-            .map(|(path, node)| {
-                let content = match &node.content {
-                    Content::Hardlink(t) => self
-                        .resolve_link(t)
-                        .map_or(&node.content, |(_, n)| &n.content),
-                    c => c,
-                };
-                let mut entry = ListingEntry::new(
-                    content.kind(),
-                    path.clone(),
-                    match content {
-                        Content::Symlink(t) => Some(t.clone()),
-                        _ => None,
-                    },
-                );
-                match probe_content(content) {
-                    Some(Program::Elf(elf)) => entry.elf = Some(elf),
-                    Some(Program::Script(interpreter)) => entry.script = Some(interpreter),
-                    None => {}
-                }
-                entry
-            })
+            .map(|(path, node)| self.listing_entry(path, node))
             .collect()
+    }
+
+    /// [`Tree::listing`] as canonical JSON, written entry by entry (a
+    /// layer of a million files needs no second copy of its paths).
+    pub fn write_listing<W: Write>(&self, out: &mut W) -> anyhow::Result<()> {
+        out.write_all(b"[")?;
+        for (i, (path, node)) in self.nodes.iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            out.write_all(&crate::canonical::to_vec(&self.listing_entry(path, node))?)?;
+        }
+        out.write_all(b"]")?;
+        Ok(())
+    }
+
+    fn listing_entry(&self, path: &str, node: &Node) -> ListingEntry {
+        let content = match &node.content {
+            Content::Hardlink(t) => self
+                .resolve_link(t)
+                .map_or(&node.content, |(_, n)| &n.content),
+            c => c,
+        };
+        let mut entry = ListingEntry::new(
+            content.kind(),
+            path,
+            match content {
+                Content::Symlink(t) => Some(t.clone()),
+                _ => None,
+            },
+        );
+        match probe_content(content) {
+            Some(Program::Elf(elf)) => entry.elf = Some(elf),
+            Some(Program::Script(interpreter)) => entry.script = Some(interpreter),
+            None => {}
+        }
+        entry
     }
 
     /// Appends every entry to `builder`, sorted bytewise by path. Parents sort
@@ -705,8 +876,8 @@ impl Tree {
     /// same names sharing one inode with the same bytes and metadata.
     pub fn write<W: Write>(&self, builder: &mut Builder<W>) -> anyhow::Result<()> {
         let plan = self.link_plan()?;
-        for (path, node) in &self.nodes {
-            let written = match plan.get(path.as_str()) {
+        for (path, node) in self.nodes.iter() {
+            let written = match plan.get(path) {
                 Some(role) if role.first != path => {
                     let root = &self.nodes[role.root];
                     let mut h = header_with(EntryType::Link, &root.meta, 0);

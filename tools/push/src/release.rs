@@ -6,9 +6,9 @@
 //!                "repository": "ghcr.io/acme/api",
 //!                "tags": ["latest"],
 //!                "stamp": false,
-//!                "blobs": "_main/build/api/push.run.blobs.json",
+//!                "blobs": "_kiln_inputs/bazel-out/…/build/api/push.push.blobs.json",
 //!                "lazy": [{"output": "bazel-out/…/api_amd64_layer-layer.tar.gz",
-//!                          "digest": "_main/build/api/api_amd64_layer-layer.json"}]}]}
+//!                          "digest": "_kiln_inputs/bazel-out/…/api_amd64_layer-layer.json"}]}]}
 //! ```
 //! - `blobs`: a blob-set spec (`kiln_oci::blob_set`), relative to the root
 //!   (the runfiles directory), like the paths in it.

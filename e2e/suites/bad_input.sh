@@ -18,6 +18,38 @@ expect_failure() {
     pass "$name"
 }
 
+# check_binaries (e2e/basic/binaries): programs that cannot run in their
+# image fail the build; the host's dynamically linked `true` stands in for a
+# cgo Go binary.
+binaries_checks() {
+    if [ "$(host_arch)" != amd64 ] || [ ! -e /usr/bin/true ]; then
+        skip "check_binaries: the fixtures copy an x86-64 host's /usr/bin/true and C library"
+        return
+    fi
+    expect_failure "check_binaries: a dynamically linked binary on a base without its loader fails" \
+        //binaries:dynamic_without_loader "//binaries:dynamic_without_loader" "/true" \
+        "program interpreter /lib64/ld-linux-x86-64.so.2 is not in the image" \
+        'build it static (rules_go: `pure = "on"`, or `static = "on"`), or use a base with a C library (e.g. static_base with libc6)' \
+        "check_binaries = False"
+    expect_failure "check_binaries: an x86-64 binary in an arm64 image fails naming both" \
+        //binaries:wrong_architecture "//binaries:wrong_architecture" "/true" "x86-64 (64-bit, little-endian)" \
+        "linux/arm64" "AArch64 (64-bit, little-endian)"
+    expect_failure "check_binaries: a #!/bin/sh script on a base without a shell fails" \
+        //binaries:script_without_shell "//binaries:script_without_shell" "/run.sh" \
+        "\`#!\` interpreter /bin/sh is not in the image"
+    local out
+    if out=$(cd e2e/basic && kbazel basic build //binaries:dynamic_with_libc 2>&1); then
+        pass "check_binaries: the same binary with its loader and C library in the image builds"
+    else
+        fail "check_binaries: the same binary with its loader and C library in the image builds" "$(grep -E 'ERROR|error|check_binaries' <<<"$out" | head -8)"
+    fi
+    if out=$(cd e2e/basic && kbazel basic build //binaries:unchecked 2>&1); then
+        pass "check_binaries: check_binaries = False builds the unrunnable image"
+    else
+        fail "check_binaries: check_binaries = False builds the unrunnable image" "$(grep -E 'ERROR|error' <<<"$out" | head -5)"
+    fi
+}
+
 suite_bad_input() {
     # The shared validation vectors (tools/testdata/validation.json; the Rust
     # side is in cargo test): the analysis-time checks agree with the tools.
@@ -53,6 +85,7 @@ suite_bad_input() {
     else
         pass "bad input: a failed image leaves no layout or digest"
     fi
+    binaries_checks
     expect_failure "bad input: '..' in a layer path" //bad:dotdot "//bad:dotdot" "symlinks" "/etc/../../escape"
     expect_failure "bad input: two files claim one path" //bad:conflict "//bad:conflict" "x.txt" "bad/a/x.txt" "bad/b/x.txt"
     expect_failure "bad input: unsupported architecture" //bad:unsupported_arch "//bad:unsupported_arch" "architecture" "s390x"

@@ -73,7 +73,7 @@ def _labels(ctx, label):
 
 def _foreign(files, spec, shallow = False):
     # A base not built by kiln: kiln-image writes its layers to --base-blobs.
-    return struct(spec = spec, inputs = files, shallow = shallow, metadata = depset(), blobs = depset(), foreign = True, digest = None, name = None, base_packages = None)
+    return struct(spec = spec, inputs = files, shallow = shallow, metadata = depset(), blobs = depset(), foreign = True, digest = None, name = None, base_packages = None, listing_complete = False)
 
 def _base(ctx, name, label, base, platform):
     """The spec's `base` object and what the image gets from it.
@@ -94,9 +94,9 @@ def _base(ctx, name, label, base, platform):
       must write the base's layers to `--base-blobs` (a base not built by
       kiln), and for a kiln or pulled base the File of its digest, its
       label and the File of a pulled base's Debian packages or None (for
-      the SBOM).
+      the SBOM), and whether the base's listing holds all its files.
     """
-    none = struct(spec = None, inputs = [], shallow = False, metadata = depset(), blobs = depset(), foreign = False, digest = None, name = None, base_packages = None)
+    none = struct(spec = None, inputs = [], shallow = False, metadata = depset(), blobs = depset(), foreign = False, digest = None, name = None, base_packages = None, listing_complete = True)
     if base == None:
         return none
     info = None
@@ -131,6 +131,7 @@ def _base(ctx, name, label, base, platform):
             foreign = False,
             digest = info.digest,
             name = display_label(base.label),
+            listing_complete = bool(listing) and getattr(info, "listing_complete", True),
         )
     files = [base] if type(base) == "File" else base.files.to_list()
     if len(files) == 1 and files[0].is_directory:
@@ -231,6 +232,50 @@ def _sbom(ctx, name, label, blob_set, own_layers, platform, base_info):
         toolchain = TOOLCHAIN_TYPES["image"],
     )
     return sbom
+
+def _check_binaries(ctx, name, listing, listing_complete, layer_infos, config, platform):
+    """Registers KilnCheckBinaries: can the image's program and own ELF files run?
+
+    It reads listings and the config only (kiln-layer recorded each file's
+    ELF facts or `#!` interpreter), so it is cheap and runs beside the rest
+    of the build as a validation action.
+
+    Args:
+      ctx: the rule context.
+      name: prefix of declared files.
+      listing: the image's merged listing File.
+      listing_complete: False when the base's files are not all known.
+      layer_infos: the image's own KilnLayerInfos.
+      config: the image config File.
+      platform: dict os/architecture/variant.
+
+    Returns:
+      The report File (`<name>.binaries.txt`).
+    """
+    spec = ctx.actions.declare_file(name + ".binaries.spec.json")
+    ctx.actions.write(spec, json.encode({
+        "config": config.path,
+        "layers": [layer.listing.path for layer in layer_infos],
+        "listing": listing.path,
+        "listing_complete": listing_complete,
+        "platform": platform,
+        "target": display_label(ctx.label),
+    }))
+    report = ctx.actions.declare_file(name + ".binaries.txt")
+    args = ctx.actions.args()
+    args.add("check-binaries")
+    args.add("--spec", spec)
+    args.add("--output", report)
+    ctx.actions.run(
+        executable = kiln_tool(ctx, "image").files_to_run,
+        arguments = [args],
+        inputs = [spec, listing, config] + [layer.listing for layer in layer_infos],
+        outputs = [report],
+        mnemonic = "KilnCheckBinaries",
+        progress_message = "Checking that the binaries of %{label} can run in it",
+        toolchain = TOOLCHAIN_TYPES["image"],
+    )
+    return report
 
 def image_implementation(
         ctx,
@@ -484,6 +529,9 @@ def image_implementation(
     )
     metadata = depset([blob_entry(output_config, output_config_digest)], transitive = [base_info.metadata])
     sbom = _sbom(ctx, name, label, struct(top = top, blobs = blobs, metadata = metadata), len(layer_infos), platform_string(os, arch, variant), base_info)
+    validation = []
+    if getattr(ctx.attr, "check_binaries", True):
+        validation.append(_check_binaries(ctx, name, listing, base_info.listing_complete, layer_infos, output_config, platform))
     info = KilnImageInfo(
         base_packages = base_info.base_packages,
         blobs = blobs,
@@ -491,6 +539,7 @@ def image_implementation(
         descriptor = descriptor,
         digest = output_digest,
         listing = listing,
+        listing_complete = base_info.listing_complete,
         manifest = manifest,
         metadata = metadata,
         platform = platform_string(os, arch, variant),
@@ -553,6 +602,9 @@ def image_implementation(
             oci_layout = depset([layout]),
             sbom = depset([sbom]),
             tarball = depset([output_tarball]),
+            # Bazel builds validation outputs with every build of the target
+            # or of what depends on it (--run_validations, the default).
+            _validation = depset(validation),
         ),
     ]
 
@@ -563,6 +615,10 @@ _IMAGE_OWN_ATTRS = {
     "base": attr.label(
         doc = "The image to build on top of (FROM): a container_image, an image_index (the manifest for this image's platform is used), an OCI image layout (a directory, or a filegroup holding one `oci-layout` file) or a `docker save` tarball (.tar). Unset: an empty base (scratch).",
         allow_files = True,
+    ),
+    "check_binaries": attr.bool(
+        doc = """Check at build time that the image's program (entrypoint, else cmd) and every ELF file of its own layers can run in it: the ELF machine, class and byte order match the image's platform; a dynamically linked binary's program interpreter (PT_INTERP) is in the image (symlinks followed, base layers included) and its needed libraries (DT_NEEDED, and theirs) are in DT_RUNPATH/DT_RPATH (`$ORIGIN` expanded), `LD_LIBRARY_PATH`, the multiarch directories, `/lib64`, `/lib`, `/usr/lib` or `/usr/local/lib`; a script's `#!` interpreter is in the image. A failure names the file, the cause and what to do (e.g. build it static: rules_go `pure = "on"` or `static = "on"`; or use a base with a C library, e.g. static_base with libc6). Paths that may be in a base whose file list is unknown (a `kiln.pull` or foreign base) are not judged: the report `<name>.binaries.txt` (output group `_validation`) names each, with why. False: no check, for deliberate cases (a file run under qemu, or started by another program with its own loader).""",
+        default = True,
     ),
     "cmd": attr.string_list(doc = "Cmd of the image (exec form). The container_image macro turns a string into `/bin/sh -c`. Supports stamp variables."),
     "creation_time": attr.string(

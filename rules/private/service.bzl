@@ -25,6 +25,7 @@ def service_image(
         ports = None,
         user = None,
         cmd = None,
+        check_binaries = True,
         visibility = None,
         tags = None):
     """Packages one service binary as a multi-arch image with push and load targets.
@@ -55,6 +56,12 @@ def service_image(
       ports: exposed ports.
       user: user the service runs as.
       cmd: arguments passed to the binary.
+      check_binaries: check at build time that each architecture's binary
+        can run in its image: its ELF machine is the image's, and a
+        dynamically linked one finds its loader and libraries in the base
+        (see container_image's `check_binaries`). A Go binary built with
+        cgo (rules_go's default on the host's architecture) is dynamically
+        linked: build it with `pure = "on"` or `static = "on"`.
       visibility: visibility of the generated targets.
       tags: Bazel tags of the generated targets.
     """
@@ -94,6 +101,7 @@ def service_image(
             labels = labels or {},
             ports = ports or [],
             user = user or "",
+            check_binaries = check_binaries,
             visibility = visibility,
             tags = tags,
             **image_kwargs

@@ -72,38 +72,47 @@ impl FsView {
 
     /// Resolves an absolute path through symlinks (in any component).
     pub fn lookup(&self, path: &str) -> Lookup {
+        match self.resolve(path) {
+            Ok(_) => Lookup::File,
+            Err(lookup) => lookup,
+        }
+    }
+
+    /// Resolves an absolute path through symlinks (in any component) to a
+    /// file: its path (no leading `/`) and entry, or why there is none.
+    pub fn resolve(&self, path: &str) -> Result<(String, &ListingEntry), Lookup> {
         let mut todo: VecDeque<String> = split(path).collect();
         let mut cur: Vec<String> = Vec::new();
-        let mut kind = ListingKind::Dir; // "/" itself
+        let mut last: Option<&ListingEntry> = None; // None: a directory ("/" itself)
         let mut hops = 0;
         while let Some(comp) = todo.pop_front() {
             match comp.as_str() {
                 "." => continue,
                 ".." => {
                     cur.pop();
-                    kind = ListingKind::Dir;
+                    last = None;
                     continue;
                 }
                 _ => {}
             }
-            if kind != ListingKind::Dir {
+            if last.is_some_and(|e| e.kind != ListingKind::Dir) {
                 // A file used as a directory: ENOTDIR, i.e. not there.
-                return Lookup::Missing;
+                return Err(Lookup::Missing);
             }
             cur.push(comp);
             let key = cur.join("/");
             let Some(entry) = self.entries.get(&key) else {
-                return if self.complete {
+                return Err(if self.complete {
                     Lookup::Missing
                 } else {
                     Lookup::Unknown
-                };
+                });
             };
             match (&entry.kind, &entry.target) {
                 (ListingKind::Symlink, Some(target)) => {
                     hops += 1;
                     if hops > MAX_HOPS {
-                        return Lookup::Loop;
+                        return Err(Lookup::Loop);
                     }
                     cur.pop();
                     if target.starts_with('/') {
@@ -112,15 +121,16 @@ impl FsView {
                     for (i, c) in split(target).enumerate() {
                         todo.insert(i, c);
                     }
-                    kind = ListingKind::Dir;
+                    last = None;
                 }
-                (ListingKind::Symlink, None) => return Lookup::Missing,
-                (k, _) => kind = *k,
+                (ListingKind::Symlink, None) => return Err(Lookup::Missing),
+                _ => last = Some(entry),
             }
         }
-        match kind {
-            ListingKind::File => Lookup::File,
-            other => Lookup::NotAFile(other),
+        match last {
+            Some(entry) if entry.kind == ListingKind::File => Ok((cur.join("/"), entry)),
+            Some(entry) => Err(Lookup::NotAFile(entry.kind)),
+            None => Err(Lookup::NotAFile(ListingKind::Dir)),
         }
     }
 }
@@ -166,11 +176,7 @@ mod tests {
     use super::*;
 
     fn e(kind: ListingKind, path: &str, target: Option<&str>) -> ListingEntry {
-        ListingEntry {
-            kind,
-            path: path.into(),
-            target: target.map(str::to_string),
-        }
+        ListingEntry::new(kind, path, target.map(str::to_string))
     }
 
     fn view() -> FsView {

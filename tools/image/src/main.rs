@@ -1,6 +1,7 @@
 //! kiln-image: base descriptors + layer descriptors + config attributes →
 //! the config and manifest of one image (no blob copies). See docs/internals.md.
 
+mod binaries;
 mod config;
 mod created;
 mod entrypoint;
@@ -68,7 +69,29 @@ struct SbomArgs {
     output: PathBuf,
 }
 
+/// `kiln-image check-binaries`: the KilnCheckBinaries action (see binaries.rs).
+#[derive(Parser)]
+#[command(name = "kiln-image check-binaries")]
+struct CheckBinariesArgs {
+    /// JSON spec written by the image rule.
+    #[arg(long)]
+    spec: PathBuf,
+    /// Output: the report (files checked, files skipped and why).
+    #[arg(long)]
+    output: PathBuf,
+}
+
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("check-binaries") {
+        let args = CheckBinariesArgs::parse_from(std::env::args().skip(1));
+        return match binaries::run(&args.spec, &args.output) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kiln-image: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if std::env::args().nth(1).as_deref() == Some("sbom") {
         let args = SbomArgs::parse_from(std::env::args().skip(1));
         return match sbom::run(&args.spec, &args.output) {

@@ -21,6 +21,8 @@ pub mod layer_sizes;
 pub mod layout;
 pub mod media_types;
 pub mod model;
+// What an ELF binary or a script needs to run (kiln-layer records it, kiln-image checks it).
+pub mod program;
 // Repository/tag name validation for kiln-push and kiln-load.
 pub mod reference;
 // An image's layers applied to a directory, whiteouts and all (kiln-imagetest).

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::media_types;
+use crate::program::Elf;
 
 /// An OCI content descriptor.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +205,26 @@ pub struct ListingEntry {
     /// Symlink target, exactly as written in the tar.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// A regular file that is an ELF executable or shared object: what it
+    /// needs to run (`kiln_oci::program`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elf: Option<Elf>,
+    /// A regular file that is a `#!` script: its interpreter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+}
+
+impl ListingEntry {
+    /// An entry without program facts.
+    pub fn new(kind: ListingKind, path: impl Into<String>, target: Option<String>) -> ListingEntry {
+        ListingEntry {
+            kind,
+            path: path.into(),
+            target,
+            elf: None,
+            script: None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -267,16 +288,8 @@ mod tests {
     #[test]
     fn listing_json() {
         let l = vec![
-            ListingEntry {
-                kind: ListingKind::Dir,
-                path: "bin".into(),
-                target: None,
-            },
-            ListingEntry {
-                kind: ListingKind::Symlink,
-                path: "bin/hello".into(),
-                target: Some("/hello".into()),
-            },
+            ListingEntry::new(ListingKind::Dir, "bin", None),
+            ListingEntry::new(ListingKind::Symlink, "bin/hello", Some("/hello".into())),
         ];
         assert_eq!(
             String::from_utf8(canonical::to_vec(&l).unwrap()).unwrap(),

@@ -29,6 +29,7 @@ use anyhow::Context;
 use tar::{Builder, EntryType, Header};
 
 use crate::model::{ListingEntry, ListingKind};
+use crate::program::{self, Program, ReadAt};
 
 pub const DEFAULT_DIR_MODE: u32 = 0o755;
 pub const DEFAULT_FILE_MODE: u32 = 0o644;
@@ -198,6 +199,51 @@ impl Seek for SegmentReader {
                 "seek before the start of the range",
             )),
         }
+    }
+}
+
+impl ReadAt for Segment {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let left = self.len.saturating_sub(offset);
+        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if n == 0 {
+            return Ok(0);
+        }
+        read_at(&self.file, &mut buf[..n], self.offset + offset)
+    }
+    fn size(&self) -> u64 {
+        self.len
+    }
+}
+
+/// A source file read for its program facts.
+struct SourceFile {
+    file: File,
+    len: u64,
+}
+
+impl ReadAt for SourceFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        read_at(&self.file, buf, offset)
+    }
+    fn size(&self) -> u64 {
+        self.len
+    }
+}
+
+/// What a regular file needs to run (`crate::program`), for the listing.
+/// A source that cannot be read gives None here: writing the layer reads
+/// the same bytes and reports the error with its origin.
+fn probe_content(content: &Content) -> Option<Program> {
+    match content {
+        Content::File(src) => {
+            let file = File::open(src).ok()?;
+            let len = file.metadata().ok()?.len();
+            program::probe(&SourceFile { file, len }).ok()?
+        }
+        Content::Bytes(bytes) => program::probe(&bytes[..]).ok()?,
+        Content::Segment(segment) => program::probe(segment).ok()?,
+        _ => None,
     }
 }
 
@@ -800,14 +846,20 @@ impl Tree {
                 .map_or(&node.content, |(_, n)| &n.content),
             c => c,
         };
-        ListingEntry {
-            kind: content.kind(),
-            path: path.to_string(),
-            target: match content {
+        let mut entry = ListingEntry::new(
+            content.kind(),
+            path,
+            match content {
                 Content::Symlink(t) => Some(t.clone()),
                 _ => None,
             },
+        );
+        match probe_content(content) {
+            Some(Program::Elf(elf)) => entry.elf = Some(elf),
+            Some(Program::Script(interpreter)) => entry.script = Some(interpreter),
+            None => {}
         }
+        entry
     }
 
     /// Appends every entry to `builder`, sorted bytewise by path. Parents sort

@@ -111,10 +111,10 @@ pull_sbom_checks() {
     bin=$(pull_bazel info bazel-bin 2>/dev/null)
     for arch in amd64 arm64; do
         want=$(jq -r --arg a "$arch" '[.packages[] | select(.architecture == $a or .architecture == "all") | "\(.name) \(.version) \(.architecture)"] | sort | join(", ")' "$lock")
-        got=$(jq -r '[.packages[] | select(.externalRefs[0].referenceLocator | startswith("pkg:deb/")) | "\(.name) \(.versionInfo) \(.externalRefs[0].referenceLocator | capture("arch=(?<a>.*)").a)"] | sort | join(", ")' "$bin/app_$arch.spdx.json")
+        got=$(jq -r '[.packages[] | select((.externalRefs[0].referenceLocator // "") | startswith("pkg:deb/")) | "\(.name) \(.versionInfo) \(.externalRefs[0].referenceLocator | capture("arch=(?<a>.*)").a)"] | sort | join(", ")' "$bin/app_$arch.spdx.json")
         expect_eq "sbom ($arch, pulled base): the four Debian packages of the base, as debs.lock.json pins them" "$want" "$got"
         expect_eq "sbom ($arch, pulled base): four Debian packages, contained by the image" "4 4" \
-            "$(jq -r '[.packages[] | select(.externalRefs[0].referenceLocator | startswith("pkg:deb/")) | .SPDXID] as $ids | "\($ids | length) \([.relationships[] | select(.spdxElementId == "SPDXRef-image" and .relationshipType == "CONTAINS" and (.relatedSpdxElement | IN($ids[])))] | length)"' "$bin/app_$arch.spdx.json")"
+            "$(jq -r '[.packages[] | select((.externalRefs[0].referenceLocator // "") | startswith("pkg:deb/")) | .SPDXID] as $ids | "\($ids | length) \([.relationships[] | select(.spdxElementId == "SPDXRef-image" and .relationshipType == "CONTAINS" and (.relatedSpdxElement | IN($ids[])))] | length)"' "$bin/app_$arch.spdx.json")"
         expect_eq "sbom ($arch, pulled base): the image's comment is its platform only (no note of unlisted base layers)" "platform linux/$arch" \
             "$(jq -r '.packages[] | select(.SPDXID == "SPDXRef-image") | .comment | sub("/v8$"; "")' "$bin/app_$arch.spdx.json")"
         if [ -x "$spdx" ]; then

@@ -125,11 +125,13 @@ suite_supply_chain() {
     local arch want got
     for arch in amd64 arm64; do
         want=$(jq -r --arg a "$arch" '[.packages[] | select(.architecture == $a or .architecture == "all") | "\(.name) \(.version) \(.architecture)"] | sort | join(", ")' "$lock")
-        got=$(jq -r '[.packages[] | select(.externalRefs[0].referenceLocator | startswith("pkg:deb/")) | "\(.name) \(.versionInfo) \(.externalRefs[0].referenceLocator | capture("arch=(?<a>.*)").a)"] | sort | join(", ")' "$EX_BIN/api_$arch.spdx.json")
+        got=$(jq -r '[.packages[] | select((.externalRefs[0].referenceLocator // "") | startswith("pkg:deb/")) | "\(.name) \(.versionInfo) \(.externalRefs[0].referenceLocator | capture("arch=(?<a>.*)").a)"] | sort | join(", ")' "$EX_BIN/api_$arch.spdx.json")
         expect_eq "sbom ($arch): the Debian packages of the base, with version and architecture" "$want" "$got"
     done
-    [ "$(jq '[.packages[] | select(.externalRefs[0].referenceLocator | startswith("pkg:deb/"))] | length' "$sbom")" = 4 ] &&
+    [ "$(jq '[.packages[] | select((.externalRefs[0].referenceLocator // "") | startswith("pkg:deb/"))] | length' "$sbom")" = 4 ] &&
         pass "sbom: four Debian packages" || fail "sbom: four Debian packages" "$(jq -c '[.packages[].name]' "$sbom")"
+    expect_eq "sbom: every purl of the api image has a type and a non-empty name" "" \
+        "$(jq -r '.packages[].externalRefs[]? | .referenceLocator | select(test("^pkg:[a-z][a-z0-9.+-]*/([^/@?#]+/)*[^/@?#]+(@[^@?#/]+)?([?#].*)?$") | not)' "$sbom" 2>&1)"
 
     # The binary as GNU tar extracts it from the image's own (last) layer.
     local manifest_digest manifest layer

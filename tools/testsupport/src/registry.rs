@@ -473,6 +473,19 @@ fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<Head>> {
     Ok(Some((first.trim_end().to_string(), headers)))
 }
 
+/// The status line and headers of an answer of `len` body bytes, on a
+/// connection closed after it.
+fn response_head(status: u16, headers: &[(String, String)], len: usize) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status} Kiln-Test\r\n");
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str(&format!(
+        "Content-Length: {len}\r\nConnection: close\r\n\r\n"
+    ));
+    out.into_bytes()
+}
+
 fn serve(
     conn: TcpStream,
     upstream: &str,
@@ -519,15 +532,7 @@ fn serve(
             headers,
             body,
         } => {
-            let mut out = format!("HTTP/1.1 {status} Kiln-Test\r\n");
-            for (k, v) in headers {
-                out.push_str(&format!("{k}: {v}\r\n"));
-            }
-            out.push_str(&format!(
-                "Content-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            ));
-            conn.write_all(out.as_bytes())?;
+            conn.write_all(&response_head(status, &headers, body.len()))?;
             conn.write_all(&body)?;
         }
         Action::Drip {
@@ -536,15 +541,7 @@ fn serve(
             body,
             pause,
         } => {
-            let mut out = format!("HTTP/1.1 {status} Kiln-Test\r\n");
-            for (k, v) in headers {
-                out.push_str(&format!("{k}: {v}\r\n"));
-            }
-            out.push_str(&format!(
-                "Content-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            ));
-            conn.write_all(out.as_bytes())?;
+            conn.write_all(&response_head(status, &headers, body.len()))?;
             for byte in body {
                 std::thread::sleep(pause);
                 // The client gave up: stop.

@@ -13,10 +13,20 @@ skips=()
 
 log() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 
-pass() { passed=$((passed + 1)); printf 'PASS %s\n' "$1"; }
+# Every check's time since the previous one (the suite's steps), when the
+# runner asks for them (KILN_STEP_LOG): "SECONDS<TAB>SUITE<TAB>CHECK" lines.
+step_mark=$SECONDS
+record_step() {
+    [ -n "${KILN_STEP_LOG:-}" ] || return 0
+    printf '%s\t%s\t%s\n' "$((SECONDS - step_mark))" "${KILN_SUITE:-}" "$1" >>"$KILN_STEP_LOG"
+    step_mark=$SECONDS
+}
+
+pass() { passed=$((passed + 1)); printf 'PASS %s\n' "$1"; record_step "$1"; }
 fail() {
     failed=$((failed + 1)); failures+=("$1")
     printf 'FAIL %s\n' "$1"
+    record_step "$1"
     [ -n "${2:-}" ] && printf '     %s\n' "$2" | head -40
     return 0
 }
@@ -26,6 +36,7 @@ fail() {
 skip() {
     skipped=$((skipped + 1)); skips+=("$1: $2")
     printf 'SKIP %s\n     %s\n' "$1" "$2"
+    record_step "$1"
 }
 
 # check NAME CMD...: runs CMD, PASS when it exits 0, FAIL (with its output) otherwise.

@@ -96,22 +96,6 @@ suite_examples() {
     expect_eq "static_base: the CA bundle holds the package's certificates" "yes" \
         "$([ "$(tar -xOzf "$EX_BIN/api_arm64.oci/blobs/sha256/$base_blob" etc/ssl/certs/ca-certificates.crt | grep -c 'BEGIN CERTIFICATE')" -gt 100 ] && echo yes)"
 
-    # A clean clone: the README's `cd examples && bazel build //build/api:image`
-    # with no other step (the base's .debs are fetched by Bazel from the lock).
-    local clone="$KILN_WORK/clean-clone"
-    rm -rf "$clone" "$KILN_WORK/ob-clone"
-    if git clone -q "$KILN_ROOT" "$clone" 2>"$KILN_WORK/clone.log"; then
-        if (cd "$clone/examples" && kbazel clone build //build/api:image) >>"$KILN_WORK/clone.log" 2>&1; then
-            expect_eq "examples: a clean clone builds //build/api:image with no other step, to the same digest" \
-                "$(cat "$EX_BIN/image.digest")" "$(cat "$(cd "$clone/examples" && kbazel clone info bazel-bin 2>/dev/null)/build/api/image.digest")"
-        else
-            fail "examples: a clean clone builds //build/api:image with no other step" "$(tail -20 "$KILN_WORK/clone.log")"
-        fi
-        (cd "$clone/examples" && kbazel clone shutdown >/dev/null 2>&1)
-    else
-        fail "examples: git clone of the repository" "$(cat "$KILN_WORK/clone.log")"
-    fi
-
     # The arm64 binary really runs (under qemu-user) and serves /healthz.
     port=$(free_port)
     qemu-aarch64-static "$KILN_WORK/bundle-arm64/rootfs/api" -listen "127.0.0.1:$port" >"$KILN_WORK/qemu-api.log" 2>&1 &

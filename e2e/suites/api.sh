@@ -1,4 +1,4 @@
-# The container_image / container_layer API (issue 3), target by target in
+# The container_image / container_layer API, target by target in
 # e2e/basic/api. Every check reads the result with a tool we did not write:
 # umoci (unpack), skopeo (inspect), tar, zstd, gzip, jq, docker, podman.
 # docs/container_image.md names the check that proves each attribute.

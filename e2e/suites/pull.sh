@@ -1,4 +1,4 @@
-# Base images from a registry (issue 4): kiln.pull by digest, shallow builds,
+# Base images from a registry: kiln.pull by digest, shallow builds,
 # push by mount or registry-to-registry copy, load with fetched layers, auth,
 # and refusals. The base is the examples' static_base (Debian packages).
 # Checked with skopeo, the registries' own logs, find and docker.

@@ -1,4 +1,4 @@
-# Remote execution (issue 13) on a real REAPI cluster started here (e2e/lib/remote.sh:
+# Remote execution on a real REAPI cluster started here (e2e/lib/remote.sh:
 # BuildGrid + PostgreSQL, and a buildbox worker chrooted in a minimal Debian sid
 # root that has none of this machine's tools). Strictly remote builds
 # (--spawn_strategy=remote, no local fallback) of the seven example services and

@@ -145,13 +145,17 @@ kbazel() {
     bazel --output_base="$KILN_WORK/ob-$ob" "${startup[@]}" "$cmd" "${flags[@]}" --repo_env=KILN_CARGO_TARGET_DIR="$KILN_CARGO_TARGET_DIR" "$@"
 }
 
-# host_arch: this machine's CPU in OCI terms (amd64, arm64, ...).
+# host_arch: this machine's CPU in OCI terms (amd64, arm64, ...), from the
+# rules' own table (rules/private/generated.bzl: plain literals, so Python
+# reads it); an architecture images are not built for is printed as uname has it.
 host_arch() {
-    case "$(uname -m)" in
-        x86_64) echo amd64 ;;
-        aarch64 | arm64) echo arm64 ;;
-        *) uname -m ;;
-    esac
+    python3 - "$KILN_ROOT/rules/private/generated.bzl" "$(uname -m)" <<'PY'
+import sys
+tables = {}
+exec(open(sys.argv[1]).read(), tables)
+cpu = sys.argv[2]
+print(next((arch for arch, a in tables["BUILD_ARCHITECTURES"].items() if cpu in (arch, a["bazel_cpu"])), cpu))
+PY
 }
 
 docker_available() {

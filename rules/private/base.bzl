@@ -1,5 +1,6 @@
 """static_base: a distroless-style base for static binaries, from Debian packages."""
 
+load(":generated.bzl", "BUILD_ARCHITECTURES")
 load(":image.bzl", "container_image")
 load(":index.bzl", "image_index")
 load(":layer.bzl", "build_layer", "layer_mtime")
@@ -106,7 +107,7 @@ def static_base(name, debs = [], arch_debs = {}, user = "", visibility = None, t
       tags: Bazel tags of the targets.
     """
     images = []
-    for arch in ("amd64", "arm64"):
+    for arch in BUILD_ARCHITECTURES:
         static_base_layer(
             name = "%s_layer_%s" % (name, arch),
             debs = debs + arch_debs.get(arch, []),

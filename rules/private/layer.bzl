@@ -1,5 +1,6 @@
 """container_layer: files, symlinks and directories -> one layer blob."""
 
+load(":generated.bzl", "COMPRESSION_LEVELS", "LAYER_MAX_WORKERS")
 load(":providers.bzl", "KilnLayerInfo")
 load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
 load(":utils.bzl", "display_label", "expand_make_variables", "parse_mode", "workspace_relative_path")
@@ -98,7 +99,7 @@ def layer_entries(ctx, files, directory, mode, symlinks, empty_files, empty_dirs
 # and file system accepts.
 PORTABLE_MTIME = 946684800
 
-COMPRESSIONS = ["gzip", "zstd"]
+COMPRESSIONS = sorted(COMPRESSION_LEVELS)
 
 def layer_mtime(label, mtime, portable_mtime, enable_mtime_preservation):
     """The `mtime` object of a kiln-layer spec.
@@ -129,17 +130,18 @@ def check_compression(label, compression, compression_options):
     """
     if compression not in COMPRESSIONS:
         fail("%s: compression: %r is not supported (supported: %s)" % (label, compression, ", ".join(COMPRESSIONS)))
-    levels = ["--fast", "--best"] + ["-%d" % n for n in range(1, 20 if compression == "zstd" else 10)]
+    highest = COMPRESSION_LEVELS[compression][1]
+    levels = ["--fast", "--best"] + ["-%d" % n for n in range(1, highest + 1)]
     for option in compression_options:
         if option not in levels:
-            fail("%s: compression_options: %r is not an option of %s (supported: -1 to -%d, --fast, --best)" % (label, option, compression, 19 if compression == "zstd" else 9))
+            fail("%s: compression_options: %r is not an option of %s (supported: -1 to -%d, --fast, --best)" % (label, option, compression, highest))
 
-# kiln-layer compresses on up to this many threads (MAX_WORKERS in
-# tools/layer/src/layer.rs; fewer when the machine has fewer CPUs) plus one
-# writing the tar: the KilnLayer action declares them, and at most 256 MiB of
-# memory, so that Bazel does not run more beside it than the machine holds.
-# Bazel still runs an action that asks for more CPUs than it has, alone.
-LAYER_CPUS = 4
+# kiln-layer compresses on up to LAYER_MAX_WORKERS threads (fewer when the
+# machine has fewer CPUs) plus one writing the tar: the KilnLayer action
+# declares them, and at most 256 MiB of memory, so that Bazel does not run
+# more beside it than the machine holds. Bazel still runs an action that asks
+# for more CPUs than it has, alone.
+LAYER_CPUS = LAYER_MAX_WORKERS
 LAYER_MEMORY_MB = 256
 
 def _layer_resources(_os, _inputs):

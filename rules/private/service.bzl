@@ -1,5 +1,6 @@
 """service_image: the seed's one-call macro for a static service binary."""
 
+load(":generated.bzl", "BUILD_ARCHITECTURES")
 load(":image.bzl", "container_image")
 load(":index.bzl", "image_index")
 load(":layer.bzl", "container_layer")
@@ -8,8 +9,8 @@ load(":push.bzl", "image_push")
 load(":transitions.bzl", "platform_binary")
 
 _PLATFORMS = {
-    "amd64": Label("//platforms:linux_amd64"),
-    "arm64": Label("//platforms:linux_arm64"),
+    arch: Label("//platforms:linux_" + arch)
+    for arch in BUILD_ARCHITECTURES
 }
 
 def service_image(

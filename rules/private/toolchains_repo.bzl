@@ -12,12 +12,13 @@ for what `bazel run` executes. A platform's repository is only fetched when
 toolchain resolution picks it.
 """
 
+load(":generated.bzl", "BUILD_ARCHITECTURES")
 load(":toolchain.bzl", "TOOL_NAMES")
 
 # Platform key -> constraints of the machine that runs the binary.
 PLATFORM_CONSTRAINTS = {
-    "linux_aarch64": ["@platforms//os:linux", "@platforms//cpu:aarch64"],
-    "linux_x86_64": ["@platforms//os:linux", "@platforms//cpu:x86_64"],
+    "linux_" + a["bazel_cpu"]: ["@platforms//os:linux", "@platforms//cpu:" + a["bazel_cpu"]]
+    for a in BUILD_ARCHITECTURES.values()
 }
 
 def host_platform_key(rctx):
@@ -31,10 +32,10 @@ def host_platform_key(rctx):
     """
     os = rctx.os.name.lower()
     arch = rctx.os.arch
-    if arch == "amd64":
-        arch = "x86_64"
-    if arch == "arm64":
-        arch = "aarch64"
+
+    # The JVM says amd64 and may say arm64 where uname says x86_64, aarch64.
+    if arch in BUILD_ARCHITECTURES:
+        arch = BUILD_ARCHITECTURES[arch]["bazel_cpu"]
     if not os.startswith("linux"):
         fail("rules_kiln: toolchains: host OS %r is not supported yet (linux only)" % os)
     key = "linux_" + arch

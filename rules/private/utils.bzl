@@ -1,5 +1,7 @@
 """Small helpers shared by the rule implementations."""
 
+load(":generated.bzl", "BUILD_ARCHITECTURES", "IMPLIED_VARIANTS", "MAX_LAYERS", "OPERATING_SYSTEMS")
+
 def parse_mode(value, what):
     """Parses an octal file mode written as `0o755`, `0755` or `755`.
 
@@ -90,16 +92,19 @@ def shell_comment(s):
 
 # Bazel CPU constraint -> OCI (architecture, variant).
 OCI_ARCHITECTURES = {
-    "aarch64": ("arm64", "v8"),
-    "x86_64": ("amd64", ""),
+    a["bazel_cpu"]: (name, a["variant"])
+    for name, a in BUILD_ARCHITECTURES.items()
 }
 
 def _normalize_arch(arch):
-    if arch in ("arm64", "aarch64"):
-        return ("arm64", "v8")
-    if arch in ("amd64", "x86_64"):
-        return ("amd64", "")
-    return None
+    """(architecture, variant) of an OCI name or a Bazel CPU name; None if not built for."""
+    if arch in BUILD_ARCHITECTURES:
+        return (arch, BUILD_ARCHITECTURES[arch]["variant"])
+    return OCI_ARCHITECTURES.get(arch)
+
+_SUPPORTED_ARCHITECTURES = ", ".join(BUILD_ARCHITECTURES)
+_SUPPORTED_CPUS = ", ".join(["%s -> %s" % (cpu, oci[0]) for cpu, oci in OCI_ARCHITECTURES.items()])
+_BUILD_PLATFORMS = " or ".join(["//platforms:linux_" + name for name in BUILD_ARCHITECTURES])
 
 def target_platform(ctx, what, architecture = None, operating_system = None):
     """The platform of the image to build.
@@ -123,41 +128,18 @@ def target_platform(ctx, what, architecture = None, operating_system = None):
     if architecture:
         arch = _normalize_arch(architecture)
         if arch == None:
-            fail("%s: architecture: %r is not supported (supported: amd64, arm64)" % (what, architecture))
+            fail("%s: architecture: %r is not supported (supported: %s)" % (what, architecture, _SUPPORTED_ARCHITECTURES))
         return (os, arch[0], arch[1])
     for cpu, oci in OCI_ARCHITECTURES.items():
         constraint = getattr(ctx.attr, "_cpu_" + cpu)[platform_common.ConstraintValueInfo]
         if ctx.target_platform_has_constraint(constraint):
             return (os, oci[0], oci[1])
-    fail("%s: the target platform's CPU is not supported (supported: x86_64 -> amd64, aarch64 -> arm64); set `architecture` or build for //platforms:linux_amd64 or //platforms:linux_arm64" % what)
-
-# Go's GOOS values, which the OCI image spec names for `os` (kiln-image
-# checks the same list: tools/image/src/config.rs OPERATING_SYSTEMS).
-OPERATING_SYSTEMS = [
-    "aix",
-    "android",
-    "darwin",
-    "dragonfly",
-    "freebsd",
-    "illumos",
-    "ios",
-    "js",
-    "linux",
-    "netbsd",
-    "openbsd",
-    "plan9",
-    "solaris",
-    "wasip1",
-    "windows",
-]
+    fail("%s: the target platform's CPU is not supported (supported: %s); set `architecture` or build for %s" % (what, _SUPPORTED_CPUS, _BUILD_PLATFORMS))
 
 def check_operating_system(os, what):
     """Fails unless `os` is one of OPERATING_SYSTEMS (Go's GOOS values)."""
     if os not in OPERATING_SYSTEMS:
         fail("%s: operating_system: %r is not an OCI operating system (one of %s)" % (what, os, ", ".join(OPERATING_SYSTEMS)))
-
-# Docker (overlay2) and containerd refuse images with more layers than this.
-MAX_LAYERS = 127
 
 def check_config_values(what, entrypoint = [], cmd = [], user = "", workdir = "", labels = {}, volumes = [], layer_count = 0):
     """Checks the image config values known at analysis, as kiln-image does in its action.
@@ -220,7 +202,7 @@ def platform_key(platform):
       The key.
     """
     parts = platform.split("/")
-    if len(parts) == 3 and (parts[1], parts[2]) in [("arm64", "v8"), ("amd64", "v1")]:
+    if len(parts) == 3 and (parts[1], parts[2]) in IMPLIED_VARIANTS:
         parts = parts[:2]
     return "/".join(parts)
 

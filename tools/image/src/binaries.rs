@@ -431,17 +431,7 @@ fn missing(why: &Lookup) -> String {
 
 /// Debian's multiarch directory name of an OCI architecture.
 fn multiarch(arch: &str) -> Option<&'static str> {
-    Some(match arch {
-        "amd64" => "x86_64-linux-gnu",
-        "arm64" => "aarch64-linux-gnu",
-        "386" => "i386-linux-gnu",
-        "arm" => "arm-linux-gnueabihf",
-        "ppc64le" => "powerpc64le-linux-gnu",
-        "s390x" => "s390x-linux-gnu",
-        "riscv64" => "riscv64-linux-gnu",
-        "mips64le" => "mips64el-linux-gnuabi64",
-        _ => return None,
-    })
+    kiln_oci::platform::architecture(arch).and_then(|a| a.multiarch)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {

@@ -8,35 +8,14 @@ use anyhow::{anyhow, bail};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use kiln_oci::model::MAX_LAYERS;
+use kiln_oci::platform::OPERATING_SYSTEMS;
 use kiln_oci::{Digest, Platform, Stamp};
 
 use crate::{created, envexpand};
 
 /// Used when neither the spec nor the base sets `created`: reproducible.
 pub const EPOCH: &str = "1970-01-01T00:00:00Z";
-
-/// Go's GOOS values, which the OCI image spec names for `os` (the rules
-/// check the same list at analysis: rules/private/utils.bzl).
-pub const OPERATING_SYSTEMS: &[&str] = &[
-    "aix",
-    "android",
-    "darwin",
-    "dragonfly",
-    "freebsd",
-    "illumos",
-    "ios",
-    "js",
-    "linux",
-    "netbsd",
-    "openbsd",
-    "plan9",
-    "solaris",
-    "wasip1",
-    "windows",
-];
-
-/// Docker (overlay2) and containerd refuse images with more layers.
-pub const MAX_LAYERS: usize = 127;
 
 /// The OCI image config. Fields this tool does not manage are kept verbatim
 /// in `extra` so that a base's settings (StopSignal, Healthcheck, …) survive.

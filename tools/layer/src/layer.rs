@@ -13,7 +13,7 @@ use serde::Deserialize;
 use kiln_oci::atomic::AtomicFile;
 use kiln_oci::canonical;
 use kiln_oci::compression::Compression as DetectedCompression;
-use kiln_oci::encoder::{Codec, ParallelEncoder};
+use kiln_oci::encoder::{Codec, ParallelEncoder, GZIP_LEVELS, ZSTD_LEVELS};
 use kiln_oci::media_types;
 use kiln_oci::tar_writer::{
     Content, Meta, Tree, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, SYMLINK_MODE,
@@ -22,13 +22,6 @@ use kiln_oci::{HashingWriter, LayerDescriptor};
 
 use crate::archive::{self, ArchiveSource};
 use crate::concat;
-
-/// Default levels fixed by the contract: changing them changes every layer
-/// digest.
-const GZIP_LEVEL: u32 = 6;
-const ZSTD_LEVEL: u32 = 3;
-const GZIP_MAX: u32 = 9;
-const ZSTD_MAX: u32 = 19;
 
 const BUFFER: usize = 256 * 1024;
 
@@ -171,8 +164,8 @@ pub fn compression(spec: &Spec) -> anyhow::Result<Compression> {
     let target = &spec.target;
     let name = spec.compression.as_deref().unwrap_or("gzip");
     let (default, max) = match name {
-        "gzip" => (GZIP_LEVEL, GZIP_MAX),
-        "zstd" => (ZSTD_LEVEL, ZSTD_MAX),
+        "gzip" => (GZIP_LEVELS.default, GZIP_LEVELS.max),
+        "zstd" => (ZSTD_LEVELS.default, ZSTD_LEVELS.max),
         other => bail!("{target}: compression: unsupported {other:?} (supported: gzip, zstd)"),
     };
     let mut level = default;
@@ -391,10 +384,6 @@ fn source_mtime(path: &Path) -> Option<u64> {
     )
 }
 
-/// At most this many compressing threads (the `resource_set` of the
-/// KilnLayer action declares as many CPUs).
-pub const MAX_WORKERS: usize = 4;
-
 /// Writes the tree as a compressed tar stream into `out` in one pass, on
 /// `workers` compressing threads: this thread writes the tar and hashes it
 /// (diff_id), the workers compress fixed-size chunks, and a writer thread
@@ -540,7 +529,7 @@ mod tests {
         ))
         .unwrap();
         let two = build_tree(&spec(serde_json::json!({"target": "t", "entries": rev}))).unwrap();
-        let gz = Compression::Gzip(GZIP_LEVEL);
+        let gz = Compression::Gzip(GZIP_LEVELS.default);
         assert_eq!(
             write_layer(&one, gz, 1, Vec::new()).unwrap().0,
             write_layer(&two, gz, 3, Vec::new()).unwrap().0

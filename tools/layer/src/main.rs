@@ -73,7 +73,7 @@ fn main() -> ExitCode {
                 unreachable!("clap checks the required arguments")
             };
             let workers = args.jobs.map_or_else(
-                || kiln_oci::encoder::default_workers(layer::MAX_WORKERS),
+                || kiln_oci::encoder::default_workers(kiln_oci::encoder::MAX_WORKERS),
                 usize::from,
             );
             let outputs = layer::Outputs {

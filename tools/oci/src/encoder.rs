@@ -45,6 +45,26 @@ const DICTIONARY: usize = 32 * 1024;
 /// Largest stored deflate block.
 const STORED_MAX: usize = 65_535;
 
+/// gzip's default and highest level. The defaults are part of the contract:
+/// changing one changes every layer digest.
+pub const GZIP_LEVELS: Levels = Levels { default: 6, max: 9 };
+/// zstd's default and highest level (levels start at 1).
+pub const ZSTD_LEVELS: Levels = Levels {
+    default: 3,
+    max: 19,
+};
+
+/// A compressor's levels: 1 to `max`, `default` when none is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Levels {
+    pub default: u32,
+    pub max: u32,
+}
+
+/// At most this many compressing threads per layer (the KilnLayer action
+/// declares as many CPUs in its `resource_set`).
+pub const MAX_WORKERS: usize = 4;
+
 /// The compressed format and its level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Codec {

@@ -21,6 +21,8 @@ pub mod layer_sizes;
 pub mod layout;
 pub mod media_types;
 pub mod model;
+// Operating systems, CPU architectures and their spellings, written once.
+pub mod platform;
 // What an ELF binary or a script needs to run (kiln-layer records it, kiln-image checks it).
 pub mod program;
 // Repository/tag name validation for kiln-push and kiln-load.
@@ -35,6 +37,8 @@ pub mod select;
 pub mod source;
 // Bazel workspace status values substituted into `{KEY}` placeholders.
 pub mod stamp;
+// rules/private/generated.bzl: the tables above, for the rules.
+pub mod generated_bzl;
 pub mod tar_writer;
 
 pub use digest::{sha256_bytes, sha256_file, Digest, HashingReader, HashingWriter};

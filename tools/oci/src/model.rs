@@ -14,6 +14,9 @@ use crate::digest::Digest;
 use crate::media_types;
 use crate::program::Elf;
 
+/// Docker (overlay2) and containerd refuse images with more layers.
+pub const MAX_LAYERS: usize = 127;
+
 /// An OCI content descriptor.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Descriptor {

@@ -361,22 +361,7 @@ pub fn machine_name(machine: u16) -> &'static str {
 /// `(e_machine, class, byte order)`. None: an architecture this check does
 /// not know, which it then skips.
 pub fn platform_elf(arch: &str) -> Option<(u16, u8, Endian)> {
-    Some(match arch {
-        "amd64" => (62, 64, Endian::Little),
-        "arm64" => (183, 64, Endian::Little),
-        "386" => (3, 32, Endian::Little),
-        "arm" => (40, 32, Endian::Little),
-        "ppc64le" => (21, 64, Endian::Little),
-        "ppc64" => (21, 64, Endian::Big),
-        "s390x" => (22, 64, Endian::Big),
-        "riscv64" => (243, 64, Endian::Little),
-        "loong64" => (258, 64, Endian::Little),
-        "mips64le" => (8, 64, Endian::Little),
-        "mips64" => (8, 64, Endian::Big),
-        "mipsle" => (8, 32, Endian::Little),
-        "mips" => (8, 32, Endian::Big),
-        _ => return None,
-    })
+    crate::platform::architecture(arch).map(|a| a.elf)
 }
 
 /// How an ELF file is described in messages: `x86-64 (64-bit, little-endian)`.

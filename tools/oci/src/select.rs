@@ -42,11 +42,7 @@ pub struct Selected {
 /// made equal: `arm64` and `arm64/v8` (images are published both ways),
 /// `amd64` and `amd64/v1`, and an empty variant and none.
 fn normalized(p: &Platform) -> (&str, &str, Option<&str>) {
-    let variant = match (p.architecture.as_str(), p.variant.as_deref()) {
-        ("arm64", Some("v8")) | ("amd64", Some("v1")) => None,
-        (_, Some("")) => None,
-        (_, v) => v,
-    };
+    let variant = crate::platform::significant_variant(&p.architecture, p.variant.as_deref());
     (p.os.as_str(), p.architecture.as_str(), variant)
 }
 

@@ -34,6 +34,11 @@ suite_examples() {
         return
     fi
     pass "bazel build //build/api:image (examples)"
+    local name digest
+    while read -r name digest; do
+        [ -n "$name" ] && [ "${name#\#}" = "$name" ] || continue
+        expect_eq "examples: $name.digest is the recorded one (e2e/expected/examples-api.digests)" "$digest" "$(cat "$EX_BIN/$name.digest")"
+    done <e2e/expected/examples-api.digests
     local index="$EX_BIN/image.oci" raw
     raw=$(skopeo inspect --raw "oci:$index")
     expect_eq "index: media type is an OCI image index" "application/vnd.oci.image.index.v1+json" "$(jq -r .mediaType <<<"$raw")"

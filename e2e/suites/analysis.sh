@@ -13,17 +13,27 @@ suite_analysis() {
     fi
     # Analysis tests (bazel_skylib analysistest, e2e/basic/analysis): config
     # values refused at analysis, the message naming target, attribute and
-    # value; one check per test, all analysed in one `bazel test`.
-    local aout line n=0
-    aout=$(cd e2e/basic && kbazel basic test //analysis:all 2>&1)
+    # value; one check per test, all analysed in one `bazel test`. Every
+    # `*_test` target of the BUILD file must report: a test that vanished
+    # from Bazel's output (or was never run) fails.
+    local aout line name expected=() n=0
+    mapfile -t expected < <(sed -nE 's/^[[:space:]]+name = "([a-z0-9_]+_test)",$/\1/p' e2e/basic/analysis/BUILD.bazel)
+    declare -A reported=()
+    aout=$(cd e2e/basic && kbazel basic test //analysis:all --test_output=errors 2>&1)
     while IFS= read -r line; do
-        [[ "$line" =~ ^//analysis:([a-z_]+)[[:space:]]+(\(cached\)[[:space:]]+)?(PASSED|FAILED) ]] || continue
+        [[ "$line" =~ ^//analysis:([a-z0-9_]+)[[:space:]]+(\(cached\)[[:space:]]+)?(PASSED|FAILED) ]] || continue
+        name=${BASH_REMATCH[1]}
+        reported[$name]=1
         n=$((n + 1))
         if [ "${BASH_REMATCH[3]}" = PASSED ]; then
-            pass "analysis test: ${BASH_REMATCH[1]//_/ }"
+            pass "analysis test: ${name//_/ }"
         else
-            fail "analysis test: ${BASH_REMATCH[1]//_/ }" "$(grep -A3 'Expected failure' <<<"$aout" | head -8)"
+            fail "analysis test: ${name//_/ }" "$(sed -n "\|Test output for //analysis:$name:|,/^=====/p" <<<"$aout" | grep -v '^=====' | head -8)"
         fi
     done <<<"$aout"
-    [ "$n" -ge 5 ] || fail "analysis tests: every test of //analysis ran (5)" "$(grep -E 'ERROR' <<<"$aout" | head -5)"
+    for name in "${expected[@]}"; do
+        [ -n "${reported[$name]:-}" ] || fail "analysis test: ${name//_/ }" "no result for //analysis:$name: $(grep -E 'ERROR' <<<"$aout" | head -5)"
+    done
+    [ "${#expected[@]}" -gt 0 ] && [ "$n" -eq "${#expected[@]}" ] ||
+        fail "analysis tests: every test of e2e/basic/analysis/BUILD.bazel ran once (${#expected[@]}), $n results" "$(grep -E 'ERROR' <<<"$aout" | head -5)"
 }

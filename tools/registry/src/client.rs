@@ -523,6 +523,14 @@ impl Client {
         self
     }
 
+    /// Replaces the retry policy (by default the environment's,
+    /// [`RetryPolicy::from_env`]): how many tries, and the waits between
+    /// them. Tests set waits of milliseconds.
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Client {
+        self.retry = retry;
+        self
+    }
+
     /// The retry policy in use.
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.retry

@@ -500,6 +500,7 @@ async fn a_wrong_content_length_is_never_taken_for_the_blob() {
         );
         // Without it: the bytes that arrive are not the blob.
         let dest = dir.path().join(format!("blob{delta}"));
+        let gets = proxy.requests_of(Kind::BlobGet).len();
         let err = message(
             c.fetch_blob_to_file(&src, &digest, None, &dest)
                 .await
@@ -518,6 +519,14 @@ async fn a_wrong_content_length_is_never_taken_for_the_blob() {
             "{delta}: {err}"
         );
         assert!(!dest.exists(), "{delta}: a blob file was left");
+        // Too few bytes are the wrong blob, final; too many announced look
+        // like a download that broke off, tried again.
+        let tries = if delta < 0 { 1 } else { 2 };
+        assert_eq!(
+            proxy.requests_of(Kind::BlobGet).len() - gets,
+            tries,
+            "{delta}"
+        );
         // A copy from it to another repository: refused, nothing stored.
         let err = message(
             c.copy_blob(&src, &repo(&registry.addr, "kiln/copy"), &digest, size)
@@ -543,10 +552,47 @@ async fn a_wrong_content_length_is_never_taken_for_the_blob() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn a_download_reset_midway_is_refused_naming_the_blob_and_leaves_no_file() {
+async fn a_download_reset_midway_starts_again_from_the_first_byte() {
     let registry = Registry::start();
     let (direct, _) = client(quick(3));
     let blob = bytes(13, 1 << 20);
+    let digest = upload(&direct, &repo(&registry.addr, "kiln/app"), &blob).await;
+    let faults = Faults::new().first(2, Kind::BlobGet, Fault::CutBody);
+    let proxy = Proxy::start_with_faults(&registry.addr, &faults);
+    let (c, lines) = client(quick(3));
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("blob");
+    let n = c
+        .fetch_blob_to_file(
+            &repo(&proxy.addr, "kiln/app"),
+            &digest,
+            Some(blob.len() as u64),
+            &dest,
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, blob.len() as u64);
+    assert_eq!(std::fs::read(&dest).unwrap(), blob);
+    assert_eq!(proxy.requests_of(Kind::BlobGet).len(), 3);
+    // No partial file of the broken tries is left beside it.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    let lines = lines.lock().unwrap().clone();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "retrying GET http://{}/v2/kiln/app/blobs/{digest} in 0.0 s (try 2 of 3): \
+             reading the answer from http://{}/v2/kiln/app/blobs/{digest} failed",
+            proxy.addr, proxy.addr
+        )),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_download_that_keeps_breaking_gives_up_naming_the_blob_and_leaves_no_file() {
+    let registry = Registry::start();
+    let (direct, _) = client(quick(3));
+    let blob = bytes(17, 1 << 20);
     let digest = upload(&direct, &repo(&registry.addr, "kiln/app"), &blob).await;
     let faults = Faults::new().always(Kind::BlobGet, Fault::CutBody);
     let proxy = Proxy::start_with_faults(&registry.addr, &faults);
@@ -564,13 +610,14 @@ async fn a_download_reset_midway_is_refused_naming_the_blob_and_leaves_no_file()
         .unwrap_err(),
     );
     assert!(
-        err.contains(&format!(
-            "registry {}, repository kiln/app: fetching blob {digest}: reading the answer \
-             from http://{}/v2/kiln/app/blobs/{digest} failed",
+        err.starts_with(&format!(
+            "registry {}, repository kiln/app: fetching blob {digest}: gave up after 3 tries: \
+             reading the answer from http://{}/v2/kiln/app/blobs/{digest} failed",
             proxy.addr, proxy.addr
         )),
         "{err}"
     );
+    assert_eq!(proxy.requests_of(Kind::BlobGet).len(), 3);
     assert!(!dest.exists());
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

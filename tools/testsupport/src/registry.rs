@@ -937,9 +937,10 @@ fn serve(
                 .lines()
                 .filter(|l| {
                     let l = l.to_ascii_lowercase();
-                    !l.starts_with("connection:")
-                        && !(length.is_some() && l.starts_with("content-length:"))
-                        && !l.is_empty()
+                    // Written below: ours, and the wrong length when asked.
+                    let replaced = l.starts_with("connection:")
+                        || (length.is_some() && l.starts_with("content-length:"));
+                    !replaced && !l.is_empty()
                 })
                 .map(|l| format!("{l}\r\n"))
                 .collect::<String>();

@@ -654,13 +654,14 @@ async fn a_first_byte_past_the_silence_deadline_is_a_silence_tried_again() {
     let (direct, _) = client(quick(3));
     let blob = bytes(15, 4000);
     let digest = upload(&direct, &repo(&registry.addr, "kiln/app"), &blob).await;
-    let faults = Faults::new().first(1, Kind::BlobGet, Fault::Late(Duration::from_secs(2)));
+    let faults = Faults::new().first(1, Kind::BlobGet, Fault::Late(Duration::from_secs(3)));
     let proxy = Proxy::start_with_faults(&registry.addr, &faults);
+    // Half a second: room for the registry's own answers on a loaded machine.
     let (c, lines) = client_with(
         DockerConfig::empty(),
         quick(3),
         Deadlines {
-            answer: Duration::from_millis(300),
+            answer: Duration::from_millis(500),
             ..roomy()
         },
     );
@@ -687,7 +688,7 @@ async fn a_registry_silent_mid_push_gives_up_after_the_silent_tries_naming_the_r
         DockerConfig::empty(),
         quick(10),
         Deadlines {
-            answer: Duration::from_millis(200),
+            answer: Duration::from_millis(400),
             ..roomy()
         },
     );

@@ -95,6 +95,15 @@ type RetryNotify = Box<dyn Fn(&str) + Send + Sync>;
 /// The bytes of a blob to upload, as they are read.
 pub type BlobStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send + 'static>>;
 
+/// How one try of a blob download failed.
+enum Fetched {
+    /// The answer broke off: another try may do (and whether it was a
+    /// silence).
+    Broken(anyhow::Error, bool),
+    /// Anything else: the same again would fail the same way.
+    Failed(anyhow::Error),
+}
+
 /// What one try of a request got.
 enum Sent {
     /// An HTTP answer, of any status.
@@ -523,6 +532,14 @@ impl Client {
         self
     }
 
+    /// Replaces the retry policy (by default the environment's,
+    /// [`RetryPolicy::from_env`]): how many tries, and the waits between
+    /// them. Tests set waits of milliseconds.
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Client {
+        self.retry = retry;
+        self
+    }
+
     /// The retry policy in use.
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.retry
@@ -729,7 +746,8 @@ impl Client {
     /// reach `writer` before the digest can be checked at the end, so on
     /// an error the caller must discard what was written: write to a
     /// temporary file and rename it only on success
-    /// ([`Client::fetch_blob_to_file`] does that).
+    /// ([`Client::fetch_blob_to_file`] does that, and also starts again
+    /// when the answer breaks off).
     pub async fn fetch_blob<W: AsyncWrite + Unpin + ?Sized>(
         &self,
         repo: &RepoRef,
@@ -737,42 +755,68 @@ impl Client {
         size: Option<u64>,
         writer: &mut W,
     ) -> anyhow::Result<u64> {
-        self.fetch_blob_inner(repo, digest, size, writer)
+        self.fetch_blob_once(repo, digest, size, writer)
             .await
+            .map_err(|e| match e {
+                Fetched::Broken(e, _) | Fetched::Failed(e) => e,
+            })
             .with_context(|| at(repo, &format!("fetching blob {digest}")))
     }
 
-    async fn fetch_blob_inner<W: AsyncWrite + Unpin + ?Sized>(
+    /// One try of [`Client::fetch_blob`].
+    async fn fetch_blob_once<W: AsyncWrite + Unpin + ?Sized>(
         &self,
         repo: &RepoRef,
         digest: &Digest,
         size: Option<u64>,
         writer: &mut W,
-    ) -> anyhow::Result<u64> {
+    ) -> Result<u64, Fetched> {
         let url = format!("{}/blobs/{digest}", repo.api_url());
         let mut response = self
             .send(repo, &pull_scope(repo), Method::GET, &url, size, |r| r)
-            .await?;
+            .await
+            .map_err(Fetched::Failed)?;
         if response.status() != StatusCode::OK {
-            return Err(self.status_error(repo, response).await);
+            return Err(Fetched::Failed(self.status_error(repo, response).await));
         }
-        check_content_length(&response, digest, size)?;
+        check_content_length(&response, digest, size).map_err(Fetched::Failed)?;
         let waits = self.deadlines.waits(size);
         let mut verifier = Verifier::new(digest, size);
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| send_error(e, &url, &waits))?
-        {
-            verifier.update(&chunk).map_err(|m| anyhow!(m))?;
-            writer.write_all(&chunk).await.context("writing the blob")?;
+        loop {
+            let chunk = match response.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                // The answer broke off (a reset, a stall, fewer bytes than
+                // its Content-Length): worth another try.
+                Err(e) if is_transient(&e) => {
+                    let silent = is_silence(&e, &waits);
+                    return Err(Fetched::Broken(send_error(e, &url, &waits), silent));
+                }
+                Err(e) => return Err(Fetched::Failed(send_error(e, &url, &waits))),
+            };
+            verifier
+                .update(&chunk)
+                .map_err(|m| Fetched::Failed(anyhow!(m)))?;
+            writer
+                .write_all(&chunk)
+                .await
+                .context("writing the blob")
+                .map_err(Fetched::Failed)?;
         }
-        writer.flush().await.context("writing the blob")?;
-        verifier.finish().map_err(|m| anyhow!(m))
+        writer
+            .flush()
+            .await
+            .context("writing the blob")
+            .map_err(Fetched::Failed)?;
+        verifier.finish().map_err(|m| Fetched::Failed(anyhow!(m)))
     }
 
     /// [`Client::fetch_blob`] into a temporary file next to `dest`, renamed
-    /// to `dest` (mode 0644) only once the bytes are verified.
+    /// to `dest` (mode 0644) only once the bytes are verified. A download
+    /// that breaks off (a reset, a stall, an answer shorter than its
+    /// `Content-Length`) starts again from its first byte, as the retry
+    /// policy says (a silence counts towards [`SILENT_ATTEMPTS`]); a wrong
+    /// digest or size is final.
     pub async fn fetch_blob_to_file(
         &self,
         repo: &RepoRef,
@@ -780,34 +824,62 @@ impl Client {
         size: Option<u64>,
         dest: &Path,
     ) -> anyhow::Result<u64> {
+        let what = || at(repo, &format!("fetching blob {digest}"));
         let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let tmp = tempfile::Builder::new()
-            .prefix(".blob")
-            .tempfile_in(parent)
-            .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
-        let file = tmp
-            .as_file()
-            .try_clone()
-            .with_context(|| format!("opening {}", tmp.path().display()))?;
-        let mut file = tokio::io::BufWriter::new(tokio::fs::File::from_std(file));
-        let n = self.fetch_blob(repo, digest, size, &mut file).await?;
-        file.into_inner()
-            .sync_all()
-            .await
-            .with_context(|| format!("writing {}", tmp.path().display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
-                .with_context(|| format!("setting permissions of {}", tmp.path().display()))?;
+        let mut failed = 0;
+        let mut silent = 0;
+        loop {
+            let tmp = tempfile::Builder::new()
+                .prefix(".blob")
+                .tempfile_in(parent)
+                .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
+            let file = tmp
+                .as_file()
+                .try_clone()
+                .with_context(|| format!("opening {}", tmp.path().display()))?;
+            let mut file = tokio::io::BufWriter::new(tokio::fs::File::from_std(file));
+            let n = match self.fetch_blob_once(repo, digest, size, &mut file).await {
+                Ok(n) => n,
+                Err(Fetched::Failed(e)) => return Err(e).with_context(what),
+                Err(Fetched::Broken(e, was_silent)) => {
+                    // The partial file goes with `tmp`.
+                    drop(file);
+                    drop(tmp);
+                    failed += 1;
+                    silent += u32::from(was_silent);
+                    if silent >= SILENT_ATTEMPTS {
+                        return Err(e.context(format!("gave up after {silent} silent tries")))
+                            .with_context(what);
+                    }
+                    if failed >= self.retry.attempts {
+                        return Err(e.context(format!("gave up after {failed} tries")))
+                            .with_context(what);
+                    }
+                    let wait = self.retry.next_delay(failed, None);
+                    let url = format!("{}/blobs/{digest}", repo.api_url());
+                    self.note_retry(&Method::GET, &url, &format!("{e:#}"), failed, wait);
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            };
+            file.into_inner()
+                .sync_all()
+                .await
+                .with_context(|| format!("writing {}", tmp.path().display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+                    .with_context(|| format!("setting permissions of {}", tmp.path().display()))?;
+            }
+            tmp.persist(dest)
+                .map_err(|e| e.error)
+                .with_context(|| format!("renaming a blob into {}", dest.display()))?;
+            return Ok(n);
         }
-        tmp.persist(dest)
-            .map_err(|e| e.error)
-            .with_context(|| format!("renaming a blob into {}", dest.display()))?;
-        Ok(n)
     }
 
     /// Whether `repo` has blob `digest` (`HEAD`).

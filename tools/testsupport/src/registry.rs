@@ -369,15 +369,244 @@ pub enum Action {
     /// Never answers, holding the connection until the client closes it
     /// (a server that accepted and went silent).
     Silent,
+    /// Closes the connection with a reset (RST) and no answer. From a
+    /// `before_body` hook ([`Proxy::start_with_faults`]) half the request's
+    /// body is read first: a connection that breaks mid-upload.
+    Reset,
+    /// Sends it to the upstream registry (which acts on it), then resets
+    /// the connection instead of answering: the client cannot know whether
+    /// it was done.
+    ForwardThenReset,
+    /// Sends it to the upstream registry; of a successful answer, sends the
+    /// head (with its full Content-Length) and half the body, then resets
+    /// the connection (RST): a download that breaks mid-body.
+    ForwardCutReset,
+    /// Sends it to the upstream registry; a successful answer with a body
+    /// is sent with its `Content-Length` off by this many bytes (the body
+    /// as it is).
+    ForwardWrongLength(i64),
+    /// Sends it to the upstream registry after this long (a slow first
+    /// byte).
+    ForwardLate(Duration),
 }
 
 type Handler = dyn Fn(&Request) -> Action + Send + Sync;
 
+/// Decides from a request's head (its body not read yet) whether it gets
+/// an action of its own (see [`Proxy::start_with_faults`]).
+type BeforeBody = dyn Fn(&Request) -> Option<Action> + Send + Sync;
+
+/// Kinds of registry request, for [`Faults`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `GET /v2/`.
+    Ping,
+    ManifestHead,
+    ManifestGet,
+    ManifestPut,
+    BlobHead,
+    BlobGet,
+    /// `POST …/blobs/uploads/` without `mount=`.
+    UploadStart,
+    /// `POST …/blobs/uploads/?mount=…`.
+    Mount,
+    /// The `PUT` of an upload session (with `digest=`): the blob's bytes.
+    BlobPut,
+    /// `DELETE` of an upload session.
+    UploadCancel,
+}
+
+impl Kind {
+    /// The kind of `r`, `None` for anything else (tokens, referrers…).
+    pub fn of(r: &Request) -> Option<Kind> {
+        let path = r.path();
+        let method = r.method.as_str();
+        if path == "/v2/" || path == "/v2" {
+            return (method == "GET").then_some(Kind::Ping);
+        }
+        if !path.starts_with("/v2/") {
+            return None;
+        }
+        if path.contains("/blobs/uploads/") {
+            return match method {
+                "POST" if r.query().contains("mount=") => Some(Kind::Mount),
+                "POST" => Some(Kind::UploadStart),
+                "PUT" => Some(Kind::BlobPut),
+                "DELETE" => Some(Kind::UploadCancel),
+                _ => None,
+            };
+        }
+        if path.contains("/manifests/") {
+            return match method {
+                "HEAD" => Some(Kind::ManifestHead),
+                "GET" => Some(Kind::ManifestGet),
+                "PUT" => Some(Kind::ManifestPut),
+                _ => None,
+            };
+        }
+        if path.contains("/blobs/") {
+            return match method {
+                "HEAD" => Some(Kind::BlobHead),
+                "GET" => Some(Kind::BlobGet),
+                _ => None,
+            };
+        }
+        None
+    }
+}
+
+/// What a [`Faults`] rule does to a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answers `status` itself, with `Retry-After: <retry_after>` when
+    /// given (e.g. 429 or 503).
+    Status {
+        status: u16,
+        retry_after: Option<String>,
+    },
+    /// [`Action::Reset`]: mid-upload for a request with a body.
+    Reset,
+    /// [`Action::ForwardThenReset`].
+    ForwardThenReset,
+    /// [`Action::ForwardCutReset`]: a download that breaks mid-body.
+    CutBody,
+    /// [`Action::ForwardWrongLength`].
+    WrongLength(i64),
+    /// [`Action::ForwardLate`]: a slow first byte.
+    Late(Duration),
+    /// [`Action::Silent`].
+    Silent,
+    /// A `307` to the same path and query on `host` (`HOST:PORT`).
+    Redirect(String),
+}
+
+impl Fault {
+    /// `status` without `Retry-After`.
+    pub fn status(status: u16) -> Fault {
+        Fault::Status {
+            status,
+            retry_after: None,
+        }
+    }
+
+    /// `status` with `Retry-After: <retry_after>`.
+    pub fn status_retry_after(status: u16, retry_after: &str) -> Fault {
+        Fault::Status {
+            status,
+            retry_after: Some(retry_after.to_string()),
+        }
+    }
+
+    fn action(&self, r: &Request) -> Action {
+        match self {
+            Fault::Status {
+                status,
+                retry_after,
+            } => Action::Respond {
+                status: *status,
+                headers: retry_after
+                    .iter()
+                    .map(|v| ("Retry-After".to_string(), v.clone()))
+                    .collect(),
+                body: format!("kiln-test fault: HTTP {status}").into_bytes(),
+            },
+            Fault::Reset => Action::Reset,
+            Fault::ForwardThenReset => Action::ForwardThenReset,
+            Fault::CutBody => Action::ForwardCutReset,
+            Fault::WrongLength(delta) => Action::ForwardWrongLength(*delta),
+            Fault::Late(after) => Action::ForwardLate(*after),
+            Fault::Silent => Action::Silent,
+            Fault::Redirect(host) => Action::Respond {
+                status: 307,
+                headers: vec![("Location".into(), format!("http://{host}{}", r.target))],
+                body: vec![],
+            },
+        }
+    }
+}
+
+struct Rule {
+    kind: Kind,
+    fault: Fault,
+    /// Requests still to get the fault; `None`: every one.
+    left: Option<usize>,
+}
+
+/// Faults played on requests by kind, each rule for the first N requests
+/// of its kind (or all of them), in the order the rules were added: e.g.
+/// the first two blob uploads reset, the third forwarded. Requests no rule
+/// takes are forwarded untouched. Cheap to clone (shared counters).
+#[derive(Clone, Default)]
+pub struct Faults {
+    rules: Arc<Mutex<Vec<Rule>>>,
+    played: Arc<Mutex<Vec<(Kind, Fault)>>>,
+}
+
+impl Faults {
+    pub fn new() -> Faults {
+        Faults::default()
+    }
+
+    /// The next `times` requests of `kind` (after earlier rules of that
+    /// kind are used up) get `fault`.
+    pub fn first(self, times: usize, kind: Kind, fault: Fault) -> Faults {
+        self.rule(kind, fault, Some(times))
+    }
+
+    /// Every request of `kind` (after earlier rules of that kind are used
+    /// up) gets `fault`: a fault that never stops.
+    pub fn always(self, kind: Kind, fault: Fault) -> Faults {
+        self.rule(kind, fault, None)
+    }
+
+    fn rule(self, kind: Kind, fault: Fault, left: Option<usize>) -> Faults {
+        self.rules
+            .lock()
+            .expect("rules")
+            .push(Rule { kind, fault, left });
+        self
+    }
+
+    /// The fault `r` gets, if any, counted.
+    fn take(&self, r: &Request) -> Option<Fault> {
+        let kind = Kind::of(r)?;
+        let mut rules = self.rules.lock().expect("rules");
+        let rule = rules
+            .iter_mut()
+            .find(|rule| rule.kind == kind && rule.left != Some(0))?;
+        if let Some(left) = &mut rule.left {
+            *left -= 1;
+        }
+        let fault = rule.fault.clone();
+        self.played
+            .lock()
+            .expect("played")
+            .push((kind, fault.clone()));
+        Some(fault)
+    }
+
+    /// How many requests of `kind` got a fault.
+    pub fn played(&self, kind: Kind) -> usize {
+        self.played
+            .lock()
+            .expect("played")
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .count()
+    }
+
+    /// Every fault played, in order.
+    pub fn log(&self) -> Vec<(Kind, Fault)> {
+        self.played.lock().expect("played").clone()
+    }
+}
+
 /// A one-request-per-connection HTTP/1.1 proxy in front of a registry,
 /// on its own loopback port; stopped on drop. Every request is recorded.
-/// Faults it can play: [`Action`] (corrupt, cut, drip-feed, silence,
-/// answers of its own, e.g. redirects and token services) and a slow
-/// reader of request bodies ([`Proxy::start_paced`]).
+/// Faults it can play: [`Action`] (corrupt, cut, reset, wrong length,
+/// drip-feed, late, silence, answers of its own, e.g. redirects and token
+/// services), a slow reader of request bodies ([`Proxy::start_paced`]),
+/// and [`Faults`] counted by kind of request ([`Proxy::start_with_faults`]).
 pub struct Proxy {
     pub addr: String,
     pub requests: Arc<Mutex<Vec<Request>>>,
@@ -400,11 +629,34 @@ impl Proxy {
         pace: Option<(usize, Duration)>,
         handler: impl Fn(&Request) -> Action + Send + Sync + 'static,
     ) -> Proxy {
+        Self::start_inner(upstream, pace, None, Arc::new(handler))
+    }
+
+    /// A proxy playing `faults` (decided from each request's head, before
+    /// its body is read, so that a reset can come mid-upload) and
+    /// forwarding everything else.
+    pub fn start_with_faults(upstream: &str, faults: &Faults) -> Proxy {
+        let faults = faults.clone();
+        let before_body: Arc<BeforeBody> =
+            Arc::new(move |r: &Request| faults.take(r).map(|f| f.action(r)));
+        Self::start_inner(
+            upstream,
+            None,
+            Some(before_body),
+            Arc::new(|_: &Request| Action::Forward { corrupt: false }),
+        )
+    }
+
+    fn start_inner(
+        upstream: &str,
+        pace: Option<(usize, Duration)>,
+        before_body: Option<Arc<BeforeBody>>,
+        handler: Arc<Handler>,
+    ) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
         let addr = listener.local_addr().expect("proxy address").to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let handler: Arc<Handler> = Arc::new(handler);
         let upstream = upstream.to_string();
         {
             let (stop, requests) = (stop.clone(), requests.clone());
@@ -414,10 +666,21 @@ impl Proxy {
                         return;
                     }
                     let Ok(conn) = conn else { continue };
-                    let (handler, upstream, requests) =
-                        (handler.clone(), upstream.clone(), requests.clone());
+                    let (handler, before_body, upstream, requests) = (
+                        handler.clone(),
+                        before_body.clone(),
+                        upstream.clone(),
+                        requests.clone(),
+                    );
                     std::thread::spawn(move || {
-                        let _ = serve(conn, &upstream, pace, &*handler, &requests);
+                        let _ = serve(
+                            conn,
+                            &upstream,
+                            pace,
+                            before_body.as_deref(),
+                            &*handler,
+                            &requests,
+                        );
                     });
                 }
             });
@@ -439,6 +702,14 @@ impl Proxy {
 
     pub fn requests(&self) -> Vec<Request> {
         self.requests.lock().expect("requests").clone()
+    }
+
+    /// The requests of `kind` received so far.
+    pub fn requests_of(&self, kind: Kind) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| Kind::of(r) == Some(kind))
+            .collect()
     }
 }
 
@@ -486,25 +757,12 @@ fn response_head(status: u16, headers: &[(String, String)], len: usize) -> Vec<u
     out.into_bytes()
 }
 
-fn serve(
-    conn: TcpStream,
-    upstream: &str,
+/// Reads `length` bytes of request body, at `pace` when given.
+fn read_body(
+    reader: &mut impl Read,
+    length: usize,
     pace: Option<(usize, Duration)>,
-    handler: &Handler,
-    requests: &Mutex<Vec<Request>>,
-) -> std::io::Result<()> {
-    let mut reader = BufReader::new(conn.try_clone()?);
-    let Some((line, headers)) = read_head(&mut reader)? else {
-        return Ok(());
-    };
-    let mut parts = line.split(' ');
-    let method = parts.next().unwrap_or_default().to_string();
-    let target = parts.next().unwrap_or_default().to_string();
-    let length: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
+) -> std::io::Result<Vec<u8>> {
     let mut body = vec![0; length];
     match pace {
         None => reader.read_exact(&mut body)?,
@@ -518,15 +776,82 @@ fn serve(
             }
         }
     }
-    let request = Request {
+    Ok(body)
+}
+
+/// Makes the connection's close a reset (RST) rather than an orderly
+/// FIN: SO_LINGER with a zero timeout, as a crashed peer or a middlebox
+/// dropping the connection does. Takes effect when the last handle of the
+/// socket is closed.
+fn reset_on_close(conn: &TcpStream) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor, and a pointer to a live value of
+    // the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn serve(
+    conn: TcpStream,
+    upstream: &str,
+    pace: Option<(usize, Duration)>,
+    before_body: Option<&BeforeBody>,
+    handler: &Handler,
+    requests: &Mutex<Vec<Request>>,
+) -> std::io::Result<()> {
+    // Heads and bodies go out in separate writes: without this, Nagle and
+    // delayed ACKs hold each answer ~40 ms.
+    conn.set_nodelay(true)?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let Some((line, headers)) = read_head(&mut reader)? else {
+        return Ok(());
+    };
+    let mut parts = line.split(' ');
+    let method = parts.next().unwrap_or_default().to_string();
+    let target = parts.next().unwrap_or_default().to_string();
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut request = Request {
         method,
         target,
         headers,
-        body,
+        body: Vec::new(),
     };
+    let early = before_body.and_then(|decide| decide(&request));
+    if let Some(Action::Reset) = early {
+        // Mid-upload: half the body read, then the connection dropped.
+        request.body = read_body(&mut reader, length / 2, pace)?;
+        requests.lock().expect("requests").push(request);
+        reset_on_close(&conn)?;
+        return Ok(());
+    }
+    request.body = read_body(&mut reader, length, pace)?;
     requests.lock().expect("requests").push(request.clone());
+    let action = match early {
+        Some(action) => action,
+        None => handler(&request),
+    };
     let mut conn = conn;
-    match handler(&request) {
+    match action {
         Action::Respond {
             status,
             headers,
@@ -568,19 +893,19 @@ fn serve(
             let _ = reader.read_to_end(&mut rest);
             return Ok(());
         }
-        action @ (Action::Forward { .. } | Action::ForwardCut) => {
-            let mut up = TcpStream::connect(upstream)?;
-            let mut head = format!("{} {} HTTP/1.1\r\n", request.method, request.target);
-            for (k, v) in &request.headers {
-                if k != "connection" {
-                    head.push_str(&format!("{k}: {v}\r\n"));
-                }
+        Action::Reset => {
+            reset_on_close(&conn)?;
+            return Ok(());
+        }
+        action => {
+            if let Action::ForwardLate(after) = action {
+                std::thread::sleep(after);
             }
-            head.push_str("Connection: close\r\n\r\n");
-            up.write_all(head.as_bytes())?;
-            up.write_all(&request.body)?;
-            let mut answer = Vec::new();
-            up.read_to_end(&mut answer)?;
+            let mut answer = forward(upstream, &request)?;
+            if let Action::ForwardThenReset = action {
+                reset_on_close(&conn)?;
+                return Ok(());
+            }
             let split = answer
                 .windows(4)
                 .position(|w| w == b"\r\n\r\n")
@@ -589,6 +914,8 @@ fn serve(
             let (head, body) = answer.split_at_mut(split);
             let ok = head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200");
             let mut end = body.len();
+            let mut length = None;
+            let mut reset = false;
             match action {
                 Action::Forward { corrupt: true } if ok => {
                     if let Some(last) = body.last_mut() {
@@ -596,21 +923,61 @@ fn serve(
                     }
                 }
                 Action::ForwardCut if ok => end /= 2,
+                Action::ForwardCutReset if ok => {
+                    end /= 2;
+                    reset = true;
+                }
+                Action::ForwardWrongLength(delta) if ok && !body.is_empty() => {
+                    length = Some((body.len() as i64 + delta).max(0));
+                }
                 _ => {}
             }
             let body = &body[..end];
             let head = String::from_utf8_lossy(head)
                 .lines()
-                .filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty())
+                .filter(|l| {
+                    let l = l.to_ascii_lowercase();
+                    // Written below: ours, and the wrong length when asked.
+                    let replaced = l.starts_with("connection:")
+                        || (length.is_some() && l.starts_with("content-length:"));
+                    !replaced && !l.is_empty()
+                })
                 .map(|l| format!("{l}\r\n"))
                 .collect::<String>();
             conn.write_all(head.as_bytes())?;
+            if let Some(length) = length {
+                conn.write_all(format!("Content-Length: {length}\r\n").as_bytes())?;
+            }
             conn.write_all(b"Connection: close\r\n\r\n")?;
             conn.write_all(body)?;
+            if reset {
+                conn.flush()?;
+                reset_on_close(&conn)?;
+                return Ok(());
+            }
         }
     }
     conn.flush()?;
     conn.shutdown(std::net::Shutdown::Both)
+}
+
+/// Sends `request` to `upstream` on a connection of its own; returns the
+/// whole answer, head and body.
+fn forward(upstream: &str, request: &Request) -> std::io::Result<Vec<u8>> {
+    let mut up = TcpStream::connect(upstream)?;
+    up.set_nodelay(true)?;
+    let mut head = format!("{} {} HTTP/1.1\r\n", request.method, request.target);
+    for (k, v) in &request.headers {
+        if k != "connection" {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    up.write_all(head.as_bytes())?;
+    up.write_all(&request.body)?;
+    let mut answer = Vec::new();
+    up.read_to_end(&mut answer)?;
+    Ok(answer)
 }
 
 /// Base64 of `user:password`, as in Docker's config `auths[…].auth`.
@@ -644,4 +1011,34 @@ pub fn docker_config(dir: &Path, json: &serde_json::Value) {
         serde_json::to_vec(json).expect("json"),
     )
     .expect("writing config.json");
+}
+
+/// `GET path` from `addr` (`HOST:PORT`) over plain HTTP/1.0, without a
+/// client library: what a registry holds, checked behind the back of the
+/// client under test. Returns the status and the body.
+pub fn http_get(addr: &str, path: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {}, {}\r\n\r\n",
+        media_types::OCI_IMAGE_MANIFEST,
+        media_types::OCI_IMAGE_INDEX
+    )
+    .expect("sending the request");
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).expect("reading the answer");
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .unwrap_or(answer.len());
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, answer[split..].to_vec())
 }

@@ -24,21 +24,7 @@ local_path_override(
 )
 MOD
     : >"$dir/REPO.bazel"
-    cat >"$dir/src/main.go" <<'GO'
-package main
-
-import "os"
-
-func main() {
-	os.Stdout.WriteString("hello from kiln\n")
-	top, err := os.ReadFile("/top.txt")
-	if err != nil {
-		os.Exit(1)
-	}
-	os.Stdout.Write(top[:16])
-	os.Stdout.WriteString("\n")
-}
-GO
+    cp "$root/e2e/fixtures/load/main.go" "$dir/src/main.go"
     (cd "$dir/src" && CGO_ENABLED=0 GO111MODULE=off GOCACHE="$dir/.gocache" go build -trimpath -o ../hello main.go) || return 1
     printf '%s %s %s\n' "$name" "$$" "$(date +%s%N)" >"$dir/nonce.txt"
     set_top "$dir"

@@ -46,42 +46,7 @@ kiln.pull(name = "base_tag", image = "$REG_A/kiln/base", tag = "v1")
 kiln.pull(name = "base_auth", image = "$REG_C/kiln/base", digest = "$digest")
 use_repo(kiln, "base", "base_auth", "base_corrupt", "base_noplatform", "base_tag", "base_unreachable")
 MODULE
-    cat >"$PULL_WS/BUILD.bazel" <<'BUILD'
-load("@rules_kiln//rules:defs.bzl", "container_image", "image_index", "image_load", "image_push")
-
-[container_image(
-    name = "app_" + arch,
-    architecture = arch,
-    base = "@base",
-    entrypoint = ["/hello"],
-    files = [arch + "/hello"],
-    mode = "0o755",
-) for arch in ("amd64", "arm64")]
-
-image_index(
-    name = "image",
-    images = [":app_amd64", ":app_arm64"],
-)
-
-image_push(
-    name = "push",
-    image = ":image",
-)
-
-image_load(
-    name = "load",
-    image = ":image",
-    repo_tags = ["kiln-e2e/pulled:dev"],
-)
-
-[container_image(
-    name = "on_" + name,
-    architecture = "amd64",
-    base = "@base_" + name,
-    files = ["amd64/hello"],
-    tags = ["manual"],
-) for name in ("corrupt", "unreachable", "noplatform", "tag", "auth")]
-BUILD
+    cp "$KILN_ROOT/e2e/fixtures/pulled/BUILD.bazel" "$KILN_ROOT/e2e/fixtures/pulled/REPO.bazel" "$PULL_WS/"
 }
 
 # pull_expect_failure NAME TARGET PATTERN...: the build fails, stderr has every PATTERN.

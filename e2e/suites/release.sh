@@ -121,21 +121,7 @@ release_fault_checks() {
 
     # Stamped remote_tags of a push work in a release as they do for image_push.
     sed -i 's|load("@rules_kiln//rules:defs.bzl", "image_release")|load("@rules_kiln//rules:defs.bzl", "image_push", "image_release")|' "$REL_WS/BUILD.bazel"
-    cat >>"$REL_WS/BUILD.bazel" <<'BUILD'
-
-image_push(
-    name = "stamped_push",
-    image = "//build/api:image",
-    remote_tags = ["r{BUILD_EMBED_LABEL}"],
-    repository = "ghcr.io/acme/stamped",
-    stamp = 1,
-)
-
-image_release(
-    name = "stamped_release",
-    pushes = [":stamped_push"],
-)
-BUILD
+    { echo; cat "$KILN_ROOT/e2e/fixtures/release_stamped/targets.bzl.txt"; } >>"$REL_WS/BUILD.bazel"
     if rel_bazel rel-ci "$log2" run --embed_label=42 //:stamped_release -- --registry "$reg" --tag v1; then
         expect_eq "release: a stamped remote_tags ({BUILD_EMBED_LABEL}) plus --tag, at --registry (ghcr.io/acme/stamped moved)" "r42 v1" \
             "$(skopeo list-tags --tls-verify=false "docker://$reg/acme/stamped" | jq -r '[.Tags[] | select(startswith("sha256-") | not)] | sort | join(" ")')"

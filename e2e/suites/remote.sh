@@ -173,20 +173,7 @@ remote_isolation_checks() {
     local ws="$KILN_WORK/remote-probe-ws"
     rm -rf "$ws" && mkdir -p "$ws"
     echo 'module(name = "kiln_remote_probe")' >"$ws/MODULE.bazel"
-    cat >"$ws/BUILD.bazel" <<'BUILD'
-genrule(
-    name = "host_go",
-    outs = ["go-version.txt"],
-    cmd = "go version > $@",
-)
-
-# Passes only where none of this machine's tools or files are visible.
-genrule(
-    name = "isolated",
-    outs = ["isolated.txt"],
-    cmd = "for t in go cargo docker bazel; do if command -v $$t; then exit 1; fi; done; if [ -e /root/.cargo ]; then exit 1; fi; cat /etc/debian_version > $@",
-)
-BUILD
+    cp "$KILN_ROOT/e2e/fixtures/remote_probe/BUILD.bazel" "$KILN_ROOT/e2e/fixtures/remote_probe/REPO.bazel" "$ws/"
     # The exec platform is a plain one here: no rules_kiln in this workspace.
     local probe_flags="--remote_executor=$REMOTE_EXECUTOR --spawn_strategy=remote --remote_default_exec_properties=OSFamily=linux --remote_default_exec_properties=ISA=x86-64"
     if (cd "$ws" && kbazel remote-probe build //:host_go) >"$KILN_WORK/remote-probe-local.log" 2>&1; then
@@ -271,16 +258,7 @@ kiln = use_extension("@rules_kiln//rules:extensions.bzl", "kiln")
 kiln.pull(name = "base", image = "$REGISTRY/kiln-remote/base", digest = "$digest", platforms = ["linux/amd64", "linux/arm64"])
 use_repo(kiln, "base")
 MODULE
-    cat >"$ws/BUILD.bazel" <<'BUILD'
-load("@rules_kiln//rules:defs.bzl", "container_image")
-
-container_image(
-    name = "app",
-    architecture = "amd64",
-    base = "@base",
-    files = ["hello.txt"],
-)
-BUILD
+    cp "$KILN_ROOT/e2e/fixtures/remote_pulled/BUILD.bazel" "$KILN_ROOT/e2e/fixtures/remote_pulled/REPO.bazel" "$ws/"
     (cd "$ws" && kbazel remote-pulled-local build --output_groups=+oci_layout //:app) >"$log.local" 2>&1 ||
         { fail "remote: local build on the pulled base" "$(grep ERROR "$log.local" | head -5)"; return; }
     local want

@@ -2,11 +2,14 @@
 
 load(
     "//rules/private:providers.bzl",
+    _KilnBlobSetInfo = "KilnBlobSetInfo",
     _KilnImageInfo = "KilnImageInfo",
     _KilnLayerInfo = "KilnLayerInfo",
-    _KilnLayoutInfo = "KilnLayoutInfo",
 )
 
+KilnBlobSetInfo = _KilnBlobSetInfo
 KilnImageInfo = _KilnImageInfo
 KilnLayerInfo = _KilnLayerInfo
-KilnLayoutInfo = _KilnLayoutInfo
+
+# The same provider under the name rules_kiln 0.1 gave it.
+KilnLayoutInfo = _KilnBlobSetInfo

@@ -81,12 +81,12 @@ def blob_set_spec(label, top, entries, path):
     })
 
 def write_blob_set(ctx, name, info, runfiles = False, metadata_only = False):
-    """Writes the blob-set spec of `info` (a KilnLayoutInfo).
+    """Writes the blob-set spec of `info` (a KilnBlobSetInfo).
 
     Args:
       ctx: rule context.
       name: prefix of the declared file.
-      info: the KilnLayoutInfo.
+      info: the KilnBlobSetInfo.
       runfiles: paths relative to the runfiles directory (for launchers:
         input_runfiles_path) instead of the exec root.
       metadata_only: name manifests, configs and pulled layouts only (what
@@ -111,7 +111,7 @@ def oci_layout(ctx, name, info):
     Args:
       ctx: rule context with the pull toolchain.
       name: prefix of the declared directory (`<name>.oci`).
-      info: the KilnLayoutInfo.
+      info: the KilnBlobSetInfo.
 
     Returns:
       The layout directory File.
@@ -146,7 +146,7 @@ def runfiles_layout(ctx, name, info, fetch):
     Args:
       ctx: rule context with the pull toolchain.
       name: prefix of declared files.
-      info: the KilnLayoutInfo.
+      info: the KilnBlobSetInfo.
       fetch: download the blobs a pulled base lacks at run time (load does;
         push mounts or copies them registry-side instead).
 

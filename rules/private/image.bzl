@@ -3,7 +3,7 @@
 load(":blobs.bzl", "blob_entry", "layout_entry", "oci_layout", "runfiles_layout", "write_blob_set")
 load(":launcher.bzl", "write_launcher")
 load(":layer.bzl", "LAYER_ATTRS", "build_layer", "layer_entries", "layer_mtime")
-load(":providers.bzl", "KilnImageInfo", "KilnLayerInfo", "KilnLayoutInfo")
+load(":providers.bzl", "KilnBlobSetInfo", "KilnImageInfo", "KilnLayerInfo", "blob_set_info")
 load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
 load(":toolchain.bzl", "RUN_TOOL_ATTRS", "TOOLCHAIN_TYPES", "kiln_tool", "run_tool")
 load(":utils.bzl", "CPU_CONSTRAINT_ATTRS", "check_config_values", "check_port", "check_repository", "display_label", "env_name_error", "expand_make_variables", "launcher_runfiles", "platform_key", "platform_string", "target_platform")
@@ -71,9 +71,13 @@ def _labels(ctx, label):
             plain[key] = value
     return plain, from_files
 
+def _base_result(spec = None, inputs = [], shallow = False, metadata = depset(), blobs = depset(), foreign = False, digest = None, name = None, base_packages = None, listing_complete = True):
+    # What `_base` returns, with the defaults of "no base".
+    return struct(spec = spec, inputs = inputs, shallow = shallow, metadata = metadata, blobs = blobs, foreign = foreign, digest = digest, name = name, base_packages = base_packages, listing_complete = listing_complete)
+
 def _foreign(files, spec, shallow = False):
     # A base not built by kiln: kiln-image writes its layers to --base-blobs.
-    return struct(spec = spec, inputs = files, shallow = shallow, metadata = depset(), blobs = depset(), foreign = True, digest = None, name = None, base_packages = None, listing_complete = False)
+    return _base_result(spec = spec, inputs = files, shallow = shallow, foreign = True, listing_complete = False)
 
 def _base(ctx, name, label, base, platform):
     """The spec's `base` object and what the image gets from it.
@@ -96,15 +100,14 @@ def _base(ctx, name, label, base, platform):
       label and the File of a pulled base's Debian packages or None (for
       the SBOM), and whether the base's listing holds all its files.
     """
-    none = struct(spec = None, inputs = [], shallow = False, metadata = depset(), blobs = depset(), foreign = False, digest = None, name = None, base_packages = None, listing_complete = True)
     if base == None:
-        return none
+        return _base_result()
     info = None
     if type(base) != "File":
         if KilnImageInfo in base:
             info = base[KilnImageInfo]
-        elif KilnLayoutInfo in base:
-            info = base[KilnLayoutInfo]
+        elif KilnBlobSetInfo in base:
+            info = base[KilnBlobSetInfo]
 
             # An index of kiln images: this platform's image, with its listing.
             info = info.images.get(platform, info)
@@ -117,18 +120,14 @@ def _base(ctx, name, label, base, platform):
         if listing:
             spec["listing"] = listing.path
 
-        # A pulled layout's are per platform; a kiln image's are its base's.
-        base_packages = info.base_packages
-        if type(base_packages) == "dict":
-            base_packages = base_packages.get(platform_key(platform))
-        return struct(
-            base_packages = base_packages,
+        return _base_result(
+            # A pulled layout's, or a kiln image's (its own base's).
+            base_packages = info.base_packages.get(platform_key(platform)),
             spec = spec,
             inputs = [spec_file] + files + ([listing] if listing else []),
             shallow = info.shallow,
             metadata = info.metadata,
             blobs = info.blobs,
-            foreign = False,
             digest = info.digest,
             name = display_label(base.label),
             listing_complete = bool(listing) and getattr(info, "listing_complete", True),
@@ -149,7 +148,7 @@ def _base(ctx, name, label, base, platform):
 def _verify_base(ctx, name, base, base_spec, base_inputs):
     """The base verification action, for an OCI layout the build did not make.
 
-    Bases built (KilnImageInfo) or pulled (KilnLayoutInfo, verified on fetch)
+    Bases built (KilnImageInfo) or pulled (KilnBlobSetInfo, verified on fetch)
     by rules_kiln are trusted; any other layout has every blob checked once
     (size and sha256) by its own action, which Bazel caches: an image rebuilt
     on an unchanged base does not hash it again.
@@ -166,7 +165,7 @@ def _verify_base(ctx, name, base, base_spec, base_inputs):
     """
     if base_spec == None or "layout" not in base_spec:
         return []
-    if type(base) == "Target" and (KilnImageInfo in base or KilnLayoutInfo in base):
+    if type(base) == "Target" and (KilnImageInfo in base or KilnBlobSetInfo in base):
         return []
     stamp = ctx.actions.declare_file(name + ".base-verified")
     args = ctx.actions.args()
@@ -533,7 +532,7 @@ def image_implementation(
     if getattr(ctx.attr, "check_binaries", True):
         validation.append(_check_binaries(ctx, name, listing, base_info.listing_complete, layer_infos, output_config, platform))
     info = KilnImageInfo(
-        base_packages = base_info.base_packages,
+        base_packages = {platform_key(platform_string(os, arch, variant)): base_info.base_packages} if base_info.base_packages else {},
         blobs = blobs,
         config = output_config,
         descriptor = descriptor,
@@ -547,15 +546,13 @@ def image_implementation(
         shallow = shallow,
         top = top,
     )
-    layout_info = KilnLayoutInfo(
-        base_packages = {},
-        blobs = info.blobs,
-        digest = output_digest,
-        images = {},
-        metadata = info.metadata,
-        sboms = [struct(descriptor = descriptor, sbom = sbom)],
-        shallow = shallow,
+    layout_info = blob_set_info(
         top = top,
+        digest = output_digest,
+        blobs = info.blobs,
+        metadata = info.metadata,
+        shallow = shallow,
+        sboms = [struct(descriptor = descriptor, sbom = sbom)],
     )
 
     # The OCI layout (output group oci_layout) and name.tar are on demand.

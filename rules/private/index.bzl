@@ -1,7 +1,7 @@
 """image_index: per-platform images -> one OCI image index."""
 
 load(":blobs.bzl", "blob_entry", "oci_layout")
-load(":providers.bzl", "KilnImageInfo", "KilnLayoutInfo")
+load(":providers.bzl", "KilnImageInfo", "blob_set_info")
 load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
 load(":transitions.bzl", "split_by_platforms")
 load(":utils.bzl", "display_label")
@@ -49,15 +49,14 @@ def _image_index_impl(ctx):
         progress_message = "Building image index %{label}",
         toolchain = TOOLCHAIN_TYPES["index"],
     )
-    info = KilnLayoutInfo(
-        base_packages = {},
-        blobs = depset(transitive = [i.blobs for i in images]),
-        digest = digest,
-        images = {i.platform: i for i in images},
-        metadata = depset([i.top for i in images], transitive = [i.metadata for i in images]),
-        sboms = [struct(descriptor = i.descriptor, sbom = i.sbom) for i in images],
-        shallow = len([i for i in images if i.shallow]) > 0,
+    info = blob_set_info(
         top = blob_entry(index, descriptor),
+        digest = digest,
+        blobs = depset(transitive = [i.blobs for i in images]),
+        metadata = depset([i.top for i in images], transitive = [i.metadata for i in images]),
+        shallow = len([i for i in images if i.shallow]) > 0,
+        images = {i.platform: i for i in images},
+        sboms = [struct(descriptor = i.descriptor, sbom = i.sbom) for i in images],
     )
     return [
         DefaultInfo(files = depset([index, digest])),

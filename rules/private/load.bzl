@@ -2,7 +2,7 @@
 
 load(":blobs.bzl", "runfiles_layout")
 load(":launcher.bzl", "write_launcher")
-load(":providers.bzl", "KilnLayoutInfo")
+load(":providers.bzl", "KilnBlobSetInfo")
 load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
 load(":toolchain.bzl", "RUN_TOOL_ATTRS", "TOOLCHAIN_TYPES", "run_tool")
 load(":utils.bzl", "check_reference", "display_label", "launcher_runfiles")
@@ -15,7 +15,7 @@ def _image_load_impl(ctx):
         # A `{KEY}` placeholder is only known once stamped; kiln-load checks the result.
         if not (stamp and "{" in tag):
             check_reference(tag, "%s: repo_tags" % label)
-    image = ctx.attr.image[KilnLayoutInfo]
+    image = ctx.attr.image[KilnBlobSetInfo]
     tool = run_tool(ctx, "load")
     launcher = ctx.actions.declare_file(ctx.label.name + ".load.sh")
 
@@ -57,7 +57,7 @@ The result is the same as a full load: the same image ID (the config digest) and
         "image": attr.label(
             doc = "The container_image or image_index to load.",
             mandatory = True,
-            providers = [KilnLayoutInfo],
+            providers = [KilnBlobSetInfo],
         ),
         "repo_tags": attr.string_list(doc = "Tags (`repo:tag`) for the loaded image. Default: `bazel/<package>:<name>`. Support stamp variables when stamped."),
     }),

@@ -15,7 +15,7 @@ KilnImageInfo = provider(
     doc = """One single-platform image built by kiln-image: its config and manifest, and
 the blob Files it is made of (as entries of `rules/private/blobs.bzl`).""",
     fields = {
-        "base_packages": "File or None: the Debian packages of a pulled base's layers (KilnBasePackages, `kiln_oci::sbom::BasePackages` JSON), which the SBOM lists; the base's, for an image on a kiln image.",
+        "base_packages": "dict platform key (`utils.bzl` `platform_key`) -> File: the Debian packages of a pulled base's layers for this image's platform (KilnBasePackages, `kiln_oci::sbom::BasePackages` JSON), which the SBOM lists; the base's, for an image on a kiln image; empty otherwise.",
         "blobs": "depset of blob entries: the layer blobs (and a foreign base's blob directory).",
         "config": "File: the image config blob.",
         "descriptor": "File: JSON descriptor of the manifest, with its platform.",
@@ -31,11 +31,12 @@ the blob Files it is made of (as entries of `rules/private/blobs.bzl`).""",
     },
 )
 
-KilnLayoutInfo = provider(
-    doc = """Something pushable and loadable: an image or an index, as its top manifest
-or index and the blob Files everything it references is in.""",
+KilnBlobSetInfo = provider(
+    doc = """An image or an index as a set of blobs: its top manifest or index and the
+blob Files everything it references is in. What push, load, image_test, the
+OCI layout and a kiln-built base take. Built by `blob_set_info`.""",
     fields = {
-        "base_packages": "dict platform key (`utils.bzl` `platform_key`) -> File: a pulled layout's Debian packages per platform (KilnBasePackages), read only by SBOMs (empty otherwise).",
+        "base_packages": "dict platform key (`utils.bzl` `platform_key`) -> File: a pulled base's Debian packages per platform (KilnBasePackages), read only by SBOMs (empty otherwise).",
         "blobs": "depset of blob entries: layer blobs.",
         "digest": "File: `sha256:<hex>` of the top manifest or index.",
         "images": "dict platform string -> KilnImageInfo: the images of an index (empty for an image or a pulled layout).",
@@ -45,6 +46,33 @@ or index and the blob Files everything it references is in.""",
         "top": "blob entry of the top manifest or index (its digest File is its descriptor), or a layout entry (a pulled layout: the single entry of its index.json).",
     },
 )
+
+def blob_set_info(top, digest, blobs = depset(), metadata = depset(), shallow = False, images = {}, sboms = [], base_packages = {}):
+    """The KilnBlobSetInfo of an image, an index or a pulled layout.
+
+    Args:
+      top: blob entry of the top manifest or index, or a pulled layout's entry.
+      digest: File holding `sha256:<hex>` of the top manifest or index.
+      blobs: depset of layer blob entries.
+      metadata: depset of manifest, config, index and layout entries.
+      shallow: some blobs are only in a registry.
+      images: platform string -> KilnImageInfo, for an index.
+      sboms: struct(descriptor, sbom) per platform manifest.
+      base_packages: platform key -> File of a pulled base's Debian packages.
+
+    Returns:
+      KilnBlobSetInfo.
+    """
+    return KilnBlobSetInfo(
+        base_packages = base_packages,
+        blobs = blobs,
+        digest = digest,
+        images = images,
+        metadata = metadata,
+        sboms = sboms,
+        shallow = shallow,
+        top = top,
+    )
 
 KilnDebInfo = provider(
     doc = "One pinned Debian package (from `kiln.debs`): its .deb and the control data dpkg's status keeps.",

@@ -2,7 +2,7 @@
 exposes its shallow layout. The layout action of `blobs.bzl` completes one."""
 
 load(":blobs.bzl", "layout_entry")
-load(":providers.bzl", "KilnLayoutInfo")
+load(":providers.bzl", "blob_set_info")
 load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
 load(":toolchains_repo.bzl", "host_platform_key")
 load(":utils.bzl", "platform_key")
@@ -89,15 +89,12 @@ def _pulled_image_impl(ctx):
             base_packages[platform_key(platform)] = _base_packages(ctx, layout, platform)
     return [
         DefaultInfo(files = depset([layout, digest])),
-        KilnLayoutInfo(
-            base_packages = base_packages,
-            blobs = depset(),
-            digest = digest,
-            images = {},
-            metadata = depset([layout_entry(layout)]),
-            sboms = [],
-            shallow = shallow,
+        blob_set_info(
             top = layout_entry(layout),
+            digest = digest,
+            metadata = depset([layout_entry(layout)]),
+            shallow = shallow,
+            base_packages = base_packages,
         ),
     ]
 

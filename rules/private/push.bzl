@@ -3,7 +3,7 @@
 load("@bazel_skylib//rules:common_settings.bzl", "BuildSettingInfo")
 load(":blobs.bzl", "blob_set_spec", "entry_files", "runfiles_layout")
 load(":launcher.bzl", "write_launcher")
-load(":providers.bzl", "KilnLayoutInfo")
+load(":providers.bzl", "KilnBlobSetInfo")
 load(":stamp.bzl", "STAMP_ATTRS", "stamp_files")
 load(":toolchain.bzl", "RUN_TOOL_ATTRS", "TOOLCHAIN_TYPES", "run_tool")
 load(":utils.bzl", "check_repository", "check_tag", "display_label", "input_runfiles_path", "launcher_runfiles")
@@ -11,7 +11,7 @@ load(":utils.bzl", "check_repository", "check_tag", "display_label", "input_runf
 KilnPushInfo = provider(
     doc = "What an image_push pushes, for image_release.",
     fields = {
-        "image": "KilnLayoutInfo: the image or index.",
+        "image": "KilnBlobSetInfo: the image or index.",
         "label": "string: the push target, for messages.",
         "remote_tags": "list of strings: its tags (may hold `{KEY}` when stamped).",
         "repository": "string: `HOST[:PORT]/NAME`, or empty.",
@@ -86,7 +86,7 @@ def _image_push_impl(ctx):
     for tag in ctx.attr.remote_tags:
         if not (stamp and "{" in tag):
             check_tag(tag, "%s: remote_tags" % label)
-    image = ctx.attr.image[KilnLayoutInfo]
+    image = ctx.attr.image[KilnBlobSetInfo]
     push = KilnPushInfo(
         image = image,
         label = label,
@@ -166,7 +166,7 @@ local output tree or from the remote cache
         "image": attr.label(
             doc = "The container_image or image_index to push.",
             mandatory = True,
-            providers = [KilnLayoutInfo],
+            providers = [KilnBlobSetInfo],
         ),
         "remote_tags": attr.string_list(
             doc = "Tags to set after the push. Support stamp variables (`{BUILD_EMBED_LABEL}`) when stamped.",

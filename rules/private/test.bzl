@@ -1,7 +1,7 @@
 """image_test: container-structure-test configs run against an image's blobs, with no Docker."""
 
 load(":blobs.bzl", "blob_set_spec", "layout_entry", "oci_layout", "write_blob_set")
-load(":providers.bzl", "KilnLayoutInfo")
+load(":providers.bzl", "KilnBlobSetInfo")
 load(":toolchain.bzl", "TOOLCHAIN_TYPES", "kiln_tool")
 load(":utils.bzl", "display_label", "input_runfiles_path", "launcher_runfiles", "shell_comment", "shell_quote")
 
@@ -14,7 +14,7 @@ exec "$runfiles/"{tool} --spec "$runfiles/"{spec} --root "$runfiles" {args} "$@"
 
 def _image_test_impl(ctx):
     label = display_label(ctx.label)
-    info = ctx.attr.image[KilnLayoutInfo]
+    info = ctx.attr.image[KilnBlobSetInfo]
     if info.shallow:
         # A pulled base's layers are only in its registry: they are fetched
         # at build time into the image's OCI layout (KilnFetchBlobs), so the
@@ -81,7 +81,7 @@ image. See docs/image-test.md.""",
         "image": attr.label(
             doc = "The container_image or image_index to test (for an index, the image of `platform`).",
             mandatory = True,
-            providers = [KilnLayoutInfo],
+            providers = [KilnBlobSetInfo],
         ),
         "platform": attr.string(
             doc = "For an index: `os/arch[/variant]` of the image to test (default: the machine running the test).",

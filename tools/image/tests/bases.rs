@@ -132,22 +132,8 @@ fn run(dir: &Path, name: &str, spec: &Value) -> Output {
 }
 
 #[track_caller]
-fn ok(out: Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-#[track_caller]
 fn fails(dir: &Path, name: &str, out: Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = kiln_testsupport::assert_refused(&out);
     // A failed run leaves no output behind.
     for f in [
         format!("{name}_layout"),
@@ -158,7 +144,7 @@ fn fails(dir: &Path, name: &str, out: Output) -> String {
     ] {
         assert!(!dir.join(&f).exists(), "{f} was left behind");
     }
-    String::from_utf8(out.stderr).unwrap()
+    stderr
 }
 
 /// The output image: its manifest, config JSON and layout.
@@ -269,7 +255,7 @@ fn oci_layout_with_two_platforms() {
         ("linux/arm64", "arm64"),
         ("linux/amd64", "amd64"),
     ] {
-        ok(run(
+        kiln_testsupport::assert_ok(&run(
             d,
             "pick",
             &spec(
@@ -354,7 +340,7 @@ fn nested_index_and_oci_layout_in_a_tar() {
     )
     .unwrap();
 
-    ok(run(
+    kiln_testsupport::assert_ok(&run(
         d,
         "nested",
         &spec(json!({"layout": "multi"}), "linux/arm64", vec![], json!({})),
@@ -385,7 +371,7 @@ fn nested_index_and_oci_layout_in_a_tar() {
 
     // The same layout packed in a tar, as docker_tar.
     sh(d, "tar", &["-cf", "multi.tar", "-C", "multi", "."]);
-    ok(run(
+    kiln_testsupport::assert_ok(&run(
         d,
         "intar",
         &spec(
@@ -452,7 +438,7 @@ fn docker_save_from_the_engine() {
     drop(imported);
 
     let app = layer(d, "app", &[("app/run", "#!/bin/sh\n")]);
-    ok(run(
+    kiln_testsupport::assert_ok(&run(
         d,
         "img",
         &spec(
@@ -511,7 +497,7 @@ fn docker_save_from_the_engine() {
     )
     .unwrap();
     let before = fs::read_dir(d).unwrap().count();
-    ok(run(
+    kiln_testsupport::assert_ok(&run(
         d,
         "gz",
         &spec(
@@ -598,7 +584,7 @@ fn docker_save_layers_and_diff_ids() {
         &[("0123/layer.tar", plain.clone()), (&gz_name, gz.clone())],
         &good_ids,
     );
-    ok(run(
+    kiln_testsupport::assert_ok(&run(
         d,
         "good",
         &spec(
@@ -741,7 +727,7 @@ fn label_files_os_version_created_and_config_digest() {
             "created": "2024-01-02T05:04:05.50+02:00",
         }),
     );
-    ok(run_with(
+    kiln_testsupport::assert_ok(&run_with(
         d,
         "img",
         &s,
@@ -784,7 +770,7 @@ fn label_files_os_version_created_and_config_digest() {
         ("2024-01-01T22:04:05-05:00", "2024-01-02T03:04:05Z"),
         ("0", "1970-01-01T00:00:00Z"),
     ] {
-        ok(run(
+        kiln_testsupport::assert_ok(&run(
             d,
             "t",
             &spec(
@@ -798,7 +784,7 @@ fn label_files_os_version_created_and_config_digest() {
         assert_eq!(config["created"], want);
         assert_eq!(config["history"][0]["created"], want);
     }
-    ok(run(
+    kiln_testsupport::assert_ok(&run(
         d,
         "t",
         &spec(Value::Null, "linux/amd64", vec![], json!({})),
@@ -909,7 +895,7 @@ fn stamping_on_and_off() {
     });
     let mut s = spec(Value::Null, "linux/amd64", vec![l.clone()], config.clone());
     s["stamp"] = json!(["stable-status.txt", "volatile-status.txt"]);
-    ok(run(d, "on", &s));
+    kiln_testsupport::assert_ok(&run(d, "on", &s));
     let (_, _, c) = image(d, "on");
     assert_eq!(c["created"], "2024-01-02T03:04:05Z");
     assert_eq!(c["history"][0]["created"], "2024-01-02T03:04:05Z");
@@ -942,7 +928,7 @@ fn stamping_on_and_off() {
     let mut config_off = config;
     config_off["created"] = json!("1704164645");
     config_off["entrypoint"] = json!(["/bin/alice"]);
-    ok(run(
+    kiln_testsupport::assert_ok(&run(
         d,
         "off",
         &spec(Value::Null, "linux/amd64", vec![l], config_off),

@@ -149,25 +149,11 @@ fn run(dir: &Path, name: &str, base: &str, platform: &str, layer: &Value) -> Out
 }
 
 #[track_caller]
-fn ok(out: Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-#[track_caller]
 fn fails(dir: &Path, name: &str, out: Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = kiln_testsupport::assert_refused(&out);
     assert!(!dir.join(format!("{name}_layout")).exists());
     assert!(!dir.join(format!("{name}.digest")).exists());
-    String::from_utf8(out.stderr).unwrap()
+    stderr
 }
 
 fn read(dir: &Path, file: &str) -> Vec<u8> {
@@ -189,8 +175,8 @@ fn shallow_and_complete_bases_give_the_same_image() {
     shallow_base(&base, &d.join("complete"), &d.join("shallow"));
     let l = layer(d, "app");
 
-    ok(run(d, "full", "complete", "linux/arm64", &l));
-    ok(run(d, "thin", "shallow", "linux/arm64", &l));
+    kiln_testsupport::assert_ok(&run(d, "full", "complete", "linux/arm64", &l));
+    kiln_testsupport::assert_ok(&run(d, "thin", "shallow", "linux/arm64", &l));
     // Byte for byte the same image: config, manifest digest, descriptor.
     for f in ["digest", "config.json", "descriptor.json", "listing.json"] {
         assert_eq!(
@@ -235,8 +221,8 @@ fn shallow_and_complete_bases_give_the_same_image() {
     // An image on the shallow image stays shallow, with the same entries;
     // on the complete one it is complete; both are the same image.
     let l2 = layer(d, "more");
-    ok(run(d, "full2", "full_layout", "linux/arm64/v8", &l2));
-    ok(run(d, "thin2", "thin_layout", "linux/arm64/v8", &l2));
+    kiln_testsupport::assert_ok(&run(d, "full2", "full_layout", "linux/arm64/v8", &l2));
+    kiln_testsupport::assert_ok(&run(d, "thin2", "thin_layout", "linux/arm64/v8", &l2));
     assert_eq!(read(d, "full2.digest"), read(d, "thin2.digest"));
     assert_eq!(read(d, "full2.config.json"), read(d, "thin2.config.json"));
     assert!(!d.join("full2_layout").join(SOURCE_FILE).exists());
@@ -253,7 +239,7 @@ fn a_platform_that_was_not_pulled_is_a_clear_error() {
     let base = complete_base(&d.join("complete"));
     shallow_base(&base, &d.join("complete"), &d.join("shallow"));
     let l = layer(d, "app");
-    ok(run(d, "amd", "shallow", "linux/amd64", &l));
+    kiln_testsupport::assert_ok(&run(d, "amd", "shallow", "linux/amd64", &l));
 
     let err = fails(d, "s390x", run(d, "s390x", "shallow", "linux/s390x", &l));
     assert_eq!(
@@ -301,5 +287,5 @@ fn a_base_blob_neither_present_nor_listed_is_named() {
         )
     );
     // The arm64 image does not need that blob.
-    ok(run(d, "arm", "shallow", "linux/arm64", &l));
+    kiln_testsupport::assert_ok(&run(d, "arm", "shallow", "linux/arm64", &l));
 }

@@ -8,8 +8,8 @@ use std::process::{Command, Output};
 
 use kiln_oci::{media_types, Digest};
 use kiln_testsupport::registry::{
-    basic_auth, docker_config, run_ok, skopeo_push, write_layout, Action, Proxy, Registry,
-    TestLayout,
+    auth_registry_with_image, basic_auth, docker_config, run_ok, skopeo_push, write_layout, Action,
+    Proxy, Registry, TestLayout,
 };
 
 const PULL: &str = env!("CARGO_BIN_EXE_kiln-pull");
@@ -498,15 +498,7 @@ fn missing_platform_is_an_error_listing_what_the_index_has() {
 
 #[test]
 fn basic_auth_from_docker_config_auths() {
-    let registry = Registry::start_with_htpasswd("kiln", "s3cret-pw");
-    let tmp = tempfile::tempdir().unwrap();
-    let layout = write_layout(&tmp.path().join("src"), &["linux/amd64"], false, "v1");
-    skopeo_push(
-        &layout,
-        "v1",
-        &format!("{}/kiln/base:v1", registry.addr),
-        Some("kiln:s3cret-pw"),
-    );
+    let (registry, tmp, layout) = auth_registry_with_image("kiln", "s3cret-pw");
     let image = format!("{}/kiln/base", registry.addr);
     let digest = layout.top.digest.to_string();
     let good = tmp.path().join("good");

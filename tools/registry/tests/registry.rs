@@ -5,8 +5,8 @@
 use kiln_oci::{media_types, sha256_bytes, Digest};
 use kiln_registry::{Client, ClientOptions, DockerConfig, ImageRef, RepoRef, Target, Transfer};
 use kiln_testsupport::registry::{
-    basic_auth, docker_config, run_ok, skopeo_digest, skopeo_push, write_layout, Action, Proxy,
-    Registry, Request,
+    auth_registry_with_image, basic_auth, docker_config, run_ok, skopeo_digest, skopeo_push,
+    write_layout, Action, Proxy, Registry, Request,
 };
 
 fn client(config: DockerConfig) -> Client {
@@ -189,15 +189,7 @@ async fn corrupt_blob_is_refused_and_nothing_is_written() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn basic_auth_from_docker_config() {
-    let registry = Registry::start_with_htpasswd("kiln", "s3cret-pw");
-    let tmp = tempfile::tempdir().unwrap();
-    let layout = write_layout(&tmp.path().join("src"), &["linux/amd64"], false, "v1");
-    skopeo_push(
-        &layout,
-        "v1",
-        &format!("{}/kiln/base:v1", registry.addr),
-        Some("kiln:s3cret-pw"),
-    );
+    let (registry, _tmp, layout) = auth_registry_with_image("kiln", "s3cret-pw");
     let base = repo(&registry.addr, "kiln/base");
     let top = by_digest(&base, &layout.top.digest);
 

@@ -13,7 +13,7 @@ use kiln_registry::deadline::SILENT_ATTEMPTS;
 use kiln_registry::retry::RetryPolicy;
 use kiln_registry::{Client, ClientOptions, Deadlines, DockerConfig, ImageRef, RepoRef, Target};
 use kiln_testsupport::registry::{
-    basic_auth, docker_config, http_get, Action, Fault, Faults, Kind, Proxy, Registry,
+    basic_auth, docker_config, http_get, noise, Action, Fault, Faults, Kind, Proxy, Registry,
 };
 
 /// Retry waits of a few milliseconds; `Retry-After` cut to 300 ms.
@@ -68,19 +68,6 @@ fn message(e: anyhow::Error) -> String {
     format!("{e:#}")
 }
 
-/// `len` bytes that differ with `seed`.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// Blob `digest` of `path` in the real registry at `addr`, read without
 /// the client under test; `None` when it answers 404.
 fn stored_blob(addr: &str, path: &str, digest: &Digest) -> Option<Vec<u8>> {
@@ -106,7 +93,7 @@ async fn manifest_with_blobs(c: &Client, dest: &RepoRef, seed: u64) -> Vec<u8> {
         "rootfs": {"type": "layers", "diff_ids": []},
     }))
     .unwrap();
-    let layer = bytes(seed, 1000);
+    let layer = noise(seed, 1000);
     let config_digest = upload(c, dest, &config).await;
     let layer_digest = upload(c, dest, &layer).await;
     let manifest = ImageManifest::new(
@@ -138,7 +125,7 @@ async fn fetch(c: &Client, repo: &RepoRef, digest: &Digest, size: Option<u64>) -
 async fn retry_after_is_honoured_up_to_its_cap() {
     let registry = Registry::start();
     let (direct, _) = client(quick(3));
-    let blob = bytes(1, 5000);
+    let blob = noise(1, 5000);
     let digest = upload(&direct, &repo(&registry.addr, "kiln/app"), &blob).await;
 
     // An hour asked for: the 300 ms cap is waited, not the 2-4 ms backoff.
@@ -170,7 +157,7 @@ async fn retry_after_is_honoured_up_to_its_cap() {
 async fn retry_after_zero_is_honoured_over_the_backoff() {
     let registry = Registry::start();
     let (direct, _) = client(quick(3));
-    let digest = upload(&direct, &repo(&registry.addr, "kiln/app"), &bytes(2, 100)).await;
+    let digest = upload(&direct, &repo(&registry.addr, "kiln/app"), &noise(2, 100)).await;
     let faults = Faults::new().first(1, Kind::BlobHead, Fault::status_retry_after(429, "0"));
     let proxy = Proxy::start_with_faults(&registry.addr, &faults);
     // A backoff of 10 s would be waited without the header.
@@ -208,7 +195,7 @@ async fn a_429_without_retry_after_backs_off_and_retries() {
         max_delay: Duration::from_millis(40),
         ..quick(4)
     });
-    let blob = bytes(3, 2000);
+    let blob = noise(3, 2000);
     let started = Instant::now();
     let digest = upload(&c, &repo(&proxy.addr, "kiln/app"), &blob).await;
     assert!(started.elapsed() >= Duration::from_millis(40));
@@ -256,7 +243,7 @@ async fn push_and_pull_through_one_error_of_each_kind(registry: &str, status: u1
     let proxy = Proxy::start_with_faults(registry, &faults);
     let (c, lines) = client(quick(3));
     let dest = repo(&proxy.addr, &path);
-    let blob = bytes(u64::from(status) + 1, 3000);
+    let blob = noise(u64::from(status) + 1, 3000);
     let digest = sha256_bytes(&blob);
 
     assert!(!c.blob_exists(&dest, &digest).await.unwrap(), "{status}");
@@ -312,7 +299,7 @@ async fn server_errors_that_never_stop_fail_naming_the_operation_and_the_status(
     let (c, _) = client(quick(3));
     let dest = repo(&proxy.addr, "kiln/app");
 
-    let blob = bytes(5, 3000);
+    let blob = noise(5, 3000);
     let digest = sha256_bytes(&blob);
     let err = message(c.push_blob_bytes(&dest, &digest, &blob).await.unwrap_err());
     assert!(
@@ -371,7 +358,7 @@ async fn refusals_are_final_not_retried() {
         .unwrap_err(),
     );
     assert!(err.contains("HTTP 403 Forbidden from"), "{err}");
-    let blob = bytes(7, 100);
+    let blob = noise(7, 100);
     let digest = sha256_bytes(&blob);
     let err = message(c.push_blob_bytes(&dest, &digest, &blob).await.unwrap_err());
     assert!(err.contains("HTTP 400 Bad Request from"), "{err}");
@@ -398,7 +385,7 @@ async fn an_upload_reset_midway_starts_again_and_the_registry_gets_the_exact_blo
     let proxy = Proxy::start_with_faults(&registry.addr, &faults);
     let (c, lines) = client(quick(4));
     // Larger than the socket buffers: the reset comes while it is sent.
-    let blob = bytes(8, 6 << 20);
+    let blob = noise(8, 6 << 20);
     let digest = sha256_bytes(&blob);
     c.push_blob_bytes(&repo(&proxy.addr, "kiln/app"), &digest, &blob)
         .await
@@ -425,7 +412,7 @@ async fn an_upload_the_registry_completed_before_the_reset_is_not_sent_again() {
     let faults = Faults::new().first(1, Kind::BlobPut, Fault::ForwardThenReset);
     let proxy = Proxy::start_with_faults(&registry.addr, &faults);
     let (c, _) = client(quick(4));
-    let blob = bytes(9, 100_000);
+    let blob = noise(9, 100_000);
     let digest = upload(&c, &repo(&proxy.addr, "kiln/app"), &blob).await;
     assert_eq!(proxy.requests_of(Kind::BlobPut).len(), 1);
     assert_eq!(proxy.requests_of(Kind::BlobHead).len(), 1);
@@ -460,7 +447,7 @@ async fn a_manifest_upload_reset_is_sent_again() {
 async fn a_wrong_content_length_is_never_taken_for_the_blob() {
     let registry = Registry::start();
     let (direct, _) = client(quick(2));
-    let blob = bytes(11, 20_000);
+    let blob = noise(11, 20_000);
     let size = blob.len() as u64;
     let digest = upload(&direct, &repo(&registry.addr, "kiln/app"), &blob).await;
     let manifest = manifest_with_blobs(&direct, &repo(&registry.addr, "kiln/app"), 12).await;
@@ -555,7 +542,7 @@ async fn a_wrong_content_length_is_never_taken_for_the_blob() {
 async fn a_download_reset_midway_starts_again_from_the_first_byte() {
     let registry = Registry::start();
     let (direct, _) = client(quick(3));
-    let blob = bytes(13, 1 << 20);
+    let blob = noise(13, 1 << 20);
     let digest = upload(&direct, &repo(&registry.addr, "kiln/app"), &blob).await;
     let faults = Faults::new().first(2, Kind::BlobGet, Fault::CutBody);
     let proxy = Proxy::start_with_faults(&registry.addr, &faults);
@@ -592,7 +579,7 @@ async fn a_download_reset_midway_starts_again_from_the_first_byte() {
 async fn a_download_that_keeps_breaking_gives_up_naming_the_blob_and_leaves_no_file() {
     let registry = Registry::start();
     let (direct, _) = client(quick(3));
-    let blob = bytes(17, 1 << 20);
+    let blob = noise(17, 1 << 20);
     let digest = upload(&direct, &repo(&registry.addr, "kiln/app"), &blob).await;
     let faults = Faults::new().always(Kind::BlobGet, Fault::CutBody);
     let proxy = Proxy::start_with_faults(&registry.addr, &faults);
@@ -626,7 +613,7 @@ async fn a_download_that_keeps_breaking_gives_up_naming_the_blob_and_leaves_no_f
 async fn a_slow_first_byte_within_the_silence_deadline_is_waited_for() {
     let registry = Registry::start();
     let (direct, _) = client(quick(3));
-    let blob = bytes(14, 4000);
+    let blob = noise(14, 4000);
     let digest = upload(&direct, &repo(&registry.addr, "kiln/app"), &blob).await;
     let faults = Faults::new().first(1, Kind::BlobGet, Fault::Late(Duration::from_millis(200)));
     let proxy = Proxy::start_with_faults(&registry.addr, &faults);
@@ -652,7 +639,7 @@ async fn a_slow_first_byte_within_the_silence_deadline_is_waited_for() {
 async fn a_first_byte_past_the_silence_deadline_is_a_silence_tried_again() {
     let registry = Registry::start();
     let (direct, _) = client(quick(3));
-    let blob = bytes(15, 4000);
+    let blob = noise(15, 4000);
     let digest = upload(&direct, &repo(&registry.addr, "kiln/app"), &blob).await;
     let faults = Faults::new().first(1, Kind::BlobGet, Fault::Late(Duration::from_secs(3)));
     let proxy = Proxy::start_with_faults(&registry.addr, &faults);
@@ -720,7 +707,7 @@ async fn a_registry_silent_mid_push_gives_up_after_the_silent_tries_naming_the_r
 #[tokio::test(flavor = "current_thread")]
 async fn a_blob_redirect_to_another_host_is_followed_without_credentials() {
     let registry = Registry::start_with_htpasswd("kiln", "kiln-password");
-    let blob = bytes(16, 50_000);
+    let blob = noise(16, 50_000);
     let digest = sha256_bytes(&blob);
     // The blob's bytes are served by a storage host of its own (as
     // registries send blob downloads to a CDN or an object store).

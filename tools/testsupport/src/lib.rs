@@ -224,6 +224,15 @@ pub fn run_kiln_image(bin: &str, dir: &Path, name: &str, spec: &Value, extra: &[
     out
 }
 
+/// Asserts the tool failed with exit status 1 (a refusal, not a crash);
+/// returns its stderr.
+#[track_caller]
+pub fn assert_refused(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    stderr
+}
+
 /// Asserts the tool succeeded; returns its stderr.
 #[track_caller]
 pub fn assert_ok(out: &Output) -> String {

@@ -164,9 +164,10 @@ impl TestLayout {
     }
 }
 
-/// Deterministic bytes that gzip cannot shrink much (xorshift).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
+/// `len` deterministic bytes that gzip cannot shrink much (xorshift), a
+/// different run for each `seed`.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..len)
         .map(|_| {
             x ^= x << 13;
@@ -296,6 +297,25 @@ pub fn skopeo_push(layout: &TestLayout, tag: &str, dest: &str, creds: Option<&st
 }
 
 /// The digest of `docker://REF` according to skopeo (plain HTTP).
+/// A registry behind htpasswd `user:password` holding a one-platform image
+/// (`linux/amd64`) at `kiln/base:v1`, pushed by skopeo; with the tempdir
+/// the layout was written in (kept alive by the caller).
+pub fn auth_registry_with_image(
+    user: &str,
+    password: &str,
+) -> (Registry, tempfile::TempDir, TestLayout) {
+    let registry = Registry::start_with_htpasswd(user, password);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let layout = write_layout(&tmp.path().join("src"), &["linux/amd64"], false, "v1");
+    skopeo_push(
+        &layout,
+        "v1",
+        &format!("{}/kiln/base:v1", registry.addr),
+        Some(&format!("{user}:{password}")),
+    );
+    (registry, tmp, layout)
+}
+
 pub fn skopeo_digest(reference: &str) -> Digest {
     let out = run_ok(
         "skopeo",

@@ -23,8 +23,10 @@ compare_configs() {
         fail "$name: build with --config=bazel9" "$(grep -E 'ERROR' "$log" | head -8)"; return
     fi
     # Quiet: Bazel's progress and nothing else (no warning of the packaged
-    # Bazel's, see e2e/setup/install-bazel.sh; no print() of ours).
-    check "$name: the build prints no WARNING or DEBUG line" bash -c "! grep -E '^(WARNING|DEBUG):' '$log'"
+    # Bazel's, see e2e/setup/install-bazel.sh; no print() of ours; no cargo
+    # output from a source build of the tools).
+    check "$name: the build prints no WARNING or DEBUG line, nor cargo's" \
+        bash -c "! grep -E '^(WARNING|DEBUG):|^ +(Compiling [A-Za-z0-9_-]+ v[0-9]|Finished .[a-z]+. profile)' '$log'"
     bin=$(cd "$ws" && kbazel "$ob_with" info bazel-bin 2>/dev/null)
     with=$(digests_of "$bin" "$@")
     if ! (cd "$ws" && KILN_BAZEL_CONFIG='' kbazel "$ob_without" build "$@" >"$log" 2>&1); then

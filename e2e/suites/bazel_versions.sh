@@ -67,11 +67,12 @@ suite_bazel_versions() {
     fi
 
     # Every image and index of e2e/basic that builds (the top package and the
-    # API's; bad/, analysis/ and binaries/ are refused on purpose).
+    # API's; bad/, analysis/ and binaries/ are refused on purpose), but those
+    # always stamped: their `created` is the build's time.
     source e2e/suites/api.sh
     local basic_targets
     if api_fixtures && basic_targets=$(cd e2e/basic && kbazel basic query \
-        'kind("container_image_ rule|image_index rule", //:all + //api/...) except attr(tags, manual, //...)' 2>"$KILN_WORK/bazel-versions-query.log"); then
+        'kind("container_image_ rule|image_index rule", //:all + //api/...) except attr(tags, manual, //...) except attr(stamp, "^1$", //...)' 2>"$KILN_WORK/bazel-versions-query.log"); then
         # shellcheck disable=SC2086
         compare_configs "bazel9: e2e/basic" e2e/basic basic basic-bazel7 $basic_targets
     else
@@ -83,6 +84,16 @@ suite_bazel_versions() {
         grep -q '^service_image(' "$svc" && targets+=("//build/$(basename "$(dirname "$svc")"):image")
     done
     compare_configs "bazel9: examples" examples ex1 ex-bazel7 "${targets[@]}"
+
+    # e2e/imagetest, in the copy the image_test suite builds (with its probe
+    # binaries and tarballs).
+    source e2e/suites/image_test.sh
+    local it_ws
+    if it_ws=$(it_workspace 2>"$KILN_WORK/bazel-versions-imagetest.log"); then
+        compare_configs "bazel9: e2e/imagetest" "$it_ws" imagetest imagetest-bazel7 //:probe_amd64 //:probe_arm64 //:probe
+    else
+        fail "bazel9: e2e/imagetest: its probe binaries and tarballs" "$(tail -5 "$KILN_WORK/bazel-versions-imagetest.log")"
+    fi
 
     # `@<kiln.debs repo>//:update` (a generated repository's rule) builds and
     # runs under the configuration: in a copy of examples/, as it rewrites the lock.

@@ -5,9 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bazel_args=(${KILN_DOCS_BAZEL_ARGS:-})
-bazel "${bazel_args[@]}" build -- //docs:defs_doc.textproto //docs:extensions_doc.textproto >/dev/null 2>&1 ||
-    bazel "${bazel_args[@]}" build -- //docs:defs_doc.textproto //docs:extensions_doc.textproto
-bin=$(bazel "${bazel_args[@]}" info bazel-bin 2>/dev/null)
+# Under Bazel 8 and 9's defaults (.bazelrc imports bazel9.bazelrc), as the e2e suites build.
+flags=(--config=bazel9)
+bazel "${bazel_args[@]}" build "${flags[@]}" -- //docs:defs_doc.textproto //docs:extensions_doc.textproto >/dev/null 2>&1 ||
+    bazel "${bazel_args[@]}" build "${flags[@]}" -- //docs:defs_doc.textproto //docs:extensions_doc.textproto
+bin=$(bazel "${bazel_args[@]}" info "${flags[@]}" bazel-bin 2>/dev/null)
 generated=$(python3 docs/render_docs.py "rules_kiln rule reference" "$bin/docs/defs_doc.textproto" "$bin/docs/extensions_doc.textproto")
 if [ "${1:-}" = "--check" ]; then
     diff -u docs/rules.md <(printf '%s\n' "$generated") && echo "docs/rules.md is up to date"

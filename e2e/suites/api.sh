@@ -32,14 +32,19 @@ api_docker_load() { docker load -i "$API_BIN/$1.tar" 2>&1 | sed -n 's/^Loaded im
 # tar_times FILE: "path mtime" per entry, UTC, as GNU tar lists them.
 tar_times() { TZ=UTC tar --full-time -tvf "$1" | awk '{print $6 " " $4 "T" $5}' | sort; }
 
-suite_api() {
+# api_fixtures: what e2e/basic/api needs beside the tree; FAIL when it cannot.
+api_fixtures() {
     mkdir -p e2e/basic/api/downloaded
     if [ ! -s e2e/basic/api/downloaded/busybox-static.deb ]; then
         # A real Debian package for `debs`, and a shell to run in the images.
         (cd "$KILN_WORK" && rm -f busybox-static_*.deb && apt-get download busybox-static >/dev/null 2>&1) &&
             cp "$KILN_WORK"/busybox-static_*.deb e2e/basic/api/downloaded/busybox-static.deb ||
-            { fail "api: apt-get download busybox-static"; return; }
+            { fail "api: apt-get download busybox-static"; return 1; }
     fi
+}
+
+suite_api() {
+    api_fixtures || return
     # `<name>-layer.tar` is built only when asked for.
     api_build "api" //api/... //api/naming/... //api:tars_layer-layer.tar //api:misc_layer-layer.tar \
         //api:mtime_layer-layer.tar //api:portable_mtime_layer-layer.tar //api:preserved_mtime_layer-layer.tar || return

@@ -23,8 +23,10 @@ compare_configs() {
         fail "$name: build with --config=bazel9" "$(grep -E 'ERROR' "$log" | head -8)"; return
     fi
     # Quiet: Bazel's progress and nothing else (no warning of the packaged
-    # Bazel's, see e2e/setup/install-bazel.sh; no print() of ours).
-    check "$name: the build prints no WARNING or DEBUG line" bash -c "! grep -E '^(WARNING|DEBUG):' '$log'"
+    # Bazel's, see e2e/setup/install-bazel.sh; no print() of ours; no cargo
+    # output from a source build of the tools).
+    check "$name: the build prints no WARNING or DEBUG line, nor cargo's" \
+        bash -c "! grep -E '^(WARNING|DEBUG):|^ +(Compiling [A-Za-z0-9_-]+ v[0-9]|Finished .[a-z]+. profile)' '$log'"
     bin=$(cd "$ws" && kbazel "$ob_with" info bazel-bin 2>/dev/null)
     with=$(digests_of "$bin" "$@")
     if ! (cd "$ws" && KILN_BAZEL_CONFIG='' kbazel "$ob_without" build "$@" >"$log" 2>&1); then
@@ -64,13 +66,34 @@ suite_bazel_versions() {
         fail "bazel9: the check fails on a native sh_binary and on a split on \"~\"" "$out"
     fi
 
-    compare_configs "bazel9: e2e/basic" e2e/basic basic basic-bazel7 //:app //:child //:portable_index
+    # Every image and index of e2e/basic that builds (the top package and the
+    # API's; bad/, analysis/ and binaries/ are refused on purpose), but those
+    # always stamped: their `created` is the build's time.
+    source e2e/suites/api.sh
+    local basic_targets
+    if api_fixtures && basic_targets=$(cd e2e/basic && kbazel basic query \
+        'kind("container_image_ rule|image_index rule", //:all + //api/...) except attr(tags, manual, //...) except attr(stamp, "^1$", //...)' 2>"$KILN_WORK/bazel-versions-query.log"); then
+        # shellcheck disable=SC2086
+        compare_configs "bazel9: e2e/basic" e2e/basic basic basic-bazel7 $basic_targets
+    else
+        fail "bazel9: e2e/basic: the images to compare" "$(tail -5 "$KILN_WORK/bazel-versions-query.log")"
+    fi
 
     local svc targets=()
     for svc in examples/build/*/BUILD.bazel; do
         grep -q '^service_image(' "$svc" && targets+=("//build/$(basename "$(dirname "$svc")"):image")
     done
     compare_configs "bazel9: examples" examples ex1 ex-bazel7 "${targets[@]}"
+
+    # e2e/imagetest, in the copy the image_test suite builds (with its probe
+    # binaries and tarballs).
+    source e2e/suites/image_test.sh
+    local it_ws
+    if it_ws=$(it_workspace 2>"$KILN_WORK/bazel-versions-imagetest.log"); then
+        compare_configs "bazel9: e2e/imagetest" "$it_ws" imagetest imagetest-bazel7 //:probe_amd64 //:probe_arm64 //:probe
+    else
+        fail "bazel9: e2e/imagetest: its probe binaries and tarballs" "$(tail -5 "$KILN_WORK/bazel-versions-imagetest.log")"
+    fi
 
     # `@<kiln.debs repo>//:update` (a generated repository's rule) builds and
     # runs under the configuration: in a copy of examples/, as it rewrites the lock.

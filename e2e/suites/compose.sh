@@ -9,8 +9,10 @@ suite_compose() {
     fi
     command -v docker-compose >/dev/null || { fail "compose: docker-compose is installed"; return; }
     local log="$KILN_WORK/compose.log" svc port project="kilne2e$$"
-    # The examples' own output base (the examples suite builds there first).
-    if (cd examples && make oci-load BAZEL="bazel --output_base=$KILN_WORK/ob-ex1" BAZEL_FLAGS="--repo_env=KILN_CARGO_TARGET_DIR=$KILN_CARGO_TARGET_DIR" >"$log" 2>&1); then
+    # The examples' own output base (the examples suite builds there first),
+    # under the configuration kbazel uses (KILN_BAZEL_CONFIG).
+    local config=${KILN_BAZEL_CONFIG-bazel9}
+    if (cd examples && make oci-load BAZEL="bazel --output_base=$KILN_WORK/ob-ex1" BAZEL_CONFIG="${config:+--config=$config}" BAZEL_FLAGS="--repo_env=KILN_CARGO_TARGET_DIR=$KILN_CARGO_TARGET_DIR" >"$log" 2>&1); then
         pass "compose: make oci-load"
     else
         fail "compose: make oci-load" "$(grep -E 'ERROR|rror|kiln' "$log" | head -8)"

@@ -190,8 +190,11 @@ remote_isolation_checks() {
     fi
     # shellcheck disable=SC2086
     check "remote: on the worker: no go, cargo, docker, bazel or /root/.cargo" \
-        bash -c "cd '$ws' && bazel --output_base='$KILN_WORK/ob-remote-probe' build $probe_flags //:isolated"
+        remote_probe_bazel "$ws" build $probe_flags //:isolated
 }
+
+# remote_probe_bazel WS ARGS...: kbazel in the probe workspace (a function, for `check`).
+remote_probe_bazel() { (cd "$1" && kbazel remote-probe "${@:2}"); }
 
 remote_basic_checks() {
     local flags=$1 log="$KILN_WORK/remote-basic.log" first second local_digests

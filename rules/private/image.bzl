@@ -117,8 +117,13 @@ def _base(ctx, name, label, base, platform):
         spec_file, files = write_blob_set(ctx, name + ".base", info, metadata_only = True)
         spec = {"blob_set": spec_file.path}
         listing = getattr(info, "listing", None)
+        listing_complete = bool(listing) and getattr(info, "listing_complete", True)
         if listing:
             spec["listing"] = listing.path
+            if not listing_complete:
+                # A kiln image on a pulled or foreign base lists only its own
+                # layers: the entrypoint check must not call the rest missing.
+                spec["listing_complete"] = False
 
         return _base_result(
             # A pulled layout's, or a kiln image's (its own base's).
@@ -130,7 +135,7 @@ def _base(ctx, name, label, base, platform):
             blobs = info.blobs,
             digest = info.digest,
             name = display_label(base.label),
-            listing_complete = bool(listing) and getattr(info, "listing_complete", True),
+            listing_complete = listing_complete,
         )
     files = [base] if type(base) == "File" else base.files.to_list()
     if len(files) == 1 and files[0].is_directory:

@@ -79,7 +79,8 @@ def _build_from_source(rctx):
         ["--bin=kiln-" + t for t in TOOL_NAMES],
         environment = {"CARGO_TARGET_DIR": target_dir},
         timeout = 3600,
-        quiet = False,
+        # Quiet: Bazel's progress line says what runs; cargo's errors are in the failure.
+        quiet = True,
     )
     if result.return_code != 0:
         fail("rules_kiln: toolchains: `cargo build --release --locked` in %s failed (exit %d):\n%s" % (workspace, result.return_code, result.stderr))

@@ -11,8 +11,11 @@ _vectors_repo = repository_rule(
     doc = "Writes vectors.bzl holding the decoded validation vectors.",
 )
 
-def _vectors_impl(_mctx):
+def _vectors_impl(mctx):
     _vectors_repo(name = "kiln_vectors", src = Label("@rules_kiln//:tools/testdata/validation.json"))
+
+    # Derived from a source file of the module: a lockfile need not record it.
+    return mctx.extension_metadata(reproducible = True)
 
 vectors = module_extension(
     implementation = _vectors_impl,

@@ -107,8 +107,14 @@ _go_sdk_repo = repository_rule(
     attrs = {"lock": attr.label(mandatory = True, allow_single_file = [".json"])},
 )
 
+def _go_sdk_extension_impl(mctx):
+    _go_sdk_repo(name = "go_sdk", lock = "//build/util:go_sdk.lock.json")
+
+    # Pinned by sha256 in the lock: a lockfile need not record it.
+    return mctx.extension_metadata(reproducible = True)
+
 go_sdk_extension = module_extension(
-    implementation = lambda mctx: _go_sdk_repo(name = "go_sdk", lock = "//build/util:go_sdk.lock.json"),
+    implementation = _go_sdk_extension_impl,
     doc = "`@go_sdk`: the Go SDK of build/util/go_sdk.lock.json.",
 )
 

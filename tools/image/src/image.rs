@@ -41,8 +41,9 @@ pub struct Spec {
     pub stamp: Option<Vec<PathBuf>>,
 }
 
-/// `{"blob_set": FILE, "listing": FILE?}` (a kiln image, index or pulled
-/// base: its manifests and configs, see kiln_oci::blob_set),
+/// `{"blob_set": FILE, "listing": FILE?, "listing_complete": BOOL?}` (a kiln
+/// image, index or pulled base: its manifests and configs, see
+/// kiln_oci::blob_set),
 /// `{"layout": DIR}` or `{"docker_tar": FILE}` (a foreign base, whose layer
 /// blobs are written to `--base-blobs`).
 #[derive(Debug, Deserialize)]
@@ -56,6 +57,14 @@ pub struct BaseSpec {
     pub docker_tar: Option<PathBuf>,
     #[serde(default)]
     pub listing: Option<PathBuf>,
+    /// False when `listing` lacks files of the base: a kiln image on a
+    /// `kiln.pull` or foreign base lists its own layers only.
+    #[serde(default = "yes")]
+    pub listing_complete: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -560,7 +569,8 @@ pub fn run(spec_path: &Path, out: &Outputs) -> anyhow::Result<()> {
     // Listing and entrypoint check. A base without a listing (any OCI
     // layout or docker_tar not written by us) makes the view incomplete:
     // see `FsView`.
-    let base_listing_known = base.as_ref().is_none_or(|b| b.listing.is_some());
+    let base_listing_known = base.as_ref().is_none_or(|b| b.listing.is_some())
+        && spec.base.as_ref().is_none_or(|b| b.listing_complete);
     let mut view = FsView::new(base_listing_known);
     if let Some(listing) = base.as_ref().and_then(|b| b.listing.clone()) {
         view.add_layer(listing);

@@ -184,4 +184,16 @@ fn errors_name_target_and_attribute() {
     let mut on_unknown = spec(json!({"entrypoint": ["/bin/sh"]}));
     on_unknown["base"] = json!({"layout": "scratch_layout", "listing": null});
     ok(run(d, "on_unknown", on_unknown));
+
+    // A base whose listing holds only some of its files (a kiln image on a
+    // pulled base lists its own layers): what the listing lacks may be there.
+    let mut on_partial = spec(json!({"entrypoint": ["/bin/sh"]}));
+    on_partial["base"] = json!({"layout": "scratch_layout", "listing": "scratch.listing.json", "listing_complete": false});
+    ok(run(d, "on_partial", on_partial.clone()));
+    on_partial["base"]["listing_complete"] = json!(true);
+    let e = stderr_of(run(d, "on_partial", on_partial));
+    assert_eq!(
+        e.trim_end(),
+        "kiln-image: //t:bad: entrypoint: \"/bin/sh\" is not in the image"
+    );
 }

@@ -4,9 +4,8 @@
 //! transfers that are streamed and verified against their digest on the
 //! way, cross-repository mounts and registry-to-registry copies.
 //!
-//! It is written on reqwest directly rather than on oci-client (which the
-//! workspace used before and no longer depends on), because oci-client 0.18
-//! lacks what pulling needs: it returns no `Content-Type` with raw
+//! It is written on reqwest directly rather than on oci-client, because
+//! oci-client 0.18 lacks what pulling needs: it returns no `Content-Type` with raw
 //! manifests, swallows token service errors (a refused login surfaces as a
 //! bare 401), cannot exchange an identity (refresh) token, asks only the
 //! destination's scope when mounting (so token registries never mount) and

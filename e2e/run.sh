@@ -21,15 +21,16 @@ cd "$(dirname "$0")/.."
 # shellcheck source=e2e/lib/common.sh
 source e2e/lib/common.sh
 
-# The lanes, longest first (the order lanes start in). A lane's suites share
-# an output base (ex1: the examples; basic: e2e/basic), so they run in order.
+# The lanes, longest first (the order lanes start in; ship's two release
+# builds are the longest step of a run). A lane's suites share an output base
+# (ex1: the examples; basic: e2e/basic), so they run in order.
 LANES=(
+    "ship"
     "examples push supply_chain load reproducible pull image_test compose bazel_versions"
     "rust docs analysis fuzz"
-    "ship"
-    "api bad_input toolchains hostile"
-    "cache release"
     "remote"
+    "cache release"
+    "api bad_input toolchains hostile"
 )
 QUICK=(rust docs analysis smoke)
 

@@ -23,6 +23,7 @@ KilnPushInfo = provider(
 _SETTINGS_ATTRS = dict(RUN_TOOL_ATTRS, **{
     "_push_mode": attr.label(default = Label("//settings:push")),
     "_remote_cache": attr.label(default = Label("//settings:remote_cache")),
+    "_remote_instance_name": attr.label(default = Label("//settings:remote_instance_name")),
 })
 
 def _lazy(ctx):
@@ -30,7 +31,11 @@ def _lazy(ctx):
 
 def _remote_cache_flags(ctx):
     url = ctx.attr._remote_cache[BuildSettingInfo].value
-    return {"--remote-cache": [url] if url else []}
+    instance = ctx.attr._remote_instance_name[BuildSettingInfo].value
+    return {
+        "--remote-cache": [url] if url else [],
+        "--remote-instance-name": [instance] if instance else [],
+    }
 
 def _service(ctx, name, push, lazy, tags):
     """One service of a release spec: its JSON and its runfiles.

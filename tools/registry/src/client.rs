@@ -1359,11 +1359,11 @@ fn upload_location(response: &Response) -> anyhow::Result<Url> {
 /// [`std::io::ErrorKind::InvalidData`] (so an HTTP body built from it is
 /// aborted, never completed, and [`Client::push_blob_stream`] does not try
 /// again); a failed read of `inner` is an error of another kind.
-pub(crate) fn verified_stream(
-    inner: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+pub(crate) fn verified_stream<E>(
+    inner: impl Stream<Item = Result<Bytes, E>> + Send + 'static,
     digest: &Digest,
     size: u64,
-    describe: impl Fn(reqwest::Error) -> String + Send + Sync + 'static,
+    describe: impl Fn(E) -> String + Send + Sync + 'static,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     let describe = Arc::new(describe);
     let verifier = Some(Verifier::new(digest, Some(size)));

@@ -226,13 +226,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .any(|b| matches!(b.source, plan::BlobSource::Lazy(_)))
     });
     let user_agent = concat!("rules_kiln-kiln-push/", env!("CARGO_PKG_VERSION"));
-    let cas = match cli.remote_cache.as_deref().filter(|u| !u.is_empty()) {
-        Some(url) if lazy => Some(
-            RemoteCache::new(url, &cli.remote_instance_name, user_agent)
-                .context("--remote-cache")?,
-        ),
-        _ => None,
-    };
     let no_cas = "no remote cache was given (--@rules_kiln//settings:remote_cache=URL, \
                   or -- --remote-cache URL)"
         .to_string();
@@ -243,6 +236,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let progress = Arc::new(Progress::new());
     let digests = runtime.block_on(async {
+        // Inside the runtime: a gRPC cache's channel runs on it.
+        let cas = match cli.remote_cache.as_deref().filter(|u| !u.is_empty()) {
+            Some(url) if lazy => Some(
+                RemoteCache::new(url, &cli.remote_instance_name, user_agent)
+                    .context("--remote-cache")?,
+            ),
+            _ => None,
+        };
         let pusher = Pusher::connect(&services, progress.clone(), cas, no_cas, sign_key).await?;
         pusher.push(&services).await
     })?;

@@ -1423,14 +1423,14 @@ mod tests {
                 Ok(Bytes::from_static(b"def")),
             ])
         };
-        let out: Vec<_> = verified_stream(chunks(), &good, 6, |e| e.to_string())
+        let out: Vec<_> = verified_stream(chunks(), &good, 6, |e: reqwest::Error| e.to_string())
             .collect()
             .await;
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|r| r.is_ok()));
 
         let other = sha256_bytes(b"abcdeF");
-        let out: Vec<_> = verified_stream(chunks(), &other, 6, |e| e.to_string())
+        let out: Vec<_> = verified_stream(chunks(), &other, 6, |e: reqwest::Error| e.to_string())
             .collect()
             .await;
         // The last piece is withheld: the error takes its place.
@@ -1441,7 +1441,7 @@ mod tests {
         assert!(e.to_string().contains("corrupt"), "{e}");
 
         // Too short: the error comes after the last piece.
-        let out: Vec<_> = verified_stream(chunks(), &good, 7, |e| e.to_string())
+        let out: Vec<_> = verified_stream(chunks(), &good, 7, |e: reqwest::Error| e.to_string())
             .collect()
             .await;
         assert_eq!(out.len(), 3);

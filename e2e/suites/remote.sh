@@ -94,7 +94,7 @@ suite_remote() {
     # anything. Old ones are moved aside and deleted in the background.
     local trash="$KILN_WORK/remote-trash.$$"
     mkdir -p "$trash"
-    for ob in remote-local remote-ex remote-probe remote-basic remote-basic-local remote-pulled remote-pulled-local; do
+    for ob in remote-local remote-ex remote-lazy remote-probe remote-basic remote-basic-local remote-pulled remote-pulled-local; do
         if [ -d "$KILN_WORK/ob-$ob" ]; then
             bazel --output_base="$KILN_WORK/ob-$ob" shutdown >/dev/null 2>&1
             mv "$KILN_WORK/ob-$ob" "$trash/"
@@ -159,6 +159,9 @@ suite_remote() {
     check "remote: worker w2 (started after w1 was killed) ran actions to completion" \
         grep -q "Runner exited with code 0" "$REMOTE_DIR/worker-w2.log"
 
+    # Before remote_basic_checks: it restarts the server, whose CAS is in memory.
+    remote_lazy_release_checks "$flags" "$remote_bin"
+
     remote_basic_checks "$flags"
     remote_pull_checks "$flags" "$local_bin"
 
@@ -194,6 +197,46 @@ remote_isolation_checks() {
 }
 
 # remote_probe_bazel WS ARGS...: kbazel in the probe workspace (a function, for `check`).
+# remote_lazy_release_checks FLAGS BIN: a lazy release of the seven services from
+# a fresh output base with --remote_download_minimal reads the blobs the
+# registry lacks from BuildGrid's CAS over grpc:// (BatchReadBlobs,
+# ByteStream/Read): every tag holds the built digest, and again: no write.
+remote_lazy_release_checks() {
+    local flags=$1 bin=$2 log="$KILN_WORK/remote-lazy.log" reg reglog svc wrong="" uploads n0 writes
+    start_registry remote-lazy || { fail "remote: docker-registry starts (lazy release)"; return; }
+    reg=$REGISTRY reglog=$REGISTRY_LOG
+    local lazy=(--remote_download_minimal --@rules_kiln//settings:push=lazy
+        --@rules_kiln//settings:remote_cache="$REMOTE_EXECUTOR")
+    rm -rf "$KILN_WORK/ob-remote-lazy"
+    # shellcheck disable=SC2086
+    if (cd examples && kbazel remote-lazy run $flags "${lazy[@]}" //:release -- --registry "$reg" --tag v1) >"$log" 2>&1; then
+        pass "remote: lazy release (fresh output base, --remote_download_minimal) from BuildGrid's CAS over grpc:// exits 0"
+    else
+        fail "remote: lazy release from BuildGrid's CAS over grpc://" "$(grep -E 'kiln-push|ERROR' "$log" | tail -8)"
+    fi
+    for svc in "${REMOTE_SERVICES[@]}"; do
+        [ "$(skopeo inspect --raw --tls-verify=false "docker://$reg/kiln/$svc:v1" 2>/dev/null | sha256sum | cut -d' ' -f1)" = \
+            "$(sed 's/^sha256://' "$bin/build/$svc/image.digest")" ] || wrong="$wrong $svc"
+    done
+    expect_eq "remote: lazy release: every service's v1 tag holds the built index digest (skopeo)" "" "$wrong"
+    uploads=$(sed -nE 's/.*"PUT (\/v2\/[^ ]*\/blobs\/uploads\/[^ ]*) HTTP[^"]*" 201 .*/\1/p' "$reglog" | wc -l)
+    if [ "$uploads" -gt 0 ]; then
+        pass "remote: lazy release: $uploads blobs uploaded (registry log)"
+    else
+        fail "remote: lazy release uploaded blobs (registry log)" "0 completed uploads"
+    fi
+    check "remote: lazy release: blobs were read from the gRPC cache (not local outputs)" \
+        grep -q 'pushed (from the remote cache) blob' "$log"
+    n0=$(wc -l <"$reglog")
+    # shellcheck disable=SC2086
+    (cd examples && kbazel remote-lazy run $flags "${lazy[@]}" //:release -- --registry "$reg" --tag v1) >"$log.2" 2>&1 ||
+        fail "remote: the second lazy release exits 0" "$(grep -E 'kiln-push|ERROR' "$log.2" | tail -5)"
+    writes=$(tail -n +"$((n0 + 1))" "$reglog" | grep -cE '"(PUT|POST|PATCH|DELETE) /v2/' || true)
+    expect_eq "remote: the second lazy release makes 0 writes (registry log)" "0" "$writes"
+    bazel --output_base="$KILN_WORK/ob-remote-lazy" shutdown >/dev/null 2>&1
+    stop_registries
+}
+
 remote_probe_bazel() { (cd "$1" && kbazel remote-probe "${@:2}"); }
 
 remote_basic_checks() {

@@ -23,6 +23,7 @@ KilnPushInfo = provider(
 _SETTINGS_ATTRS = dict(RUN_TOOL_ATTRS, **{
     "_push_mode": attr.label(default = Label("//settings:push")),
     "_remote_cache": attr.label(default = Label("//settings:remote_cache")),
+    "_remote_instance_name": attr.label(default = Label("//settings:remote_instance_name")),
 })
 
 def _lazy(ctx):
@@ -30,7 +31,11 @@ def _lazy(ctx):
 
 def _remote_cache_flags(ctx):
     url = ctx.attr._remote_cache[BuildSettingInfo].value
-    return {"--remote-cache": [url] if url else []}
+    instance = ctx.attr._remote_instance_name[BuildSettingInfo].value
+    return {
+        "--remote-cache": [url] if url else [],
+        "--remote-instance-name": [instance] if instance else [],
+    }
 
 def _service(ctx, name, push, lazy, tags):
     """One service of a release spec: its JSON and its runfiles.
@@ -161,7 +166,8 @@ nothing. See docs/supply-chain.md.
 With `--@rules_kiln//settings:push=lazy`, Bazel does not download the image's
 blobs as runfiles: kiln-push reads only those the registry lacks, from the
 local output tree or from the remote cache
-(`--@rules_kiln//settings:remote_cache=URL` or `-- --remote-cache URL`).""",
+(`--@rules_kiln//settings:remote_cache=URL` or `-- --remote-cache URL`: HTTP,
+or gRPC with `--@rules_kiln//settings:remote_instance_name=NAME`).""",
     attrs = dict(STAMP_ATTRS, **dict(_SETTINGS_ATTRS, **{
         "image": attr.label(
             doc = "The container_image or image_index to push.",
@@ -238,7 +244,8 @@ repository and the registry's message.
 
 With `--@rules_kiln//settings:push=lazy`, Bazel downloads no blob: kiln-push
 reads only those the registries lack, from the local output tree or from the
-remote cache (`--@rules_kiln//settings:remote_cache=URL`).""",
+remote cache (`--@rules_kiln//settings:remote_cache=URL`: HTTP, or gRPC with
+`--@rules_kiln//settings:remote_instance_name=NAME`).""",
     attrs = dict(_SETTINGS_ATTRS, **{
         "pushes": attr.label_list(
             doc = "The image_push targets to push (a service_image's `:push`, for example).",

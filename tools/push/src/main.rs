@@ -17,7 +17,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use kiln_oci::reference::{validate_tag, Repository};
 use kiln_oci::{Layout, Stamp};
-use kiln_registry::cas::HttpCas;
+use kiln_registry::cas::RemoteCache;
 
 use crate::progress::Progress;
 use crate::registry::{Pusher, Sbom, Service};
@@ -61,9 +61,15 @@ struct Cli {
     /// (repeatable). With --release: added to every service's own tags.
     #[arg(long = "tag", value_name = "TAG", allow_hyphen_values = true)]
     tags: Vec<String>,
-    /// The Bazel HTTP remote cache lazy blobs are read from (GET /cas/<hex>).
+    /// The Bazel remote cache lazy blobs are read from, as given to Bazel's
+    /// --remote_cache: http(s):// (GET /cas/<hex>), or grpc://, grpcs://,
+    /// unix: (REAPI).
     #[arg(long, value_name = "URL")]
     remote_cache: Option<String>,
+    /// The instance name of a gRPC remote cache (Bazel's
+    /// --remote_instance_name).
+    #[arg(long, value_name = "NAME", default_value = "")]
+    remote_instance_name: String,
     /// Also write the pushed digest (sha256:..., no newline) to this file
     /// (one service only).
     #[arg(long, value_name = "OUT")]
@@ -220,10 +226,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .any(|b| matches!(b.source, plan::BlobSource::Lazy(_)))
     });
     let user_agent = concat!("rules_kiln-kiln-push/", env!("CARGO_PKG_VERSION"));
-    let cas = match cli.remote_cache.as_deref().filter(|u| !u.is_empty()) {
-        Some(url) if lazy => Some(HttpCas::new(url, user_agent).context("--remote-cache")?),
-        _ => None,
-    };
     let no_cas = "no remote cache was given (--@rules_kiln//settings:remote_cache=URL, \
                   or -- --remote-cache URL)"
         .to_string();
@@ -234,6 +236,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let progress = Arc::new(Progress::new());
     let digests = runtime.block_on(async {
+        // Inside the runtime: a gRPC cache's channel runs on it.
+        let cas = match cli.remote_cache.as_deref().filter(|u| !u.is_empty()) {
+            Some(url) if lazy => Some(
+                RemoteCache::new(url, &cli.remote_instance_name, user_agent)
+                    .context("--remote-cache")?,
+            ),
+            _ => None,
+        };
         let pusher = Pusher::connect(&services, progress.clone(), cas, no_cas, sign_key).await?;
         pusher.push(&services).await
     })?;

@@ -27,7 +27,7 @@ use anyhow::{anyhow, Context};
 use futures_util::{StreamExt, TryStreamExt};
 use kiln_oci::reference::Repository;
 use kiln_oci::Digest;
-use kiln_registry::cas::HttpCas;
+use kiln_registry::cas::RemoteCache;
 use kiln_registry::{
     BlobStream, Client, ClientOptions, DockerConfig, ImageRef, RepoRef, Target, Transfer,
 };
@@ -219,7 +219,7 @@ pub struct Pusher {
     client: Client,
     progress: Arc<Progress>,
     /// The remote cache lazy blobs are read from.
-    cas: Option<HttpCas>,
+    cas: Option<RemoteCache>,
     /// Why there is no cache, for the error of a lazy blob that needs one.
     no_cas: String,
     /// `--sign-key`: each service's top digest is signed with it.
@@ -236,7 +236,7 @@ impl Pusher {
     pub async fn connect(
         services: &[Service],
         progress: Arc<Progress>,
-        cas: Option<HttpCas>,
+        cas: Option<RemoteCache>,
         no_cas: String,
         sign_key: Option<SigningKey>,
     ) -> anyhow::Result<Pusher> {
@@ -477,11 +477,13 @@ impl Pusher {
                 };
                 // Asked once up front: a blob the cache lacks is an error
                 // naming it, not an upload that fails half-way.
-                if !cas.has(digest).await? {
+                if !cas.has(digest, size).await? {
                     return Err(anyhow!(
-                        "neither in the local outputs ({}) nor in the remote cache ({})",
+                        "neither in the local outputs ({}) nor in the remote cache ({}): \
+                         build the images again with this remote cache, or push eagerly \
+                         (--@rules_kiln//settings:push=eager)",
                         output.display(),
-                        cas.url_of(digest)
+                        cas.describe(digest, size)
                     ));
                 }
                 let upload = self.progress.start_upload(short(digest), size);
@@ -489,7 +491,10 @@ impl Pusher {
                     .client
                     .push_blob_stream(dest, digest, size, &upload.sent, || async {
                         cas.open(digest, size).await?.ok_or_else(|| {
-                            anyhow!("the remote cache no longer has {}", cas.url_of(digest))
+                            anyhow!(
+                                "the remote cache no longer has {}",
+                                cas.describe(digest, size)
+                            )
                         })
                     })
                     .await;

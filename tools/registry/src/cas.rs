@@ -1,7 +1,11 @@
-//! Reading blobs from a Bazel HTTP remote cache: Bazel stores a file under
-//! `/cas/<sha256 hex>`, and a blob's OCI digest is the sha256 of its bytes,
-//! so a push can fetch exactly the blobs a registry lacks from the cache
-//! instead of making Bazel download every blob as a runfile.
+//! Reading blobs from a Bazel remote cache: a blob's OCI digest is the
+//! sha256 of its bytes, which is how Bazel's cache names a file, so a push
+//! can fetch exactly the blobs a registry lacks from the cache instead of
+//! making Bazel download every blob as a runfile.
+//!
+//! [`RemoteCache`] is the one source the tools read from, chosen by the URL
+//! given to Bazel's `--remote_cache`: an HTTP cache ([`HttpCas`],
+//! `GET <cache>/cas/<hex>`) or a gRPC one ([`GrpcCas`], REAPI).
 //!
 //! No registry credentials are ever sent to the cache (another origin).
 //! The cache gets the registry's deadlines ([`Deadlines`]), and its
@@ -14,6 +18,93 @@ use reqwest::{StatusCode, Url};
 use crate::client::{verified_stream, BlobStream};
 use crate::deadline::Deadlines;
 use crate::error::{body_excerpt, send_error};
+use crate::retry::RetryPolicy;
+
+mod grpc;
+pub use grpc::{GrpcCas, BATCH_READ_LIMIT};
+
+/// The remote cache lazy blobs are read from.
+pub enum RemoteCache {
+    /// `http://` or `https://`.
+    Http(HttpCas),
+    /// `grpc://`, `grpcs://` or `unix:`.
+    Grpc(GrpcCas),
+}
+
+impl RemoteCache {
+    /// The cache at `url`, as given to Bazel's `--remote_cache`, its kind
+    /// chosen by the scheme; `instance` is Bazel's `--remote_instance_name`
+    /// (gRPC caches only; may be empty). The deadlines and retries are the
+    /// registry client's, from the environment.
+    pub fn new(url: &str, instance: &str, user_agent: &str) -> anyhow::Result<RemoteCache> {
+        Self::with_deadlines(
+            url,
+            instance,
+            user_agent,
+            Deadlines::from_env()?,
+            RetryPolicy::from_env()?,
+        )
+    }
+
+    /// [`RemoteCache::new`] with the given deadlines and retries.
+    pub fn with_deadlines(
+        url: &str,
+        instance: &str,
+        user_agent: &str,
+        deadlines: Deadlines,
+        retry: RetryPolicy,
+    ) -> anyhow::Result<RemoteCache> {
+        if url.starts_with("http://") || url.starts_with("https://") {
+            if !instance.is_empty() {
+                return Err(anyhow!(
+                    "remote cache {url:?}: an HTTP cache has no instance names (the instance \
+                     name {instance:?} is for gRPC caches)"
+                ));
+            }
+            return Ok(RemoteCache::Http(HttpCas::with_deadlines(
+                url, user_agent, deadlines,
+            )?));
+        }
+        if ["grpc://", "grpcs://", "unix:"]
+            .iter()
+            .any(|s| url.starts_with(s))
+        {
+            return Ok(RemoteCache::Grpc(GrpcCas::with_deadlines(
+                url, instance, user_agent, deadlines, retry,
+            )?));
+        }
+        Err(anyhow!(
+            "remote cache {url:?}: not a cache URL Bazel's --remote_cache takes (http://, \
+             https://, grpc://, grpcs:// or unix:)"
+        ))
+    }
+
+    /// Where blob `digest` is, for messages.
+    pub fn describe(&self, digest: &Digest, size: u64) -> String {
+        match self {
+            RemoteCache::Http(cas) => cas.url_of(digest),
+            RemoteCache::Grpc(cas) => cas.describe(digest, size),
+        }
+    }
+
+    /// Whether the cache has blob `digest` (`size` bytes); no bytes moved.
+    pub async fn has(&self, digest: &Digest, size: u64) -> anyhow::Result<bool> {
+        match self {
+            RemoteCache::Http(cas) => cas.has(digest).await,
+            RemoteCache::Grpc(cas) => cas.has(digest, size).await,
+        }
+    }
+
+    /// Opens blob `digest` (`size` bytes): `Ok(None)` when the cache does
+    /// not have it. The stream fails, before its last piece, when the bytes
+    /// do not hash to `digest`.
+    pub async fn open(&self, digest: &Digest, size: u64) -> anyhow::Result<Option<BlobStream>> {
+        match self {
+            RemoteCache::Http(cas) => cas.open(digest, size).await,
+            RemoteCache::Grpc(cas) => cas.open(digest, size).await,
+        }
+    }
+}
 
 /// A Bazel HTTP cache (`--remote_cache=http://…`), read-only.
 pub struct HttpCas {

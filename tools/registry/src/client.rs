@@ -1359,11 +1359,11 @@ fn upload_location(response: &Response) -> anyhow::Result<Url> {
 /// [`std::io::ErrorKind::InvalidData`] (so an HTTP body built from it is
 /// aborted, never completed, and [`Client::push_blob_stream`] does not try
 /// again); a failed read of `inner` is an error of another kind.
-pub(crate) fn verified_stream(
-    inner: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+pub(crate) fn verified_stream<E>(
+    inner: impl Stream<Item = Result<Bytes, E>> + Send + 'static,
     digest: &Digest,
     size: u64,
-    describe: impl Fn(reqwest::Error) -> String + Send + Sync + 'static,
+    describe: impl Fn(E) -> String + Send + Sync + 'static,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     let describe = Arc::new(describe);
     let verifier = Some(Verifier::new(digest, Some(size)));
@@ -1423,14 +1423,14 @@ mod tests {
                 Ok(Bytes::from_static(b"def")),
             ])
         };
-        let out: Vec<_> = verified_stream(chunks(), &good, 6, |e| e.to_string())
+        let out: Vec<_> = verified_stream(chunks(), &good, 6, |e: reqwest::Error| e.to_string())
             .collect()
             .await;
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|r| r.is_ok()));
 
         let other = sha256_bytes(b"abcdeF");
-        let out: Vec<_> = verified_stream(chunks(), &other, 6, |e| e.to_string())
+        let out: Vec<_> = verified_stream(chunks(), &other, 6, |e: reqwest::Error| e.to_string())
             .collect()
             .await;
         // The last piece is withheld: the error takes its place.
@@ -1441,7 +1441,7 @@ mod tests {
         assert!(e.to_string().contains("corrupt"), "{e}");
 
         // Too short: the error comes after the last piece.
-        let out: Vec<_> = verified_stream(chunks(), &good, 7, |e| e.to_string())
+        let out: Vec<_> = verified_stream(chunks(), &good, 7, |e: reqwest::Error| e.to_string())
             .collect()
             .await;
         assert_eq!(out.len(), 3);

@@ -18,6 +18,7 @@ use kiln_oci::blob_set::{BlobSet, Link};
 use kiln_oci::{canonical, media_types, sha256_bytes, Digest, LayerDescriptor};
 use serde_json::{json, Value};
 
+pub mod grpc_cas;
 pub mod registry;
 
 /// True when `tool` runs: a path that is a file, or a command answering

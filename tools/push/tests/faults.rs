@@ -130,18 +130,17 @@ fn a_push_through_transient_faults_succeeds_with_the_exact_content_and_its_tag()
     assert_eq!((status, body), (200, layout.top_bytes.clone()));
 }
 
-#[test]
-fn a_push_whose_blob_uploads_keep_failing_names_the_blob_and_the_status_and_writes_no_tag() {
-    if !tools_available() {
-        return;
-    }
+/// A push (two tries per request) through a proxy that answers every `kind`
+/// request with `status`: it must fail with exit status 1 and print nothing on
+/// stdout. Returns the registry behind the proxy, the proxy, the image and
+/// the push's stderr.
+fn push_refused_every_time(kind: Kind, status: u16) -> (Registry, Proxy, TestLayout, String) {
     let registry = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
     let layout = write_layout(&tmp.path().join("layout"), &["linux/amd64"], false, "v1");
-    let faults = Faults::new().always(Kind::BlobPut, Fault::status(503));
+    let faults = Faults::new().always(kind, Fault::status(status));
     let proxy = Proxy::start_with_faults(&registry.addr, &faults);
     let repository = format!("{}/kiln/app", proxy.addr);
-
     let out = push(
         tmp.path(),
         &layout,
@@ -151,6 +150,15 @@ fn a_push_whose_blob_uploads_keep_failing_names_the_blob_and_the_status_and_writ
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    (registry, proxy, layout, stderr)
+}
+
+#[test]
+fn a_push_whose_blob_uploads_keep_failing_names_the_blob_and_the_status_and_writes_no_tag() {
+    if !tools_available() {
+        return;
+    }
+    let (registry, proxy, layout, stderr) = push_refused_every_time(Kind::BlobPut, 503);
     let error = stderr
         .lines()
         .find(|l| l.starts_with("kiln-push: ") && l.contains("gave up"))
@@ -185,22 +193,7 @@ fn a_push_whose_manifest_uploads_keep_failing_names_the_manifest_and_the_status_
     if !tools_available() {
         return;
     }
-    let registry = Registry::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let layout = write_layout(&tmp.path().join("layout"), &["linux/amd64"], false, "v1");
-    let faults = Faults::new().always(Kind::ManifestPut, Fault::status(500));
-    let proxy = Proxy::start_with_faults(&registry.addr, &faults);
-    let repository = format!("{}/kiln/app", proxy.addr);
-
-    let out = push(
-        tmp.path(),
-        &layout,
-        &repository,
-        &[("KILN_REGISTRY_ATTEMPTS", "2")],
-    );
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    let (registry, proxy, layout, stderr) = push_refused_every_time(Kind::ManifestPut, 500);
     let digest = &layout.top.digest;
     assert!(
         stderr.contains(&format!(
